@@ -1,0 +1,286 @@
+"""``AutoencoderTransformer``: a nonlinear, trainable stand-in for ``PCA``."""
+
+import numpy as np
+import torch
+from sklearn.base import (
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from ._base import _BaseAutoencoder
+
+
+class AutoencoderTransformer(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAutoencoder
+):
+    """Autoencoder for dimensionality reduction, trained with PyTorch.
+
+    An encoder network maps each sample to ``n_components`` latent values
+    (``transform``) and a decoder that mirrors it maps them back
+    (``inverse_transform``). Training minimises the reconstruction loss with
+    Adam, with the stopping rules of :class:`~sklearn.neural_network.MLPRegressor`.
+    It drops into a :class:`~sklearn.pipeline.Pipeline` wherever
+    :class:`~sklearn.decomposition.PCA` does.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of latent dimensions (the code size).
+
+    hidden_layer_sizes : int or tuple of int, default=(64, 32)
+        Sizes of the encoder's hidden layers, input side first. The decoder
+        uses them in reverse order. ``()`` gives a shallow autoencoder.
+
+    activation : {'relu', 'tanh', 'logistic', 'identity', 'elu', 'gelu', \
+'selu', 'leaky_relu'}, default='relu'
+        Activation of the hidden layers. The code and output layers are
+        linear.
+
+    dropout : float, default=0.0
+        Dropout probability after each hidden activation, in training only.
+
+    batch_norm : bool, default=False
+        Whether to put batch normalization before each hidden activation.
+
+    loss : {'mse', 'bce'}, default='mse'
+        Reconstruction loss. ``'bce'`` (binary cross-entropy, the decoder
+        output read as logits) is for data in [0, 1] and needs no scaling.
+
+    learning_rate : float, default=1e-3
+        Adam's step size.
+
+    weight_decay : float, default=0.0
+        L2 penalty on the weights (Adam's ``weight_decay``).
+
+    batch_size : int or 'auto', default='auto'
+        Rows per optimisation step. ``'auto'`` is ``min(256, n_samples)``;
+        larger values are clipped to ``n_samples``.
+
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the training data).
+
+    tol : float, default=1e-4
+        Training stops when the monitored loss (training loss, or the
+        validation loss with ``early_stopping``) has not improved by at least
+        ``tol`` for ``n_iter_no_change`` consecutive epochs.
+
+    n_iter_no_change : int, default=10
+        Epochs without improvement allowed before stopping.
+
+    early_stopping : bool, default=False
+        Whether to hold out ``validation_fraction`` of the training data,
+        stop when its loss stops improving, and restore the weights of the
+        best epoch.
+
+    validation_fraction : float, default=0.1
+        Fraction of the training data held out when ``early_stopping=True``.
+
+    standardize : bool, default=True
+        Whether to z-score each feature internally before training, so that
+        features in large units do not dominate the loss. ``transform``
+        applies the same scaling, ``inverse_transform`` undoes it, and scores
+        are reported in the units of X. Ignored with ``loss='bce'``.
+
+    device : str or torch.device, default='auto'
+        Where the network is trained and run. ``'auto'`` picks CUDA when
+        available, else the CPU.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout and the validation
+        split. Pass an int for reproducible results across calls. torch's
+        global random state is left as it was.
+
+    verbose : int, default=0
+        Show a progress bar over epochs when > 0.
+
+    callbacks : list of skorch callbacks or (name, callback) tuples, default=None
+        Extra skorch callbacks for training, e.g.
+        :class:`skorch.callbacks.LRScheduler` or
+        :class:`skorch.callbacks.Checkpoint`. Copies are used, so the objects
+        passed in are not modified. Hooks called per batch receive the batch;
+        the net records losses per epoch, not per batch.
+
+    warm_start : bool, default=False
+        When True and already fitted, ``fit`` continues training the fitted
+        network (keeping its scaling) for up to ``max_iter`` more epochs.
+
+    Attributes
+    ----------
+    net_ : AutoencoderNet
+        The fitted skorch net; ``net_.history`` holds per-epoch losses and
+        times.
+
+    module_ : torch.nn.Module
+        The fitted network (``net_.module_``), with ``encoder`` and
+        ``decoder`` sub-modules.
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit. Defined only when X has feature
+        names that are all strings.
+
+    mean_ : ndarray of shape (n_features_in_,) or None
+        Per-feature mean removed before training (None without scaling).
+
+    scale_ : ndarray of shape (n_features_in_,) or None
+        Per-feature scale divided out before training (None without scaling).
+
+    loss_curve_ : list of float
+        Mean training loss (in standardized units) of each epoch.
+
+    best_loss_ : float
+        Smallest value of ``loss_curve_``.
+
+    validation_scores_ : list of float or None
+        Negative validation loss of each epoch with ``early_stopping``, else
+        None.
+
+    best_validation_score_ : float or None
+        Largest value of ``validation_scores_``, whose weights were restored.
+
+    n_iter_ : int
+        Number of epochs run (across warm starts).
+
+    device_ : torch.device
+        Device the fitted network lives on.
+
+    See Also
+    --------
+    VAETransformer : Variational autoencoder with a likelihood and sampling.
+    AEOutlierDetector : Outlier detection from reconstruction error.
+    sklearn.decomposition.PCA : Linear dimensionality reduction.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_ae import AutoencoderTransformer
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> ae = AutoencoderTransformer(n_components=8, max_iter=5, random_state=0)
+    >>> Z = ae.fit_transform(X)  # doctest: +SKIP
+    >>> Z.shape  # doctest: +SKIP
+    (1797, 8)
+    >>> ae.inverse_transform(Z).shape  # doctest: +SKIP
+    (1797, 64)
+    """
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the autoencoder to X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data. Sparse input is densified one batch at a time.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        return self._fit(X)
+
+    def transform(self, X):
+        """Return the latent code of each sample.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to encode.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+            Latent codes, float32 for float32 input, else float64.
+        """
+        X = self._check_fitted_input(X)
+        return self._map_batches(
+            X, lambda module, xb: module.encode(xb), self._output_dtype(X)
+        )
+
+    def inverse_transform(self, X):
+        """Return the reconstruction decoded from latent codes, in input units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Latent codes, e.g. from :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features_in_)
+            Reconstructed data.
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=(np.float64, np.float32))
+        if Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"X has {Z.shape[1]} features, but inverse_transform expects "
+                f"n_components={self.n_components} latent features."
+            )
+        criterion = self.net_.criterion_
+
+        def decode(module, zb):
+            return self._to_input_units(criterion.mean(module.decode(zb)))
+
+        from ._data import TensorData
+
+        codes = TensorData(Z, device=self.net_.device)
+        return self._map_batches(codes, decode, self._output_dtype(Z))
+
+    def score_samples(self, X):
+        """Return the negative reconstruction error of each sample.
+
+        The error is the mean squared error over features in the units of X
+        (``loss='mse'``) or the mean binary cross-entropy (``loss='bce'``).
+        Higher is better.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to reconstruct.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            Negative per-sample reconstruction error.
+        """
+        X = self._check_fitted_input(X)
+        return -self._reconstruction_errors(X, self._output_dtype(X))
+
+    def score(self, X, y=None):
+        """Return the mean negative reconstruction error on X.
+
+        Higher is better, so :class:`~sklearn.model_selection.GridSearchCV`
+        can tune the autoencoder without labels or a ``scoring`` argument.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to reconstruct.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        score : float
+            Mean of :meth:`score_samples`.
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

@@ -1,0 +1,380 @@
+"""What every sklearn_ae estimator shares: parameters, validation, the fit
+skeleton around the training engine, seeding, batched inference, pickling.
+
+Subclasses fill in a few hooks: ``_build_module`` (the torch network),
+``_build_criterion`` (the training loss) and, optionally,
+``_extra_callbacks``.
+"""
+
+import copy
+import warnings
+from contextlib import contextmanager
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from skorch.callbacks import EarlyStopping
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._callbacks import EpochProgressBar
+from ._data import TensorData, feature_scaling
+from ._engine import AutoencoderNet, HoldoutSplit, NonFiniteLossError
+from ._losses import ReconstructionLoss
+from ._networks import ACTIVATIONS, MLPAutoencoder
+
+_ACCEPT_SPARSE = ("csr", "csc", "coo")
+_DTYPES = (np.float64, np.float32)
+# Rows per forward pass at inference: large enough to amortise the per-call
+# cost, small enough that a batch of wide rows stays a few tens of MB.
+_INFERENCE_ROWS = 8192
+
+
+def resolve_device(device):
+    """Return the ``torch.device`` that ``device`` ('auto', 'cpu', 'cuda:0'...) names."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'."
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available; use "
+            "device='cpu' or device='auto'."
+        )
+    return resolved
+
+
+@contextmanager
+def seeded_torch(seed, device):
+    """Seed torch's default generators for the block, then restore them.
+
+    Weight init, shuffling and dropout draw from torch's default generators;
+    forking them keeps ``fit`` reproducible without changing the caller's
+    global RNG state.
+    """
+    devices = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+class _BaseAutoencoder(BaseEstimator):
+    """Base class for the autoencoder estimators. Not for direct use."""
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_norm": ["boolean"],
+        "loss": [StrOptions({"mse", "bce"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "standardize": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [list, None],
+        "warm_start": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(64, 32),
+        activation="relu",
+        dropout=0.0,
+        batch_norm=False,
+        loss="mse",
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        batch_size="auto",
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        standardize=True,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        warm_start=False,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.loss = loss
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.standardize = standardize
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.warm_start = warm_start
+
+    # ------------------------------------------------------------------ hooks
+    def _build_module(self, n_features):
+        """Return the untrained torch module for ``n_features`` inputs."""
+        return MLPAutoencoder(
+            n_features,
+            self.n_components,
+            self._hidden_sizes(),
+            activation=self.activation,
+            dropout=self.dropout,
+            batch_norm=self.batch_norm,
+        )
+
+    def _build_criterion(self):
+        """Return the training loss, a module called as ``criterion(output, X)``."""
+        return ReconstructionLoss(self.loss)
+
+    def _extra_callbacks(self):
+        """Return ``(name, callback)`` pairs a subclass adds to training."""
+        return []
+
+    # ------------------------------------------------------------ validation
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        if not all(isinstance(s, Integral) and s > 0 for s in sizes):
+            raise ValueError(
+                "hidden_layer_sizes must be a positive integer or a sequence of "
+                f"positive integers, got {self.hidden_layer_sizes!r}."
+            )
+        return sizes
+
+    def _scales_input(self):
+        """Whether inputs are z-scored inside the estimator."""
+        return self.standardize and self.loss != "bce"
+
+    def _check_input_range(self, X):
+        if self.loss != "bce":
+            return
+        values = X.data if hasattr(X, "tocsr") else X
+        if values.size and (values.min() < 0 or values.max() > 1):
+            raise ValueError(
+                "loss='bce' needs every value of X in [0, 1]; got values in "
+                f"[{values.min():.4g}, {values.max():.4g}]. Scale X to [0, 1] "
+                "(e.g. MinMaxScaler) or use loss='mse'."
+            )
+
+    def _validate_X(self, X, *, reset):
+        return validate_data(
+            self, X, reset=reset, accept_sparse=_ACCEPT_SPARSE, dtype=_DTYPES
+        )
+
+    def _resolved_batch_size(self, n_samples):
+        """``'auto'`` is ``min(256, n_samples)``: a size at which a step of a
+        small tabular network is still dominated by arithmetic, not overhead."""
+        if self.batch_size == "auto":
+            return min(256, n_samples)
+        return min(self.batch_size, n_samples)
+
+    # -------------------------------------------------------------------- fit
+    def _fit(self, X):
+        """Validate ``X``, train (or keep training) the network, set fitted state.
+
+        The new net is trained on the side and only stored once training
+        succeeded, so a failed fit leaves an earlier fit intact.
+        """
+        warm = self.warm_start and hasattr(self, "net_")
+        X = self._validate_X(X, reset=not warm)
+        self._hidden_sizes()
+        self._check_input_range(X)
+        device = resolve_device(self.device)
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        n_samples, n_features = X.shape
+        batch_size = self._resolved_batch_size(n_samples)
+        if self.batch_norm and n_samples < 2:
+            raise ValueError(
+                f"batch_norm=True needs at least 2 samples to train, got "
+                f"n_samples={n_samples}."
+            )
+
+        if warm:
+            mean, scale = self.mean_, self.scale_
+            net = copy.deepcopy(self.net_)
+            net.set_params(
+                max_epochs=self.max_iter, batch_size=batch_size, lr=self.learning_rate
+            )
+            epochs_before = len(net.history)
+        elif self._scales_input():
+            mean, scale = feature_scaling(X)
+        else:
+            mean = scale = None
+        data = TensorData(X, mean=mean, scale=scale, device=device, resident=True)
+
+        with seeded_torch(seed, device):
+            if not warm:
+                net = self._build_net(n_features, batch_size, device, seed)
+                net.initialize()
+                epochs_before = 0
+            try:
+                net.partial_fit(data)
+            except NonFiniteLossError as exc:
+                raise ValueError(
+                    f"The training loss is not finite ({exc}). The optimisation "
+                    f"diverged: try a smaller learning_rate (got "
+                    f"{self.learning_rate}), or check X for extreme values."
+                ) from None
+
+        self.net_ = net
+        self.mean_, self.scale_ = mean, scale
+        self.device_ = device
+        self._set_history_attributes()
+        if len(net.history) - epochs_before >= self.max_iter:
+            warnings.warn(
+                f"{type(self).__name__}: maximum iterations ({self.max_iter}) "
+                "reached and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
+        return self
+
+    def _build_net(self, n_features, batch_size, device, seed):
+        monitor = "valid_loss" if self.early_stopping else "train_loss"
+        callbacks = [
+            (
+                "early_stopping",
+                EarlyStopping(
+                    monitor=monitor,
+                    patience=self.n_iter_no_change,
+                    threshold=self.tol,
+                    threshold_mode="abs",
+                    load_best=self.early_stopping,
+                ),
+            )
+        ]
+        if self.verbose:
+            callbacks.append(("progress_bar", EpochProgressBar()))
+        callbacks += self._extra_callbacks()
+        # Copies: skorch initializes callbacks in place, and the user's objects
+        # must come out of fit as they went in.
+        callbacks += copy.deepcopy(list(self.callbacks or []))
+        optimizer_options = {"optimizer__weight_decay": self.weight_decay}
+        if device.type in ("cpu", "cuda"):
+            # The fused kernel is the single largest win on small networks.
+            optimizer_options["optimizer__fused"] = True
+        return AutoencoderNet(
+            module=self._build_module(n_features),
+            criterion=self._build_criterion(),
+            optimizer=torch.optim.Adam,
+            lr=self.learning_rate,
+            max_epochs=self.max_iter,
+            batch_size=batch_size,
+            train_split=(
+                HoldoutSplit(self.validation_fraction, seed)
+                if self.early_stopping
+                else None
+            ),
+            callbacks=callbacks,
+            device=device,
+            verbose=0,
+            **optimizer_options,
+        )
+
+    def _set_history_attributes(self):
+        history = self.net_.history
+        self.loss_curve_ = [float(v) for v in history[:, "train_loss"]]
+        self.n_iter_ = len(history)
+        self.best_loss_ = min(self.loss_curve_)
+        if self.early_stopping:
+            scores = [-float(v) for v in history[:, "valid_loss"]]
+            self.validation_scores_ = scores
+            self.best_validation_score_ = max(scores)
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    # -------------------------------------------------------------- inference
+    @property
+    def module_(self):
+        """The fitted torch module (held by ``net_``)."""
+        return self.net_.module_
+
+    def _tensor_data(self, X):
+        return TensorData(X, mean=self.mean_, scale=self.scale_, device=self.net_.device)
+
+    def _map_batches(self, X, fn, dtype):
+        """Return ``fn`` applied to standardized batches of ``X``, as numpy.
+
+        ``X`` is validated; sparse input is densified one batch at a time.
+        """
+        data = X if isinstance(X, TensorData) else self._tensor_data(X)
+        module = self.net_.module_
+        module.eval()
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, len(data), _INFERENCE_ROWS):
+                batch = data.take(slice(start, start + _INFERENCE_ROWS))
+                outputs.append(fn(module, batch))
+        return torch.cat(outputs).cpu().numpy().astype(dtype, copy=False)
+
+    def _to_input_units(self, standardized):
+        """Undo the internal scaling of a tensor of reconstructions."""
+        if self.scale_ is not None:
+            standardized = standardized * torch.as_tensor(
+                self.scale_, dtype=standardized.dtype, device=standardized.device
+            )
+        if self.mean_ is not None:
+            standardized = standardized + torch.as_tensor(
+                self.mean_, dtype=standardized.dtype, device=standardized.device
+            )
+        return standardized
+
+    def _reconstruction_errors(self, X, dtype):
+        """Per-sample reconstruction loss of validated ``X``, in input units.
+
+        Mean squared error over features for ``loss='mse'`` (residuals scaled
+        back to the units of X), binary cross-entropy for ``loss='bce'``.
+        """
+        criterion = self.net_.criterion_
+        scale = None
+        if self.scale_ is not None:
+            scale = torch.as_tensor(self.scale_, dtype=torch.float32, device=self.net_.device)
+
+        def errors(module, xb):
+            output = module(xb)
+            if self.loss == "bce" or scale is None:
+                return criterion.per_sample(output, xb)
+            return ((output - xb) * scale).square().mean(dim=1)
+
+        return self._map_batches(X, errors, dtype)
+
+    @staticmethod
+    def _output_dtype(X):
+        return np.float32 if X.dtype == np.float32 else np.float64
+
+    def _check_fitted_input(self, X):
+        check_is_fitted(self)
+        return self._validate_X(X, reset=False)
+
+    def __setstate__(self, state):
+        # skorch maps a CUDA-trained net to the CPU when CUDA is missing;
+        # keep device_ telling where the fitted net now lives.
+        super().__setstate__(state)
+        if "net_" in state:
+            self.device_ = torch.device(self.net_.device)

@@ -1,0 +1,130 @@
+"""Rows of a data matrix as float32 torch batches, standardized on the way.
+
+Dense training data is converted and moved to the device once; batches are
+then cut from it by index, with one gather per epoch for shuffling. Sparse
+data stays a CSR matrix on the host and is densified one batch at a time.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def feature_scaling(X):
+    """Return per-feature ``(mean, scale)`` for z-scoring ``X`` (dense or sparse).
+
+    Constant features get a scale of 1 so they map to 0 instead of NaN.
+    """
+    if sp.issparse(X):
+        from sklearn.utils.sparsefuncs import mean_variance_axis
+
+        mean, var = mean_variance_axis(sp.csr_matrix(X, dtype=np.float64), axis=0)
+    else:
+        X64 = np.asarray(X, dtype=np.float64)
+        mean, var = X64.mean(axis=0), X64.var(axis=0)
+    scale = np.sqrt(var)
+    tiny = 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
+    scale[scale < tiny] = 1.0
+    return mean, scale
+
+
+class TensorData:
+    """Rows of ``X`` as standardized float32 tensors on ``device``.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (n_samples, n_features)
+    mean, scale : ndarray of shape (n_features,) or None
+        Rows are returned as ``(x - mean) / scale``; ``None`` leaves them as is.
+    device : str or torch.device
+    resident : bool
+        If True, a dense ``X`` is converted and moved to the device at once
+        (training). If False, only the rows asked for are (inference).
+    """
+
+    def __init__(self, X, *, mean=None, scale=None, device="cpu", resident=False):
+        self.device = torch.device(device)
+        self.n_features = X.shape[1]
+        self._shift = None if mean is None else self._vector(mean)
+        self._scale = None if scale is None else self._vector(scale)
+        if sp.issparse(X):
+            self.X = sp.csr_matrix(X)
+        elif resident:
+            self.X = self._standardize(self._to_device(X))
+        else:
+            self.X = X
+        self.resident = isinstance(self.X, torch.Tensor)
+
+    def __len__(self):
+        return self.X.shape[0]
+
+    def _vector(self, v):
+        return torch.as_tensor(np.asarray(v), dtype=torch.float32, device=self.device)
+
+    def _to_device(self, rows):
+        rows = np.array(rows, dtype=np.float32, copy=None, order="C")
+        if not rows.flags.writeable:
+            rows = rows.copy()
+        return torch.from_numpy(rows).to(self.device, non_blocking=True)
+
+    def _standardize(self, t):
+        if self._shift is not None:
+            t.sub_(self._shift)
+        if self._scale is not None:
+            t.div_(self._scale)
+        return t
+
+    def take(self, index):
+        """Return rows ``index`` (a slice, or an array of positions) as a tensor."""
+        if self.resident:
+            return self.X[index]
+        rows = self.X[index]
+        if sp.issparse(rows):
+            rows = rows.toarray()
+        return self._standardize(self._to_device(rows))
+
+    def subset(self, index):
+        """Return a new ``TensorData`` holding only rows ``index``."""
+        new = object.__new__(TensorData)
+        new.__dict__.update(self.__dict__)
+        if self.resident:
+            index = torch.as_tensor(index, device=self.device)
+        new.X = self.X[index]
+        return new
+
+    def batches(self, batch_size, *, shuffle=False, drop_singleton=False):
+        """Yield ``(X_batch, X_batch)`` pairs: input and reconstruction target.
+
+        With ``shuffle``, rows are visited in a fresh random order drawn from
+        torch's (seeded) default generator. ``drop_singleton`` skips a last
+        batch of one row, which batch norm cannot train on.
+        """
+        n = len(self)
+        order = None
+        if shuffle:
+            gen_device = self.device if self.resident else "cpu"
+            order = torch.randperm(n, device=gen_device)
+        source = self
+        if order is not None and self.resident:
+            # One gather per epoch, then contiguous slices.
+            source = _Resident(self.X[order])
+            order = None
+        elif order is not None:
+            order = order.numpy()
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            if drop_singleton and stop - start == 1 and n > 1:
+                break
+            index = slice(start, stop) if order is None else np.sort(order[start:stop])
+            xb = source.take(index)
+            yield xb, xb
+
+
+class _Resident:
+    """A permuted resident tensor with the ``take`` interface."""
+
+    def __init__(self, X):
+        self.X = X
+
+    def take(self, index):
+        return self.X[index]

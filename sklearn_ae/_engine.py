@@ -1,0 +1,147 @@
+"""The training engine: a skorch ``NeuralNet`` tuned for autoencoders.
+
+It keeps skorch's shape (initialize, fit loop, one epoch, one step, callbacks,
+history) and removes what dominates the time of small networks (see
+``benchmarks/``): batches are slices of tensors already on the device instead
+of a per-row ``Dataset``/``DataLoader``; losses are summed on the device and
+read once per epoch instead of a ``.item()`` sync per batch; the module is put
+in train/eval mode once per epoch instead of once per batch; per-batch
+callback hooks are only called when a callback implements them.
+"""
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EpochTimer
+
+from ._data import TensorData
+
+_BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when an epoch's training loss is NaN or infinite."""
+
+
+class HoldoutSplit:
+    """skorch ``train_split``: a random held-out fraction of a ``TensorData``.
+
+    Rows are drawn with numpy's ``RandomState(seed)`` so the split does not
+    depend on (or touch) any global generator.
+    """
+
+    def __init__(self, fraction, seed):
+        self.fraction = fraction
+        self.seed = seed
+
+    def __call__(self, dataset, y=None, **fit_params):
+        n = len(dataset)
+        n_valid = int(np.ceil(self.fraction * n))
+        if n_valid < 1 or n - n_valid < 1:
+            raise ValueError(
+                f"validation_fraction={self.fraction} leaves an empty training or "
+                f"validation set with n_samples={n}; use more samples, another "
+                "validation_fraction, or early_stopping=False."
+            )
+        order = np.random.RandomState(self.seed).permutation(n)
+        return dataset.subset(np.sort(order[n_valid:])), dataset.subset(
+            np.sort(order[:n_valid])
+        )
+
+
+class _Epochs:
+    """Re-iterable batches of a ``TensorData``: each pass is one epoch."""
+
+    def __init__(self, dataset, batch_size, training):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.training = training
+
+    def __iter__(self):
+        return self.dataset.batches(
+            self.batch_size, shuffle=self.training, drop_singleton=self.training
+        )
+
+
+class AutoencoderNet(NeuralNet):
+    """``NeuralNet`` whose data is a :class:`TensorData` and whose target is X.
+
+    ``criterion`` must return the batch mean loss for ``criterion(output, X)``.
+    Every other skorch parameter (``optimizer__*``, ``callbacks``, ``lr``...)
+    keeps its meaning.
+    """
+
+    @property
+    def _default_callbacks(self):
+        return [("epoch_timer", EpochTimer())]
+
+    def get_dataset(self, X, y=None):
+        if isinstance(X, TensorData):
+            return X
+        raise TypeError(
+            f"AutoencoderNet trains on TensorData, got {type(X).__name__}"
+        )
+
+    def get_iterator(self, dataset, training=False):
+        # skorch builds the iterator once and loops over it every epoch.
+        # BatchNorm cannot train on a batch of one row.
+        return _Epochs(dataset, self.batch_size, training)
+
+    def initialize_callbacks(self):
+        super().initialize_callbacks()
+        self._batch_hooks_ = any(
+            getattr(type(cb), hook) is not getattr(Callback, hook)
+            for _, cb in self.callbacks_
+            for hook in _BATCH_HOOKS
+        )
+        return self
+
+    def train_step_single(self, batch, **fit_params):
+        Xi, yi = batch
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch, **fit_params):
+        if self._batch_hooks_:
+            return super().train_step(batch, **fit_params)
+        self._zero_grad_optimizer(set_to_none=True)
+        step = self.train_step_single(batch, **fit_params)
+        self._step_optimizer(None)
+        return step
+
+    def validation_step(self, batch, **fit_params):
+        Xi, yi = batch
+        with torch.no_grad():
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if iterator is None:
+            return
+        self._set_training(training)
+        hooks = self._batch_hooks_
+        total = None
+        n_rows = 0
+        n_batches = 0
+        for batch in iterator:
+            if hooks:
+                self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            batch_loss = step["loss"].detach() * len(batch[0])
+            total = batch_loss if total is None else total + batch_loss
+            n_rows += len(batch[0])
+            n_batches += 1
+            if hooks:
+                self.notify("on_batch_end", batch=batch, training=training, **step)
+        self.history.record(prefix + "_batch_count", n_batches)
+        if n_batches == 0:
+            return
+        epoch_loss = (total / n_rows).item()  # the one sync per epoch
+        self.history.record(prefix + "_loss", epoch_loss)
+        if training and not np.isfinite(epoch_loss):
+            raise NonFiniteLossError(
+                f"training loss became {epoch_loss} at epoch {len(self.history)}"
+            )

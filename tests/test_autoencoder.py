@@ -1,0 +1,354 @@
+"""Behaviour of AutoencoderTransformer that users rely on."""
+
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from skorch.callbacks import Callback, LRScheduler
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import Pipeline
+
+import sklearn_ae._base
+from sklearn_ae._data import TensorData
+from sklearn_ae import AutoencoderTransformer, neg_reconstruction_error
+
+FAST = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0, device="cpu")
+
+
+def make_data(n_samples=120, n_features=6, seed=0):
+    """Low-rank data through a nonlinearity, plus noise."""
+    rng = np.random.RandomState(seed)
+    latent = rng.randn(n_samples, 2)
+    W = rng.randn(2, n_features)
+    return np.tanh(latent @ W) + 0.05 * rng.randn(n_samples, n_features)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_convergence():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+# ---------------------------------------------------------------- determinism
+def test_same_random_state_gives_identical_results():
+    X = make_data()
+    Z1 = AutoencoderTransformer(**FAST).fit_transform(X)
+    Z2 = AutoencoderTransformer(**FAST).fit_transform(X)
+    np.testing.assert_array_equal(Z1, Z2)
+    Z3 = AutoencoderTransformer(**{**FAST, "random_state": 1}).fit_transform(X)
+    assert not np.allclose(Z1, Z3)
+
+
+def test_fit_leaves_global_rng_state_untouched():
+    X = make_data()
+    np_state = np.random.get_state()
+    torch_state = torch.random.get_rng_state()
+    AutoencoderTransformer(dropout=0.2, **FAST).fit(X)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    after = np.random.get_state()
+    assert np_state[0] == after[0]
+    np.testing.assert_array_equal(np_state[1], after[1])
+    assert np_state[2:] == after[2:]
+
+
+# ------------------------------------------------------------------- pickling
+@pytest.mark.parametrize("dump, load", [(pickle.dumps, pickle.loads), (None, None)])
+def test_pickle_and_joblib_round_trip(dump, load, tmp_path):
+    X = make_data()
+    ae = AutoencoderTransformer(**FAST).fit(X)
+    if dump is None:
+        path = tmp_path / "ae.joblib"
+        joblib.dump(ae, path)
+        restored = joblib.load(path)
+    else:
+        restored = load(dump(ae))
+    np.testing.assert_array_equal(ae.transform(X), restored.transform(X))
+    np.testing.assert_array_equal(ae.score_samples(X), restored.score_samples(X))
+    assert restored.device_ == torch.device("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fitted_model_unpickles_on_cpu(monkeypatch):
+    X = make_data()
+    ae = AutoencoderTransformer(**{**FAST, "device": "cuda"}).fit(X)
+    Z = ae.transform(X)
+    blob = pickle.dumps(ae)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(DeprecationWarning, match="cuda"):
+        restored = pickle.loads(blob)
+    assert restored.device_ == torch.device("cpu")
+    np.testing.assert_allclose(restored.transform(X), Z, rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------- inputs
+def test_pandas_input_keeps_feature_names_and_set_output():
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(make_data(), columns=[f"f{i}" for i in range(6)])
+    ae = AutoencoderTransformer(n_components=3, **FAST).set_output(transform="pandas")
+    Z = ae.fit_transform(X)
+    assert list(ae.feature_names_in_) == list(X.columns)
+    assert isinstance(Z, pd.DataFrame)
+    assert list(Z.columns) == [f"autoencodertransformer{i}" for i in range(3)]
+    np.testing.assert_array_equal(ae.get_feature_names_out(), Z.columns)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_sparse_input_matches_dense(fmt):
+    X = make_data()
+    X[X < 0] = 0
+    dense = AutoencoderTransformer(**FAST).fit(X)
+    sparse = AutoencoderTransformer(**FAST).fit(sp.csr_matrix(X).asformat(fmt))
+    np.testing.assert_allclose(sparse.transform(sp.csr_matrix(X)), dense.transform(X), rtol=1e-4, atol=1e-5)
+
+
+def test_sparse_input_is_densified_batch_by_batch(monkeypatch):
+    X = sp.random(300, 20, density=0.1, format="csr", random_state=0)
+    densified = []
+    original = sp.csr_matrix.toarray
+
+    def spy(self, *args, **kwargs):
+        densified.append(self.shape[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(sp.csr_matrix, "toarray", spy)
+    monkeypatch.setattr(sklearn_ae._base, "_INFERENCE_ROWS", 64)
+    ae = AutoencoderTransformer(batch_size=32, **FAST).fit(X)
+    n_training_batches = len(densified)
+    assert n_training_batches == 5 * int(np.ceil(300 / 32))
+    assert max(densified) <= 32
+    ae.transform(X)
+    assert densified[n_training_batches:] == [64, 64, 64, 64, 44]
+
+
+def test_float64_is_trained_in_float32_and_dtype_is_preserved():
+    X = make_data()
+    ae = AutoencoderTransformer(**FAST).fit(X)
+    assert all(p.dtype == torch.float32 for p in ae.module_.parameters())
+    assert ae.transform(X).dtype == np.float64
+    assert ae.transform(X.astype(np.float32)).dtype == np.float32
+    np.testing.assert_allclose(
+        ae.transform(X.astype(np.float32)), ae.transform(X), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.full((10, 3), np.nan), "NaN"),
+        (np.full((10, 3), np.inf), "infinity"),
+        (np.empty((0, 3)), "0 sample"),
+        (np.ones(10), "Expected 2D array"),
+    ],
+)
+def test_bad_training_input_raises_clear_error(X, match):
+    with pytest.raises(ValueError, match=match):
+        AutoencoderTransformer(**FAST).fit(X)
+
+
+def test_wrong_n_features_raises():
+    ae = AutoencoderTransformer(**FAST).fit(make_data())
+    with pytest.raises(ValueError, match="X has 4 features, but AutoencoderTransformer is expecting 6"):
+        ae.transform(make_data(n_features=4))
+    with pytest.raises(ValueError, match="n_components=2"):
+        ae.inverse_transform(np.zeros((3, 5)))
+
+
+def test_unfitted_raises_not_fitted():
+    with pytest.raises(NotFittedError):
+        AutoencoderTransformer().transform(make_data())
+
+
+@pytest.mark.parametrize("n_samples", [1, 3])
+def test_fewer_samples_than_batch_size(n_samples):
+    X = make_data(n_samples=n_samples)
+    ae = AutoencoderTransformer(batch_size=64, **FAST).fit(X)
+    assert ae.transform(X).shape == (n_samples, 2)
+    assert ae.net_.batch_size == n_samples
+
+
+def test_diverging_training_names_learning_rate_and_keeps_previous_fit():
+    X = make_data()
+    ae = AutoencoderTransformer(**FAST).fit(X)
+    Z = ae.transform(X)
+    ae.set_params(learning_rate=1e6, activation="identity", max_iter=20)
+    with pytest.raises(ValueError, match="learning_rate"):
+        ae.fit(X)
+    np.testing.assert_array_equal(ae.transform(X), Z)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"n_components": 0}, "n_components"),
+        ({"activation": "swish"}, "activation"),
+        ({"hidden_layer_sizes": (8, -1)}, "hidden_layer_sizes"),
+        ({"device": "tpu:0"}, "device"),
+        ({"loss": "l1"}, "loss"),
+    ],
+)
+def test_bad_parameters_raise_naming_the_parameter(params, match):
+    with pytest.raises(ValueError, match=match):
+        AutoencoderTransformer(**{**FAST, **params}).fit(make_data())
+
+
+def test_cuda_requested_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        AutoencoderTransformer(**{**FAST, "device": "cuda"}).fit(make_data())
+
+
+def test_bce_needs_unit_interval():
+    with pytest.raises(ValueError, match=r"loss='bce' needs every value of X in \[0, 1\]"):
+        AutoencoderTransformer(loss="bce", **FAST).fit(make_data())
+    X = (make_data() > 0).astype(float)
+    ae = AutoencoderTransformer(loss="bce", **FAST).fit(X)
+    X_rec = ae.inverse_transform(ae.transform(X))
+    assert X_rec.min() >= 0 and X_rec.max() <= 1
+
+
+# ----------------------------------------------------------------- semantics
+def test_inverse_transform_is_in_input_units():
+    X = 1000.0 + 50.0 * make_data()
+    ae = AutoencoderTransformer(**{**FAST, "max_iter": 50}).fit(X)
+    X_rec = ae.inverse_transform(ae.transform(X))
+    # without undoing the scaling the means would be ~0, not ~1000
+    assert np.all(np.abs(X_rec.mean(axis=0) - X.mean(axis=0)) < 0.5 * X.std(axis=0))
+    # score_samples is the per-row MSE of that same reconstruction
+    np.testing.assert_allclose(
+        ae.score_samples(X), -((X - X_rec) ** 2).mean(axis=1), rtol=1e-3
+    )
+    assert ae.score(X) == pytest.approx(np.mean(ae.score_samples(X)))
+
+
+def test_convergence_warning_at_max_iter():
+    with pytest.warns(ConvergenceWarning, match="maximum iterations"):
+        AutoencoderTransformer(**FAST).fit(make_data())
+
+
+def test_stops_before_max_iter_when_loss_stalls():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        ae = AutoencoderTransformer(
+            **{**FAST, "max_iter": 500, "tol": 10.0, "n_iter_no_change": 2}
+        ).fit(make_data())
+    assert ae.n_iter_ == 3
+    assert len(ae.loss_curve_) == 3
+
+
+def test_early_stopping_restores_best_epoch():
+    X = make_data(n_samples=300)
+    ae = AutoencoderTransformer(
+        **{**FAST, "max_iter": 40, "early_stopping": True, "n_iter_no_change": 3}
+    ).fit(X)
+    assert len(ae.validation_scores_) == ae.n_iter_
+    assert ae.best_validation_score_ == max(ae.validation_scores_)
+    # the restored weights give the best epoch's validation loss
+    data = TensorData(X, mean=ae.mean_, scale=ae.scale_, resident=True)
+    valid = ae.net_.get_split_datasets(data)[1]
+    with torch.no_grad():
+        ae.module_.eval()
+        out = ae.module_(valid.X)
+        loss = ae.net_.criterion_(out, valid.X).item()
+    assert -loss == pytest.approx(ae.best_validation_score_, rel=1e-4)
+
+
+def test_validation_fraction_too_large_for_data():
+    with pytest.raises(ValueError, match="validation_fraction"):
+        AutoencoderTransformer(early_stopping=True, **FAST).fit(make_data(n_samples=1))
+
+
+def test_warm_start_continues_training():
+    X = make_data()
+    ae = AutoencoderTransformer(warm_start=True, **FAST).fit(X)
+    first = list(ae.loss_curve_)
+    mean = ae.mean_
+    ae.fit(X)
+    assert ae.n_iter_ == 10
+    assert ae.loss_curve_[:5] == first
+    assert ae.loss_curve_[-1] < first[-1]
+    assert ae.mean_ is mean
+    with pytest.raises(ValueError, match="features"):
+        ae.fit(make_data(n_features=4))
+
+
+def test_user_callbacks_run_and_are_not_modified():
+    class CountEpochsAndBatches(Callback):
+        def initialize(self):
+            self.epochs_ = 0
+            self.batches_ = 0
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.epochs_ += 1
+
+        def on_batch_end(self, net, **kwargs):
+            self.batches_ += 1
+
+    counter = CountEpochsAndBatches()
+    scheduler = LRScheduler(policy="StepLR", step_size=1, gamma=0.5)
+    ae = AutoencoderTransformer(
+        callbacks=[counter, scheduler], batch_size=40, **FAST
+    ).fit(make_data())
+    assert not hasattr(counter, "epochs_")  # the user's object is untouched
+    used = dict(ae.net_.callbacks_)["CountEpochsAndBatches"]
+    assert used.epochs_ == 5 and used.batches_ == 15
+    assert ae.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**5)
+
+
+def test_verbose_shows_progress_bar(capsys):
+    AutoencoderTransformer(verbose=1, **FAST).fit(make_data())
+    assert "epoch" in capsys.readouterr().err
+    AutoencoderTransformer(verbose=0, **FAST).fit(make_data())
+    assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------ the sklearn API
+def test_gridsearch_without_scoring_uses_score():
+    X = make_data(n_samples=90)
+    grid = GridSearchCV(
+        AutoencoderTransformer(**{**FAST, "max_iter": 60}), {"n_components": [1, 4]}, cv=3
+    ).fit(X)
+    assert grid.best_params_["n_components"] == 4
+    assert np.isfinite(grid.best_score_)
+
+
+def test_pipeline_swaps_pca_and_autoencoder():
+    X = make_data(n_samples=90)
+    pipe = Pipeline([("reduce", PCA(n_components=2))])
+    grid = GridSearchCV(
+        pipe,
+        {"reduce": [PCA(n_components=2), AutoencoderTransformer(**FAST)]},
+        scoring=neg_reconstruction_error,
+        cv=3,
+    ).fit(X)
+    assert set(map(type, grid.cv_results_["param_reduce"])) == {
+        PCA,
+        AutoencoderTransformer,
+    }
+
+
+def test_clone_gives_unfitted_copy():
+    ae = AutoencoderTransformer(**FAST).fit(make_data())
+    assert not hasattr(clone(ae), "net_")
+
+
+def test_beats_pca_on_held_out_digits():
+    X, _ = load_digits(return_X_y=True)
+    X_train, X_test = train_test_split(X, test_size=0.3, random_state=0)
+    pca = PCA(n_components=8).fit(X_train)
+    ae = AutoencoderTransformer(
+        n_components=8, standardize=False, batch_size=64, max_iter=100,
+        random_state=0, device="cpu",
+    ).fit(X_train)
+    pca_error = -neg_reconstruction_error(pca, X_test)
+    ae_error = -neg_reconstruction_error(ae, X_test)
+    assert ae_error < 0.85 * pca_error, (ae_error, pca_error)

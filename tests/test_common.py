@@ -1,0 +1,27 @@
+"""scikit-learn's estimator checks over every public estimator.
+
+No check is expected to fail. The instances are small and train for a few
+epochs so the whole run stays quick on two CPU cores.
+"""
+
+import warnings
+
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_ae import AutoencoderTransformer
+
+FAST = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu")
+
+ESTIMATORS = [
+    AutoencoderTransformer(**FAST),
+    AutoencoderTransformer(n_components=3, early_stopping=True, batch_norm=True, **FAST),
+]
+
+
+@parametrize_with_checks(ESTIMATORS)
+def test_sklearn_compatible_estimator(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
