@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from skorch.callbacks import Callback, LRScheduler
+from skorch.exceptions import DeviceWarning
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
@@ -83,7 +84,7 @@ def test_cuda_fitted_model_unpickles_on_cpu(monkeypatch):
     Z = ae.transform(X)
     blob = pickle.dumps(ae)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.warns(DeprecationWarning, match="cuda"):
+    with pytest.warns(DeviceWarning, match="not available"):
         restored = pickle.loads(blob)
     assert restored.device_ == torch.device("cpu")
     np.testing.assert_allclose(restored.transform(X), Z, rtol=1e-4, atol=1e-5)
