@@ -46,9 +46,13 @@ def _posterior_draws(n_importance, n_components, *, balanced):
     antithetic pairs, whitened so that their sample mean is exactly 0 and
     their sample covariance exactly the identity: the expected
     log-likelihood term is then exact when it is quadratic in z (a linear
-    decoder with a Gaussian likelihood), and far less noisy otherwise (on
-    CIFAR10_0 embeddings a sample's ELBO moves by about 3 nats between
-    seeds with one plain draw).
+    decoder with a Gaussian likelihood), and far less noisy otherwise.
+    Measured on CIFAR10_0 embeddings (n_components=16, default settings),
+    the standard deviation of a sample's ELBO between seeds is about 3.3
+    nats with one plain draw, 1.0 with ten antithetic draws and 0.04 with
+    these 32. The importance-weighted bound needs independent draws, so
+    ``balanced=False`` gives plain ones (about 1.5 nats between seeds for
+    K=100 there).
     """
     generator = torch.Generator().manual_seed(_SCORE_SEED)
     if not balanced:
@@ -135,8 +139,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         quantity training maximises (its expected log-likelihood term
         averaged over ``2 * max(5, n_components)`` posterior draws, the KL
         term in closed form); K > 1 the importance-weighted bound of Burda et al.
-        (2016) with K draws, tighter and closer to the exact log-likelihood
-        as K grows, at K times the cost of one draw.
+        (2016) with K independent draws, tighter and closer to the exact
+        log-likelihood as K grows, at K times the cost of one draw, and
+        noisier per sample than the ELBO's balanced draws.
 
     learning_rate : float, default=1e-3
         Adam's step size.
