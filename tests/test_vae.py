@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_ae import VAETransformer
-from sklearn_ae._losses import NegativeELBO, gaussian_kl, log_likelihood
+from sklearn_ae._losses import NegativeELBO, log_likelihood
 from sklearn_ae._networks import VAEOutput
 
 FAST = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0, device="cpu")
