@@ -143,6 +143,28 @@ def machine_description():
     )
 
 
+def comparisons(rows):
+    """Return one line per (data, n_components): the VAE's ELBO against the best linear model."""
+    lines = []
+    keys = dict.fromkeys((row["dataset"], row["n_components"]) for row in rows)
+    for dataset, k in keys:
+        scores = {
+            row["model"]: float(np.mean(row["test"]))
+            for row in rows
+            if (row["dataset"], row["n_components"]) == (dataset, k)
+        }
+        vae = scores["VAETransformer (ELBO)"]
+        best_name = max(["PCA", "FactorAnalysis"], key=scores.get)
+        best = scores[best_name]
+        verdict = "above" if vae > best else "below"
+        lines.append(
+            f"- {dataset}, n_components={k}: the VAE's mean held-out ELBO is "
+            f"{verdict} the better linear model ({best_name}) by {abs(vae - best):.1f} "
+            "nats per sample."
+        )
+    return lines
+
+
 def write_report(path, rows, seeds, vae_options, command):
     header = (
         "| data | n_components | model | held-out score | train score | epochs "
@@ -163,10 +185,13 @@ def write_report(path, rows, seeds, vae_options, command):
         "Higher is better. The ELBO row is `score` with the default "
         f"`n_importance_samples=1`; the IWAE row is the same fitted model scored "
         f"with `n_importance_samples={IWAE_SAMPLES}`, a tighter bound.",
-        "- Fit seconds on a CPU shared with other jobs: read them as rough.",
+        "- Fit seconds on a CPU shared with other jobs (1-minute load average "
+        f"{os.getloadavg()[0]:.1f} when the run ended): read them as rough.",
         "",
         header,
         *(_format_row(row) for row in rows),
+        "",
+        *comparisons(rows),
         "",
     ]
     Path(path).write_text("\n".join(lines))
