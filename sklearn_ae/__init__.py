@@ -2,7 +2,13 @@
 
 from ._autoencoder import AutoencoderTransformer
 from ._scoring import neg_reconstruction_error
+from ._vae import VAETransformer
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["AutoencoderTransformer", "neg_reconstruction_error", "__version__"]
+__all__ = [
+    "AutoencoderTransformer",
+    "VAETransformer",
+    "neg_reconstruction_error",
+    "__version__",
+]
