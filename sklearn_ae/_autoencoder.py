@@ -87,6 +87,17 @@ class AutoencoderTransformer(
         Where the network is trained and run. ``'auto'`` picks CUDA when
         available, else the CPU.
 
+    n_jobs : int, default=None
+        Number of CPU threads torch uses in ``fit`` and in inference.
+        ``None`` means 1 unless in a :func:`joblib.parallel_config` context;
+        ``-1`` means all CPUs. One thread is the fastest setting for small
+        tabular networks, whose steps are too short to split, and it stays
+        fast when other processes hold the other cores (with more threads
+        than free cores every step waits for a busy one, measured 10-40x
+        slower in ``benchmarks/``). More threads pay off for wide layers
+        and large batches on an otherwise idle machine. torch's own thread
+        setting is restored afterwards.
+
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation
         split. Pass an int for reproducible results across calls. torch's
@@ -231,8 +242,9 @@ class AutoencoderTransformer(
 
         from ._data import TensorData
 
-        codes = TensorData(Z, device=self.net_.device)
-        return self._map_batches(codes, decode, self._output_dtype(Z))
+        dtype = self._output_dtype(Z)
+        codes = TensorData(Z, device=self.net_.device, dtype=self._compute_dtype(dtype))
+        return self._map_batches(codes, decode, dtype)
 
     def score_samples(self, X):
         """Return the negative reconstruction error of each sample.
