@@ -47,6 +47,7 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
 
 LEARNING_RATE = 1e-3
 THREADS = 1  # set from --threads in main()
+TORCH_DEFAULT_THREADS = None  # torch's own choice in this process, from main()
 
 # name: rows, features, encoder hidden layers, latent size, batch, epochs.
 WORKLOADS = {
@@ -125,7 +126,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def fit_sklearn_ae(X, spec, seed, device):
+def fit_sklearn_ae(X, spec, seed, device, n_jobs="bench"):
     from sklearn.exceptions import ConvergenceWarning
 
     from sklearn_ae import AutoencoderTransformer
@@ -138,7 +139,7 @@ def fit_sklearn_ae(X, spec, seed, device):
         max_iter=spec["epochs"],
         random_state=seed,
         device=device,
-        n_jobs=THREADS,
+        n_jobs=THREADS if n_jobs == "bench" else n_jobs,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -265,7 +266,6 @@ TRAINERS = {
     "torch loop": fit_torch_loop,
     "PCA": fit_pca,
 }
-PER_EPOCH = ("sklearn_ae", "pyod", "pyod train", "MLPRegressor", "torch loop")
 
 
 # ------------------------------------------------------------- timing
@@ -289,6 +289,35 @@ def time_training(X, spec, device, repeats, methods):
             result, _ = TRAINERS[name](X, spec, r, method_device)
             for label, seconds in result.items():
                 times.setdefault(label, []).append(seconds)
+    return times
+
+
+def time_threads(X, spec, device, repeats):
+    """Time W1 at torch's default thread count against 1 thread.
+
+    Returns ``{label: [seconds per fit, ...]}``; ``sklearn_ae`` is the
+    estimator with its default ``n_jobs=None`` (1 thread).
+    """
+    import torch
+
+    many = TORCH_DEFAULT_THREADS
+    times = {}
+    try:
+        for r in range(repeats):
+            runs = [
+                ("sklearn_ae", None, lambda: fit_sklearn_ae(X, spec, r, device, None)),
+                (f"sklearn_ae, n_jobs={many}", None,
+                 lambda: fit_sklearn_ae(X, spec, r, device, many)),
+                ("torch loop, 1 thread", 1, lambda: fit_torch_loop(X, spec, r, device)),
+                (f"torch loop, {many} threads", many,
+                 lambda: fit_torch_loop(X, spec, r, device)),
+            ]
+            for label, n_threads, fit in runs:
+                torch.set_num_threads(n_threads or THREADS)
+                result, _ = fit()
+                times.setdefault(label, []).append(next(iter(result.values())))
+    finally:
+        torch.set_num_threads(THREADS)
     return times
 
 
@@ -407,7 +436,7 @@ def training_table(name, spec, times, n_rows):
     ]
     for label, values in times.items():
         med = _median(values)
-        per_epoch = f"{med / epochs:.4f}" if label in PER_EPOCH else "n/a"
+        per_epoch = "n/a" if label.startswith("PCA") else f"{med / epochs:.4f}"
         lines.append(
             f"| {label} | {per_epoch} | {med:.3f} | "
             f"{', '.join(f'{v:.3f}' for v in values)} | {ours / med:.2f} |"
@@ -495,7 +524,9 @@ def write_report(path, info, sections, args, load_before, load_after):
         f"- Threads: every method ran with {THREADS} thread(s): "
         "`torch.set_num_threads` for PyOD and the torch loop, numpy's BLAS "
         "pools limited with threadpoolctl for MLPRegressor and PCA, and "
-        "`n_jobs` for sklearn_ae (whose default, `n_jobs=None`, is 1 thread).",
+        "`n_jobs` for sklearn_ae (whose default, `n_jobs=None`, is 1 thread). "
+        "The 'Threads' table is the exception: it runs W1's sizes (fewer "
+        "epochs) at torch's default thread count against 1 thread.",
         "",
     ]
     for section in sections:
@@ -521,8 +552,10 @@ def parse_args(argv):
                         help="torch device for the torch methods (cpu, cuda)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed fits per method (default 3, 1 with --quick)")
-    parser.add_argument("--workloads", default="W1,W2,W3,inference,cover",
-                        help="comma-separated subset of W1,W2,W3,inference,cover")
+    parser.add_argument("--workloads", default="W1,W2,W3,inference,cover,threads",
+                        help="comma-separated subset of W1,W2,W3,inference,cover,"
+                        "threads (the last: torch's default thread count "
+                        "against 1 thread, on W1 sizes)")
     parser.add_argument("--methods", default=",".join(TRAINERS),
                         help="comma-separated subset of " + ",".join(TRAINERS))
     parser.add_argument("--threads", type=int, default=1,
@@ -541,9 +574,9 @@ def main(argv=None):
 
     import threadpoolctl
 
-    global THREADS
+    global THREADS, TORCH_DEFAULT_THREADS
     THREADS = args.threads
-    caller_threads = torch.get_num_threads()
+    caller_threads = TORCH_DEFAULT_THREADS = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     blas_limit = threadpoolctl.threadpool_limits(args.threads)
     try:
@@ -588,6 +621,19 @@ def _run(args, argv):
             if X is None:
                 continue
             spec = dict(COVER, n_samples=len(X), n_features=X.shape[1])
+        elif name == "threads":
+            if TORCH_DEFAULT_THREADS == 1:
+                print("[bench_speed] torch defaults to 1 thread here: skipping 'threads'.")
+                continue
+            spec = dict(specs["W1"], epochs=max(1, specs["W1"]["epochs"] // 3))
+            X = make_data(spec["n_samples"], spec["n_features"], seed=0)
+            times = time_threads(X, spec, args.device, repeats)
+            sections.append(
+                training_table(f"Threads (W1 sizes, torch's default is "
+                               f"{TORCH_DEFAULT_THREADS} threads)", spec, times, len(X))
+            )
+            print("\n".join(sections[-1]), flush=True)
+            continue
         elif name == "inference":
             spec = QUICK_INFERENCE if args.quick else INFERENCE
             rates = time_inference(spec, args.device, repeats, methods)
