@@ -58,6 +58,11 @@ WORKLOADS = {
     "W3": dict(n_samples=20_000, n_features=100, hidden=(64, 32), latent=8,
                batch_size=32, epochs=10),
 }
+# Only with --device cuda: big enough for a GPU to matter (issue 5).
+GPU_WORKLOADS = {
+    "G1": dict(n_samples=2_000_000, n_features=100, hidden=(64, 32), latent=8,
+               batch_size=1024, epochs=3),
+}
 QUICK_WORKLOADS = {
     "W1": dict(n_samples=2_000, n_features=20, hidden=(16, 8), latent=4,
                batch_size=256, epochs=2),
@@ -430,15 +435,16 @@ def training_table(name, spec, times, n_rows):
         f"{'-'.join(map(str, spec['hidden']))}, latent {spec['latent']}, "
         f"batch {spec['batch_size']}, {epochs} epochs",
         "",
-        "| method | s / epoch (median) | fit s (median) | repeats (fit s) | "
-        "sklearn_ae time / this |",
-        "|---|---:|---:|---|---:|",
+        "| method | s / epoch (median) | training rows/s | fit s (median) | "
+        "repeats (fit s) | sklearn_ae time / this |",
+        "|---|---:|---:|---:|---|---:|",
     ]
     for label, values in times.items():
         med = _median(values)
         per_epoch = "n/a" if label.startswith("PCA") else f"{med / epochs:.4f}"
+        rate = "n/a" if label.startswith("PCA") else f"{n_rows * epochs / med:,.0f}"
         lines.append(
-            f"| {label} | {per_epoch} | {med:.3f} | "
+            f"| {label} | {per_epoch} | {rate} | {med:.3f} | "
             f"{', '.join(f'{v:.3f}' for v in values)} | {ours / med:.2f} |"
         )
     return lines
@@ -552,10 +558,11 @@ def parse_args(argv):
                         help="torch device for the torch methods (cpu, cuda)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed fits per method (default 3, 1 with --quick)")
-    parser.add_argument("--workloads", default="W1,W2,W3,inference,cover,threads",
+    parser.add_argument("--workloads", default="W1,W2,W3,inference,cover,threads,G1",
                         help="comma-separated subset of W1,W2,W3,inference,cover,"
-                        "threads (the last: torch's default thread count "
-                        "against 1 thread, on W1 sizes)")
+                        "threads (torch's default thread count against 1 "
+                        "thread, on W1 sizes), G1 (2,000,000 x 100, only with "
+                        "--device cuda)")
     parser.add_argument("--methods", default=",".join(TRAINERS),
                         help="comma-separated subset of " + ",".join(TRAINERS))
     parser.add_argument("--threads", type=int, default=1,
@@ -613,8 +620,14 @@ def _run(args, argv):
     warm_up(args.device, methods)
     results, sections = {}, []
     for name in workloads:
-        if name in specs:
-            spec = dict(specs[name])
+        if name in specs or name in GPU_WORKLOADS:
+            if name in GPU_WORKLOADS and not str(args.device).startswith("cuda"):
+                print(f"[bench_speed] {name} is a GPU workload: skipped without "
+                      "--device cuda.")
+                continue
+            spec = dict(specs.get(name) or GPU_WORKLOADS[name])
+            if args.quick and name in GPU_WORKLOADS:
+                spec.update(n_samples=20_000, epochs=1)
             X = make_data(spec["n_samples"], spec["n_features"], seed=0)
         elif name == "cover":
             X = load_cover(args.data, args.quick)
@@ -642,7 +655,10 @@ def _run(args, argv):
             continue
         else:
             raise SystemExit(f"unknown workload {name!r}")
-        times = time_training(X, spec, args.device, repeats, methods)
+        workload_methods = methods
+        if name in GPU_WORKLOADS:  # numpy's MLP would take minutes per epoch
+            workload_methods = [m for m in methods if m != "MLPRegressor"]
+        times = time_training(X, spec, args.device, repeats, workload_methods)
         results[name] = times
         sections.append(training_table(name, spec, times, len(X)))
         print("\n".join(sections[-1]), flush=True)

@@ -55,8 +55,12 @@ class AutoencoderTransformer(
         L2 penalty on the weights (Adam's ``weight_decay``).
 
     batch_size : int or 'auto', default='auto'
-        Rows per optimisation step. ``'auto'`` is ``min(256, n_samples)``;
-        larger values are clipped to ``n_samples``.
+        Rows per optimisation step. ``'auto'`` is ``min(256, n_samples)``:
+        at 256 rows a step of a small tabular network is still dominated by
+        arithmetic rather than by per-step overhead (with batches of 32 an
+        epoch takes several times longer, see ``benchmarks/RESULTS.md``),
+        while an epoch still takes many steps. Larger values are clipped to
+        ``n_samples``.
 
     max_iter : int, default=200
         Maximum number of epochs (passes over the training data).
