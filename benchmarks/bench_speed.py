@@ -49,6 +49,11 @@ LEARNING_RATE = 1e-3
 THREADS = 1  # set from --threads in main()
 TORCH_DEFAULT_THREADS = None  # torch's own choice in this process, from main()
 
+# Timed fits per method unless --repeats says otherwise: more where a fit is
+# short, since other processes on a shared machine make short timings noisy.
+DEFAULT_REPEATS = {"W1": 5, "W3": 5, "inference": 5, "threads": 3, "W2": 3,
+                   "cover": 3, "G1": 3}
+
 # name: rows, features, encoder hidden layers, latent size, batch, epochs.
 WORKLOADS = {
     "W1": dict(n_samples=20_000, n_features=100, hidden=(64, 32), latent=8,
@@ -326,6 +331,30 @@ def time_threads(X, spec, device, repeats):
     return times
 
 
+def profile_fit(X, spec, device, top=12):
+    """cProfile one sklearn_ae fit; return the table of its top costs."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fit_sklearn_ae(X, spec, 0, device)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)
+    lines = [
+        "| function (own time, callees excluded) | calls | own s | share |",
+        "|---|---:|---:|---:|",
+    ]
+    for (filename, line, func), (_, ncalls, tottime, _, _) in rows[:top]:
+        where = func if filename == "~" else f"{func} ({Path(filename).name}:{line})"
+        lines.append(
+            f"| `{where}` | {ncalls} | {tottime:.3f} | {100 * tottime / total:.0f}% |"
+        )
+    return lines, total
+
+
 def _rows_per_second(fn, n_rows, repeats):
     rates = []
     for _ in range(repeats):
@@ -557,7 +586,8 @@ def parse_args(argv):
     parser.add_argument("--device", default="cpu",
                         help="torch device for the torch methods (cpu, cuda)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed fits per method (default 3, 1 with --quick)")
+                        help="timed fits per method (default: 5 for W1, W3 and "
+                        "inference, 3 for the others; 1 with --quick)")
     parser.add_argument("--workloads", default="W1,W2,W3,inference,cover,threads,G1",
                         help="comma-separated subset of W1,W2,W3,inference,cover,"
                         "threads (torch's default thread count against 1 "
@@ -569,6 +599,9 @@ def parse_args(argv):
                         help="threads for every method: torch.set_num_threads "
                         "(PyOD, torch loop), numpy's BLAS pools (MLPRegressor, "
                         "PCA) and sklearn_ae's n_jobs (default 1)")
+    parser.add_argument("--profile", default="W2,W3",
+                        help="workloads whose sklearn_ae fit is also profiled "
+                        "for the report (comma-separated; '' for none)")
     parser.add_argument("--output", default=None,
                         help="where to write the Markdown report (default "
                         "benchmarks/RESULTS.md; none with --quick)")
@@ -611,14 +644,18 @@ def _run(args, argv):
     if "sklearn_ae" not in methods:
         raise SystemExit("--methods must include sklearn_ae (ratios are to it)")
     workloads = [w for w in args.workloads.split(",") if w]
-    repeats = args.repeats or (1 if args.quick else 3)
+    def repeats_for(name):
+        if args.repeats:
+            return args.repeats
+        return 1 if args.quick else DEFAULT_REPEATS.get(name, 3)
+
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
     specs = QUICK_WORKLOADS if args.quick else WORKLOADS
 
     load_before = _load()
     info = machine_info(args.device)
     warm_up(args.device, methods)
-    results, sections = {}, []
+    results, sections, profiles = {}, [], []
     for name in workloads:
         if name in specs or name in GPU_WORKLOADS:
             if name in GPU_WORKLOADS and not str(args.device).startswith("cuda"):
@@ -638,9 +675,9 @@ def _run(args, argv):
             if TORCH_DEFAULT_THREADS == 1:
                 print("[bench_speed] torch defaults to 1 thread here: skipping 'threads'.")
                 continue
-            spec = dict(specs["W1"], epochs=max(1, specs["W1"]["epochs"] // 3))
+            spec = dict(specs["W1"], epochs=1)  # 2 threads can be very slow
             X = make_data(spec["n_samples"], spec["n_features"], seed=0)
-            times = time_threads(X, spec, args.device, repeats)
+            times = time_threads(X, spec, args.device, repeats_for(name))
             sections.append(
                 training_table(f"Threads (W1 sizes, torch's default is "
                                f"{TORCH_DEFAULT_THREADS} threads)", spec, times, len(X))
@@ -649,7 +686,7 @@ def _run(args, argv):
             continue
         elif name == "inference":
             spec = QUICK_INFERENCE if args.quick else INFERENCE
-            rates = time_inference(spec, args.device, repeats, methods)
+            rates = time_inference(spec, args.device, repeats_for(name), methods)
             sections.append(inference_table(spec, rates))
             print("\n".join(sections[-1]), flush=True)
             continue
@@ -658,14 +695,30 @@ def _run(args, argv):
         workload_methods = methods
         if name in GPU_WORKLOADS:  # numpy's MLP would take minutes per epoch
             workload_methods = [m for m in methods if m != "MLPRegressor"]
-        times = time_training(X, spec, args.device, repeats, workload_methods)
+        times = time_training(X, spec, args.device, repeats_for(name),
+                              workload_methods)
         results[name] = times
         sections.append(training_table(name, spec, times, len(X)))
         print("\n".join(sections[-1]), flush=True)
+        if name in args.profile.split(","):
+            table, total = profile_fit(X, spec, args.device)
+            profiles.append(
+                [f"### Profile of one sklearn_ae fit on {name} ({total:.2f} s "
+                 "under cProfile)", ""] + table
+            )
     targets = ["## Targets (issue 5)", ""] + targets_table(results)
     print("\n".join(targets))
     if output is not None:
         tables = [["## Results", ""]] + sections + [targets]
+        if profiles:
+            tables.append([
+                "## Where sklearn_ae's time goes",
+                "",
+                "cProfile of one more fit per workload (same settings), by "
+                "own time. cProfile adds a cost to every Python call, so "
+                "Python-level overheads look larger here than they are.",
+            ])
+            tables += profiles
         shown = list(argv if argv is not None else sys.argv[1:])
         write_report(output, info, tables, shown, load_before, _load())
         print(f"[bench_speed] wrote {output}")

@@ -27,6 +27,7 @@ from ._data import TensorData, feature_scaling
 from ._engine import AutoencoderNet, HoldoutSplit, NonFiniteLossError
 from ._losses import ReconstructionLoss
 from ._networks import ACTIVATIONS, MLPAutoencoder
+from ._optim import FusedAdam
 
 _ACCEPT_SPARSE = ("csr", "csc", "coo")
 _DTYPES = (np.float64, np.float32)
@@ -328,7 +329,7 @@ class _BaseAutoencoder(BaseEstimator):
         return AutoencoderNet(
             module=self._build_module(n_features),
             criterion=self._build_criterion(),
-            optimizer=torch.optim.Adam,
+            optimizer=FusedAdam,
             lr=self.learning_rate,
             max_epochs=self.max_iter,
             batch_size=batch_size,

@@ -7,7 +7,9 @@ of a per-row ``Dataset``/``DataLoader``; losses are summed on the device and
 read once per epoch instead of a ``.item()`` sync per batch; the module is put
 in train/eval mode once per epoch instead of once per batch; batches skip
 skorch's ``to_tensor`` (they already are device tensors) and gradients are
-cleared without the optimizer's per-call profiler bookkeeping; per-batch
+cleared without the optimizer's per-call profiler bookkeeping; Adam steps
+through :meth:`FusedAdam.fast_step` (the fused kernel without ``step``'s
+per-call bookkeeping); per-batch
 callback hooks are only called when a callback implements them.
 """
 
@@ -126,7 +128,9 @@ class AutoencoderNet(NeuralNet):
                 for param in group["params"]:
                     param.grad = None
         step = self.train_step_single(batch, **fit_params)
-        self._step_optimizer(None)
+        for name in self._optimizers:
+            optimizer = getattr(self, name + "_")
+            getattr(optimizer, "fast_step", optimizer.step)()
         return step
 
     def validation_step(self, batch, **fit_params):
