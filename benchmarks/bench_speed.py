@@ -91,14 +91,18 @@ TARGETS = [
     ("W1", "pyod train", 0.55),
     ("W1", "MLPRegressor", 1.0),
     ("W1", "torch loop", 1.15),
+    ("W1", "torch loop + fast_step", 1.15),
     ("W2", "pyod train", 0.8),
     ("W2", "torch loop", 1.15),
+    ("W2", "torch loop + fast_step", 1.15),
     ("W3", "pyod train", 0.6),
     ("W3", "MLPRegressor", 1.0),
 ]
 TARGET_NOTES = {
-    ("W1", "torch loop"): "estimator overhead <= 15%",
-    ("W2", "torch loop"): "estimator overhead <= 15%",
+    ("W1", "torch loop"): "estimator overhead <= 15% (issue's floor)",
+    ("W2", "torch loop"): "<= 1.15x the tight loop; overhead <= 15%",
+    ("W1", "torch loop + fast_step"): "overhead <= 15%, same optimizer step",
+    ("W2", "torch loop + fast_step"): "overhead <= 15%, same optimizer step",
     ("W3", "MLPRegressor"): "stretch",
 }
 
@@ -228,11 +232,18 @@ def fit_mlp_regressor(X, spec, seed, device):
     return {"MLPRegressor": seconds}, est
 
 
-def fit_torch_loop(X, spec, seed, device):
-    """The floor: one tensor on the device, randperm batches, fused Adam."""
+def fit_torch_loop(X, spec, seed, device, fast_step=False):
+    """The floor: one tensor on the device, randperm batches, fused Adam.
+
+    With ``fast_step``, the optimizer steps through sklearn_ae's
+    ``FusedAdam.fast_step`` (the same kernel without ``step()``'s per-call
+    bookkeeping), as the estimator does: the loop to compare with when
+    measuring what the estimator itself adds.
+    """
     import torch
 
     from sklearn_ae._networks import MLPAutoencoder
+    from sklearn_ae._optim import FusedAdam
 
     device = torch.device(device)
     start = time.perf_counter()
@@ -240,7 +251,8 @@ def fit_torch_loop(X, spec, seed, device):
         torch.manual_seed(seed)
         Xt = torch.from_numpy(X).to(device)
         model = MLPAutoencoder(X.shape[1], spec["latent"], spec["hidden"]).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, fused=True)
+        opt = FusedAdam(model.parameters(), lr=LEARNING_RATE, fused=True)
+        step = opt.fast_step if fast_step else opt.step
         model.train()
         n, batch = len(Xt), spec["batch_size"]
         losses = []
@@ -252,11 +264,16 @@ def fit_torch_loop(X, spec, seed, device):
                 opt.zero_grad(set_to_none=True)
                 loss = torch.nn.functional.mse_loss(model(xb), xb)
                 loss.backward()
-                opt.step()
+                step()
                 total += loss.detach() * len(xb)
             losses.append((total / n).item())  # one sync per epoch
     seconds = time.perf_counter() - start
-    return {"torch loop": seconds}, model
+    label = "torch loop + fast_step" if fast_step else "torch loop"
+    return {label: seconds}, model
+
+
+def fit_torch_loop_fast_step(X, spec, seed, device):
+    return fit_torch_loop(X, spec, seed, device, fast_step=True)
 
 
 def fit_pca(X, spec, seed, device):
@@ -274,6 +291,7 @@ TRAINERS = {
     "pyod": fit_pyod,
     "MLPRegressor": fit_mlp_regressor,
     "torch loop": fit_torch_loop,
+    "torch loop + fast_step": fit_torch_loop_fast_step,
     "PCA": fit_pca,
 }
 
@@ -442,7 +460,7 @@ def machine_info(device):
         "torch": torch.__version__,
         "torch threads": f"{torch.get_num_threads()} intra-op, "
         f"{torch.get_num_interop_threads()} inter-op",
-        "numpy/scipy thread pools": ", ".join(blas) or "none found",
+        "native thread pools (threadpoolctl)": ", ".join(blas) or "none found",
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
         "scikit-learn / skorch / pyod": f"{sklearn.__version__} / "
         f"{skorch.__version__} / {pyod_version}",
@@ -552,9 +570,16 @@ def write_report(path, info, sections, args, load_before, load_after):
         "- `pyod` is PyOD's whole `fit`, which also scores the training set; "
         "`pyod train` is its training loop alone and is the (stricter) PyOD "
         "reference for the targets.",
-        "- `torch loop` is the floor: one tensor on the device, one "
-        "`randperm` gather per epoch, contiguous slices, fused Adam, the "
-        "epoch loss summed on the device and read once per epoch.",
+        "- `torch loop` is the issue's floor, the standard idiom: one tensor "
+        "on the device, one `randperm` gather per epoch, contiguous slices, "
+        "`torch.optim.Adam(fused=True)` with `zero_grad(set_to_none=True)` "
+        "and `step()`, the epoch loss summed on the device and read once per "
+        "epoch. sklearn_ae steps its optimizer through `FusedAdam.fast_step` "
+        "(`sklearn_ae/_optim.py`: the same fused kernel, bit-identical "
+        "updates, without `step()`'s per-call Python bookkeeping), so it can "
+        "beat that floor. `torch loop + fast_step` is the same loop stepping "
+        "the same way as sklearn_ae: the ratio to it is what the estimator "
+        "itself (validation, scaling, skorch, callbacks) adds.",
         "- MLPRegressor and PCA always run on the CPU (numpy).",
         f"- Threads: every method ran with {THREADS} thread(s): "
         "`torch.set_num_threads` for PyOD and the torch loop, numpy's BLAS "
@@ -613,6 +638,12 @@ def main(argv=None):
     import torch
 
     import threadpoolctl
+
+    # Load every BLAS and OpenMP library before limiting them: threadpoolctl
+    # only limits the libraries already loaded.
+    import scipy.linalg  # noqa: F401
+    import sklearn.decomposition  # noqa: F401
+    import sklearn.neural_network  # noqa: F401
 
     global THREADS, TORCH_DEFAULT_THREADS
     THREADS = args.threads
