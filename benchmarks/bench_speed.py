@@ -552,9 +552,8 @@ def write_report(path, info, sections, args, load_before, load_after):
     lines += [f"- {key}: {value}" for key, value in info.items()]
     lines += [
         f"- load average (1, 5, 15 min) at start: {load_before}; at end: "
-        f"{load_after}. When it is above 0 before the run starts, other "
-        "processes share the CPUs: absolute times are then noisy, and the "
-        "ratios between methods timed in the same run are what counts.",
+        f"{load_after}.",
+        _sharing_note(load_before),
         "- Every method is warmed up once (a one-epoch fit on 512 rows) "
         "before any timing, so one-time costs (lazy imports, the first "
         "optimizer built in the process, about 1-1.5 s in torch) are outside "
@@ -581,6 +580,13 @@ def write_report(path, info, sections, args, load_before, load_after):
         "the same way as sklearn_ae: the ratio to it is what the estimator "
         "itself (validation, scaling, skorch, callbacks) adds.",
         "- MLPRegressor and PCA always run on the CPU (numpy).",
+        "- GPU: " + (
+            "this run used the GPU named above for the torch methods."
+            if str(info["device"]).startswith("cuda")
+            else "none in this run, so no GPU numbers here; "
+            "`python benchmarks/bench_speed.py --device cuda` adds the "
+            "2,000,000 x 100 workload G1 and times every torch method on the GPU."
+        ),
         f"- Threads: every method ran with {THREADS} thread(s): "
         "`torch.set_num_threads` for PyOD and the torch loop, numpy's BLAS "
         "pools limited with threadpoolctl for MLPRegressor and PCA, and "
@@ -592,6 +598,26 @@ def write_report(path, info, sections, args, load_before, load_after):
     for section in sections:
         lines += section + [""]
     Path(path).write_text("\n".join(lines))
+
+
+def _sharing_note(load_before):
+    """Say whether other processes were using the CPUs when the run began."""
+    try:
+        one_minute = float(load_before.split(",")[0])
+    except ValueError:
+        return "- Whether other processes shared the machine is unknown."
+    if one_minute >= 0.5:
+        return (
+            f"- **The machine was shared**: the load average was {one_minute:.1f} "
+            f"on {os.cpu_count()} CPUs when the run began, so other processes "
+            "competed for the CPUs throughout. Absolute times are noisy and "
+            "pessimistic; the ratios between methods timed in the same run, "
+            "with interleaved repeats, are what counts."
+        )
+    return (
+        "- The machine was otherwise idle when the run began (load average "
+        f"{one_minute:.1f})."
+    )
 
 
 # ----------------------------------------------------------------- main
@@ -624,7 +650,7 @@ def parse_args(argv):
                         help="threads for every method: torch.set_num_threads "
                         "(PyOD, torch loop), numpy's BLAS pools (MLPRegressor, "
                         "PCA) and sklearn_ae's n_jobs (default 1)")
-    parser.add_argument("--profile", default="W2,W3",
+    parser.add_argument("--profile", default="W1,W2,W3",
                         help="workloads whose sklearn_ae fit is also profiled "
                         "for the report (comma-separated; '' for none)")
     parser.add_argument("--output", default=None,
