@@ -9,15 +9,21 @@ from sklearn_ae._networks import MLPAutoencoder
 from sklearn_ae._optim import FusedAdam
 
 
-def _train(optimizer_cls, step, *, n_steps=6, lr_change=True, freeze=False, **options):
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _train(
+    optimizer_cls, step, *, n_steps=6, lr_change=True, freeze=False, device="cpu",
+    **options,
+):
     torch.manual_seed(0)
-    module = MLPAutoencoder(7, 2, (5,))
+    module = MLPAutoencoder(7, 2, (5,)).to(device)
     if freeze:
         module.decoder[0].bias.requires_grad_(False)
     opt = optimizer_cls(
         [p for p in module.parameters() if p.requires_grad], lr=0.01, fused=True, **options
     )
-    X = torch.randn(32, 7)
+    X = torch.randn(32, 7).to(device)
     for i in range(n_steps):
         for p in module.parameters():
             p.grad = None
@@ -28,16 +34,26 @@ def _train(optimizer_cls, step, *, n_steps=6, lr_change=True, freeze=False, **op
     return module, opt
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("options", [{}, {"weight_decay": 0.1}, {"maximize": True}])
-def test_fast_step_matches_torch_adam_bit_for_bit(options):
-    ref, ref_opt = _train(torch.optim.Adam, lambda o: o.step(), **options)
-    fast, fast_opt = _train(FusedAdam, lambda o: o.fast_step(), **options)
+def test_fast_step_matches_torch_adam_bit_for_bit(options, device):
+    ref, ref_opt = _train(torch.optim.Adam, lambda o: o.step(), device=device, **options)
+    fast, fast_opt = _train(FusedAdam, lambda o: o.fast_step(), device=device, **options)
     assert fast_opt._fast_plan is not None  # the fast path was taken
     for a, b in zip(ref.parameters(), fast.parameters()):
         assert torch.equal(a, b)
     for a, b in zip(ref.parameters(), fast.parameters()):
         sa, sb = ref_opt.state[a], fast_opt.state[b]
         assert all(torch.equal(sa[k], sb[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+
+
+def test_fast_step_skips_a_frozen_parameter_like_torch():
+    # A parameter outside the optimizer has no state; one inside whose
+    # gradient is None sends that step through torch's own step().
+    ref, _ = _train(torch.optim.Adam, lambda o: o.step(), freeze=True)
+    fast, _ = _train(FusedAdam, lambda o: o.fast_step(), freeze=True)
+    for a, b in zip(ref.parameters(), fast.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_fast_step_falls_back_where_it_does_not_apply():
@@ -61,3 +77,23 @@ def test_fast_step_with_a_hook_or_a_reloaded_state_uses_step():
     opt.load_state_dict(copy.deepcopy(opt.state_dict()))
     assert not opt._plan_is_current(opt._fast_plan)
 
+
+
+def test_fast_step_with_a_parameter_without_gradient_matches_torch():
+    def run(optimizer_cls, step):
+        torch.manual_seed(0)
+        used = torch.nn.Linear(3, 3)
+        unused = torch.nn.Parameter(torch.randn(2))  # never gets a gradient
+        opt = optimizer_cls([*used.parameters(), unused], lr=0.01, fused=True)
+        X = torch.randn(8, 3)
+        for _ in range(4):
+            for p in used.parameters():
+                p.grad = None
+            used(X).square().mean().backward()
+            step(opt)
+        return [*used.parameters(), unused]
+
+    ref = run(torch.optim.Adam, lambda o: o.step())
+    fast = run(FusedAdam, lambda o: o.fast_step())
+    for a, b in zip(ref, fast):
+        assert torch.equal(a, b)
