@@ -55,8 +55,12 @@ class AutoencoderTransformer(
         L2 penalty on the weights (Adam's ``weight_decay``).
 
     batch_size : int or 'auto', default='auto'
-        Rows per optimisation step. ``'auto'`` is ``min(256, n_samples)``;
-        larger values are clipped to ``n_samples``.
+        Rows per optimisation step. ``'auto'`` is ``min(256, n_samples)``:
+        at 256 rows a step of a small tabular network is still dominated by
+        arithmetic rather than by per-step overhead (with batches of 32 an
+        epoch takes several times longer, see ``benchmarks/RESULTS.md``),
+        while an epoch still takes many steps. Larger values are clipped to
+        ``n_samples``.
 
     max_iter : int, default=200
         Maximum number of epochs (passes over the training data).
@@ -86,6 +90,17 @@ class AutoencoderTransformer(
     device : str or torch.device, default='auto'
         Where the network is trained and run. ``'auto'`` picks CUDA when
         available, else the CPU.
+
+    n_jobs : int, default=None
+        Number of CPU threads torch uses in ``fit`` and in inference.
+        ``None`` means 1 unless in a :func:`joblib.parallel_config` context;
+        ``-1`` means all CPUs. One thread is the fastest setting for small
+        tabular networks, whose steps are too short to split, and it stays
+        fast when other processes hold the other cores (with more threads
+        than free cores every step waits for a busy one, measured 10-40x
+        slower in ``benchmarks/``). More threads pay off for wide layers
+        and large batches on an otherwise idle machine. torch's own thread
+        setting is restored afterwards.
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation
@@ -231,8 +246,9 @@ class AutoencoderTransformer(
 
         from ._data import TensorData
 
-        codes = TensorData(Z, device=self.net_.device)
-        return self._map_batches(codes, decode, self._output_dtype(Z))
+        dtype = self._output_dtype(Z)
+        codes = TensorData(Z, device=self.net_.device, dtype=self._compute_dtype(dtype))
+        return self._map_batches(codes, decode, dtype)
 
     def score_samples(self, X):
         """Return the negative reconstruction error of each sample.

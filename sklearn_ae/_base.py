@@ -7,12 +7,14 @@ Subclasses fill in a few hooks: ``_build_module`` (the torch network),
 """
 
 import copy
+import threading
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 import torch
+from joblib import effective_n_jobs
 from skorch.callbacks import EarlyStopping
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
@@ -25,6 +27,7 @@ from ._data import TensorData, feature_scaling
 from ._engine import AutoencoderNet, HoldoutSplit, NonFiniteLossError
 from ._losses import ReconstructionLoss
 from ._networks import ACTIVATIONS, MLPAutoencoder
+from ._optim import FusedAdam
 
 _ACCEPT_SPARSE = ("csr", "csc", "coo")
 _DTYPES = (np.float64, np.float32)
@@ -65,6 +68,46 @@ def seeded_torch(seed, device):
         yield
 
 
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"depth": 0, "caller": None}
+
+
+def resolve_n_jobs(n_jobs):
+    """Return the number of torch threads that ``n_jobs`` asks for.
+
+    scikit-learn's convention: ``None`` is 1 unless a
+    ``joblib.parallel_config`` context says otherwise, ``-1`` all CPUs,
+    ``-2`` all but one.
+    """
+    if n_jobs == 0:
+        raise ValueError("n_jobs=0 is not a number of threads; use None, -1 or >= 1.")
+    return max(1, effective_n_jobs(n_jobs))
+
+
+@contextmanager
+def torch_threads(n_threads):
+    """Run the block with ``torch.set_num_threads(n_threads)``, then restore.
+
+    The caller's setting comes back when the outermost block exits, also
+    when blocks overlap in several Python threads.
+    """
+    with _THREADS_LOCK:
+        if _THREADS_STATE["depth"] == 0:
+            _THREADS_STATE["caller"] = torch.get_num_threads()
+        _THREADS_STATE["depth"] += 1
+        if torch.get_num_threads() != n_threads:
+            torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["depth"] -= 1
+            if _THREADS_STATE["depth"] == 0:
+                caller = _THREADS_STATE["caller"]
+                if torch.get_num_threads() != caller:
+                    torch.set_num_threads(caller)
+
+
 class _BaseAutoencoder(BaseEstimator):
     """Base class for the autoencoder estimators. Not for direct use."""
 
@@ -85,6 +128,7 @@ class _BaseAutoencoder(BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "standardize": ["boolean"],
         "device": [str, torch.device],
+        "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, None],
@@ -110,6 +154,7 @@ class _BaseAutoencoder(BaseEstimator):
         validation_fraction=0.1,
         standardize=True,
         device="auto",
+        n_jobs=None,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -131,6 +176,7 @@ class _BaseAutoencoder(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.standardize = standardize
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
@@ -206,6 +252,7 @@ class _BaseAutoencoder(BaseEstimator):
         self._hidden_sizes()
         self._check_input_range(X)
         device = resolve_device(self.device)
+        n_threads = resolve_n_jobs(self.n_jobs)
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         n_samples, n_features = X.shape
         batch_size = self._resolved_batch_size(n_samples)
@@ -226,9 +273,10 @@ class _BaseAutoencoder(BaseEstimator):
             mean, scale = feature_scaling(X)
         else:
             mean = scale = None
-        data = TensorData(X, mean=mean, scale=scale, device=device, resident=True)
+        with torch_threads(n_threads):
+            data = TensorData(X, mean=mean, scale=scale, device=device, resident=True)
 
-        with seeded_torch(seed, device):
+        with seeded_torch(seed, device), torch_threads(n_threads):
             if not warm:
                 net = self._build_net(n_features, batch_size, device, seed)
                 net.initialize()
@@ -281,7 +329,7 @@ class _BaseAutoencoder(BaseEstimator):
         return AutoencoderNet(
             module=self._build_module(n_features),
             criterion=self._build_criterion(),
-            optimizer=torch.optim.Adam,
+            optimizer=FusedAdam,
             lr=self.learning_rate,
             max_epochs=self.max_iter,
             batch_size=batch_size,
@@ -315,19 +363,33 @@ class _BaseAutoencoder(BaseEstimator):
         """The fitted torch module (held by ``net_``)."""
         return self.net_.module_
 
-    def _tensor_data(self, X):
-        return TensorData(X, mean=self.mean_, scale=self.scale_, device=self.net_.device)
+    def _tensor_data(self, X, dtype=torch.float32):
+        return TensorData(
+            X, mean=self.mean_, scale=self.scale_, device=self.net_.device, dtype=dtype
+        )
+
+    @staticmethod
+    def _compute_dtype(dtype):
+        """The torch dtype inference runs in for numpy output ``dtype``."""
+        return torch.float64 if dtype == np.float64 else torch.float32
 
     def _map_batches(self, X, fn, dtype):
-        """Return ``fn`` applied to standardized batches of ``X``, as numpy.
+        """Return ``fn(module, batch)`` over standardized batches of ``X``, as numpy.
 
         ``X`` is validated; sparse input is densified one batch at a time.
+        ``fn`` gets the module and batches in the precision of ``dtype``:
+        float64 output is computed in float64 (with a float64 copy of the
+        module), so that a row's result does not depend on which rows share
+        its batch, as it would at float32 rounding.
         """
-        data = X if isinstance(X, TensorData) else self._tensor_data(X)
+        compute_dtype = self._compute_dtype(dtype)
+        data = X if isinstance(X, TensorData) else self._tensor_data(X, compute_dtype)
         module = self.net_.module_
+        if compute_dtype != torch.float32:
+            module = copy.deepcopy(module).to(compute_dtype)
         module.eval()
         outputs = []
-        with torch.inference_mode():
+        with torch_threads(resolve_n_jobs(self.n_jobs)), torch.inference_mode():
             for start in range(0, len(data), _INFERENCE_ROWS):
                 batch = data.take(slice(start, start + _INFERENCE_ROWS))
                 outputs.append(fn(module, batch))
@@ -354,7 +416,9 @@ class _BaseAutoencoder(BaseEstimator):
         criterion = self.net_.criterion_
         scale = None
         if self.scale_ is not None:
-            scale = torch.as_tensor(self.scale_, dtype=torch.float32, device=self.net_.device)
+            scale = torch.as_tensor(
+                self.scale_, dtype=self._compute_dtype(dtype), device=self.net_.device
+            )
 
         def errors(module, xb):
             output = module(xb)

@@ -1,4 +1,4 @@
-"""Rows of a data matrix as float32 torch batches, standardized on the way.
+"""Rows of a data matrix as torch batches (float32 by default), standardized on the way.
 
 Dense training data is converted and moved to the device once; batches are
 then cut from it by index, with one gather per epoch for shuffling. Sparse
@@ -10,26 +10,60 @@ import scipy.sparse as sp
 import torch
 
 
+# Rows per float64 block when computing the scaling of a dense matrix: the
+# blocks stay in cache, and X is never copied whole to float64 (a 60,000 x
+# 784 float32 matrix would need 376 MB and a third of a second).
+_SCALING_ROWS = 512
+
+
 def feature_scaling(X):
     """Return per-feature ``(mean, scale)`` for z-scoring ``X`` (dense or sparse).
 
-    Constant features get a scale of 1 so they map to 0 instead of NaN.
+    Moments are accumulated in float64. Constant features get a scale of 1
+    so they map to 0 instead of NaN.
     """
     if sp.issparse(X):
         from sklearn.utils.sparsefuncs import mean_variance_axis
 
         mean, var = mean_variance_axis(sp.csr_matrix(X, dtype=np.float64), axis=0)
     else:
-        X64 = np.asarray(X, dtype=np.float64)
-        mean, var = X64.mean(axis=0), X64.var(axis=0)
+        mean, var = _blockwise_mean_var(np.asarray(X))
     scale = np.sqrt(var)
     tiny = 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
     scale[scale < tiny] = 1.0
     return mean, scale
 
 
+def _blockwise_mean_var(X):
+    """Mean and (population) variance of the columns of a dense ``X``.
+
+    Two-pass moments within each float64 block, merged across blocks with
+    Chan et al.'s pairwise update, so the result is as accurate as
+    ``np.var`` on a float64 copy without making one.
+    """
+    n_features = X.shape[1]
+    mean = np.zeros(n_features)
+    m2 = np.zeros(n_features)
+    count = 0
+    for start in range(0, X.shape[0], _SCALING_ROWS):
+        # A float64 copy of the block (never a view of X), centred in place.
+        block = np.array(X[start : start + _SCALING_ROWS], dtype=np.float64)
+        n_block = block.shape[0]
+        block_mean = block.mean(axis=0)
+        block -= block_mean
+        block_m2 = np.einsum("ij,ij->j", block, block)
+        total = count + n_block
+        delta = block_mean - mean
+        mean += delta * (n_block / total)
+        m2 += block_m2 + delta**2 * (count * n_block / total)
+        count = total
+    if count == 0:
+        return np.full(n_features, np.nan), np.full(n_features, np.nan)
+    return mean, m2 / count
+
+
 class TensorData:
-    """Rows of ``X`` as standardized float32 tensors on ``device``.
+    """Rows of ``X`` as standardized tensors on ``device``.
 
     Parameters
     ----------
@@ -37,38 +71,62 @@ class TensorData:
     mean, scale : ndarray of shape (n_features,) or None
         Rows are returned as ``(x - mean) / scale``; ``None`` leaves them as is.
     device : str or torch.device
+    dtype : torch.dtype, default=torch.float32
+        Floating dtype of the tensors (training always uses float32).
     resident : bool
         If True, a dense ``X`` is converted and moved to the device at once
         (training). If False, only the rows asked for are (inference).
     """
 
-    def __init__(self, X, *, mean=None, scale=None, device="cpu", resident=False):
+    def __init__(
+        self, X, *, mean=None, scale=None, device="cpu", dtype=torch.float32,
+        resident=False,
+    ):
         self.device = torch.device(device)
+        self.dtype = dtype
         self.n_features = X.shape[1]
         self._shift = None if mean is None else self._vector(mean)
         self._scale = None if scale is None else self._vector(scale)
         if sp.issparse(X):
             self.X = sp.csr_matrix(X)
         elif resident:
-            self.X = self._standardize(self._to_device(X))
+            self.X = self._standardize(self._to_device(X), X)
         else:
             self.X = X
         self.resident = isinstance(self.X, torch.Tensor)
+        self._shuffled = None
 
     def __len__(self):
         return self.X.shape[0]
 
     def _vector(self, v):
-        return torch.as_tensor(np.asarray(v), dtype=torch.float32, device=self.device)
+        return torch.as_tensor(np.asarray(v), dtype=self.dtype, device=self.device)
 
     def _to_device(self, rows):
-        rows = np.array(rows, dtype=np.float32, copy=None, order="C")
-        if not rows.flags.writeable:
-            rows = rows.copy()
-        return torch.from_numpy(rows).to(self.device, non_blocking=True)
+        """Return ``rows`` as a tensor of ``dtype`` on the device, converting once.
 
-    def _standardize(self, t):
-        if self._shift is not None:
+        The tensor may share memory with the caller's array (input already of
+        that dtype, on the CPU); :meth:`_standardize` then leaves it alone.
+        """
+        np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
+        converted = np.array(rows, dtype=np_dtype, copy=None, order="C")
+        if not converted.flags.writeable:
+            converted = converted.copy()
+        return torch.from_numpy(converted).to(self.device, non_blocking=True)
+
+    def _standardize(self, t, source):
+        """Return ``(t - mean) / scale``, in place only if ``t`` is not ``source``'s memory."""
+        if self._shift is None and self._scale is None:
+            return t
+        shared = (
+            t.device.type == "cpu"
+            and isinstance(source, np.ndarray)
+            and np.may_share_memory(t.numpy(), source)
+        )
+        if shared:
+            # The caller's array itself: never written to.
+            t = t.sub(self._shift) if self._shift is not None else t.clone()
+        elif self._shift is not None:
             t.sub_(self._shift)
         if self._scale is not None:
             t.div_(self._scale)
@@ -81,7 +139,7 @@ class TensorData:
         rows = self.X[index]
         if sp.issparse(rows):
             rows = rows.toarray()
-        return self._standardize(self._to_device(rows))
+        return self._standardize(self._to_device(rows), rows)
 
     def subset(self, index):
         """Return a new ``TensorData`` holding only rows ``index``."""
@@ -90,6 +148,7 @@ class TensorData:
         if self.resident:
             index = torch.as_tensor(index, device=self.device)
         new.X = self.X[index]
+        new._shuffled = None
         return new
 
     def batches(self, batch_size, *, shuffle=False, drop_singleton=False):
@@ -98,6 +157,9 @@ class TensorData:
         With ``shuffle``, rows are visited in a fresh random order drawn from
         torch's (seeded) default generator. ``drop_singleton`` skips a last
         batch of one row, which batch norm cannot train on.
+
+        Shuffled resident batches are views of one buffer that the next
+        shuffled pass overwrites: a batch is valid until the next epoch.
         """
         n = len(self)
         order = None
@@ -106,8 +168,13 @@ class TensorData:
             order = torch.randperm(n, device=gen_device)
         source = self
         if order is not None and self.resident:
-            # One gather per epoch, then contiguous slices.
-            source = _Resident(self.X[order])
+            # One gather per epoch into the same buffer, then contiguous
+            # slices. Reusing the buffer saves allocating (and page-faulting)
+            # a copy of X every epoch: 0.1 s of a 2 s epoch on 60,000 x 784.
+            if self._shuffled is None:
+                self._shuffled = torch.empty_like(self.X)
+            torch.index_select(self.X, 0, order, out=self._shuffled)
+            source = _Resident(self._shuffled)
             order = None
         elif order is not None:
             order = order.numpy()

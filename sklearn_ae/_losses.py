@@ -41,6 +41,9 @@ class ReconstructionLoss(nn.Module):
         return self.elementwise(output, target).flatten(1).mean(dim=1)
 
     def forward(self, output, target):
+        if self.kind == "mse":
+            # One fused op (and one backward node) instead of three.
+            return F.mse_loss(output, target)
         return self.elementwise(output, target).mean()
 
 

@@ -1,0 +1,137 @@
+"""The fast paths of training and inference keep the estimator's behaviour."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback
+from sklearn.exceptions import ConvergenceWarning
+
+import sklearn_ae._data
+from sklearn_ae import AutoencoderTransformer
+from sklearn_ae._base import torch_threads
+from sklearn_ae._data import feature_scaling
+
+FAST = dict(hidden_layer_sizes=(16,), max_iter=4, random_state=0, device="cpu")
+
+
+def make_data(n_samples=150, n_features=6, seed=0, dtype=np.float64):
+    rng = np.random.RandomState(seed)
+    X = np.tanh(rng.randn(n_samples, 2) @ rng.randn(2, n_features))
+    return (3 * X + 5 + 0.05 * rng.randn(n_samples, n_features)).astype(dtype)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_convergence():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+class ThreadsSeen(Callback):
+    """Records torch's thread count at the start of each epoch."""
+
+    def initialize(self):
+        self.seen = []
+        return self
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.seen.append(torch.get_num_threads())
+
+
+class EveryBatch(Callback):
+    """A per-batch hook, which sends training through skorch's own step."""
+
+    def on_batch_end(self, net, **kwargs):
+        pass
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_and_inference_leave_the_input_unchanged(dtype):
+    X = make_data(dtype=dtype)
+    before = X.copy()
+    ae = AutoencoderTransformer(**FAST).fit(X)
+    ae.transform(X)
+    ae.score_samples(X)
+    np.testing.assert_array_equal(X, before)
+
+
+def test_n_jobs_sets_threads_for_fit_and_restores_them():
+    callback = ThreadsSeen()
+    caller = torch.get_num_threads()
+    ae = AutoencoderTransformer(**FAST, n_jobs=2, callbacks=[("threads", callback)])
+    ae.fit(make_data())
+    assert ae.net_.callbacks_[-1][1].seen == [2] * ae.n_iter_
+    assert torch.get_num_threads() == caller
+    ae.set_params(n_jobs=1)
+    ae.transform(make_data())
+    assert torch.get_num_threads() == caller
+
+
+def test_n_jobs_default_trains_on_one_thread():
+    ae = AutoencoderTransformer(**FAST, callbacks=[("threads", ThreadsSeen())])
+    ae.fit(make_data())
+    assert set(ae.net_.callbacks_[-1][1].seen) == {1}
+
+
+def test_torch_threads_restores_the_callers_setting_when_nested():
+    caller = torch.get_num_threads()
+    target = 1 if caller != 1 else 2
+    with torch_threads(target):
+        with torch_threads(target):
+            assert torch.get_num_threads() == target
+        assert torch.get_num_threads() == target
+    assert torch.get_num_threads() == caller
+
+
+def test_n_jobs_zero_is_rejected():
+    with pytest.raises(ValueError, match="n_jobs=0"):
+        AutoencoderTransformer(**FAST, n_jobs=0).fit(make_data())
+
+
+def test_fast_step_matches_skorchs_own_step():
+    # A per-batch callback makes the engine take skorch's train_step; the
+    # result must be the same as the fast step's, bit for bit.
+    X = make_data()
+    fast = AutoencoderTransformer(**FAST).fit(X)
+    hooked = AutoencoderTransformer(**FAST, callbacks=[EveryBatch()]).fit(X)
+    assert fast.loss_curve_ == hooked.loss_curve_
+    np.testing.assert_array_equal(fast.transform(X), hooked.transform(X))
+
+
+def test_epoch_loss_is_the_mean_loss_over_rows():
+    # Batches of 64, 64 and 22 rows: the epoch loss weights each batch's
+    # mean by its size. Check it against a forward pass with the weights
+    # frozen (lr=0 keeps them at their initial values).
+    X = make_data(n_samples=150)
+    ae = AutoencoderTransformer(
+        **{**FAST, "max_iter": 1}, batch_size=64, learning_rate=1e-30
+    ).fit(X)
+    Xs = torch.as_tensor((X - ae.mean_) / ae.scale_, dtype=torch.float32)
+    with torch.no_grad():
+        expected = torch.nn.functional.mse_loss(ae.module_(Xs), Xs).item()
+    assert ae.loss_curve_[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_float64_inference_does_not_depend_on_the_batch():
+    X = make_data(n_samples=40)
+    ae = AutoencoderTransformer(**FAST).fit(X)
+    full = ae.score_samples(X)
+    one_by_one = np.concatenate([ae.score_samples(row[None]) for row in X])
+    np.testing.assert_allclose(full, one_by_one, rtol=1e-12, atol=1e-14)
+    assert ae.transform(X).dtype == np.float64
+    assert ae.transform(X.astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blockwise_scaling_matches_numpy(monkeypatch, dtype):
+    monkeypatch.setattr(sklearn_ae._data, "_SCALING_ROWS", 7)
+    X = make_data(n_samples=50, dtype=dtype)
+    X[:, 2] = 4.0  # a constant feature gets scale 1
+    mean, scale = feature_scaling(X)
+    X64 = X.astype(np.float64)
+    np.testing.assert_allclose(mean, X64.mean(axis=0), rtol=1e-12)
+    expected = X64.std(axis=0)
+    expected[2] = 1.0
+    np.testing.assert_allclose(scale, expected, rtol=1e-10)

@@ -1,0 +1,99 @@
+"""FusedAdam.fast_step makes exactly torch's fused Adam update."""
+
+import copy
+
+import pytest
+import torch
+
+from sklearn_ae._networks import MLPAutoencoder
+from sklearn_ae._optim import FusedAdam
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _train(
+    optimizer_cls, step, *, n_steps=6, lr_change=True, freeze=False, device="cpu",
+    **options,
+):
+    torch.manual_seed(0)
+    module = MLPAutoencoder(7, 2, (5,)).to(device)
+    if freeze:
+        module.decoder[0].bias.requires_grad_(False)
+    opt = optimizer_cls(
+        [p for p in module.parameters() if p.requires_grad], lr=0.01, fused=True, **options
+    )
+    X = torch.randn(32, 7).to(device)
+    for i in range(n_steps):
+        for p in module.parameters():
+            p.grad = None
+        torch.nn.functional.mse_loss(module(X), X).backward()
+        if i == 3 and lr_change:
+            opt.param_groups[0]["lr"] = 0.003  # what an LR scheduler does
+        step(opt)
+    return module, opt
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize("options", [{}, {"weight_decay": 0.1}, {"maximize": True}])
+def test_fast_step_matches_torch_adam_bit_for_bit(options, device):
+    ref, ref_opt = _train(torch.optim.Adam, lambda o: o.step(), device=device, **options)
+    fast, fast_opt = _train(FusedAdam, lambda o: o.fast_step(), device=device, **options)
+    assert fast_opt._fast_plan is not None  # the fast path was taken
+    for a, b in zip(ref.parameters(), fast.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(ref.parameters(), fast.parameters()):
+        sa, sb = ref_opt.state[a], fast_opt.state[b]
+        assert all(torch.equal(sa[k], sb[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+
+
+def test_fast_step_skips_a_frozen_parameter_like_torch():
+    # A parameter outside the optimizer has no state; one inside whose
+    # gradient is None sends that step through torch's own step().
+    ref, _ = _train(torch.optim.Adam, lambda o: o.step(), freeze=True)
+    fast, _ = _train(FusedAdam, lambda o: o.fast_step(), freeze=True)
+    for a, b in zip(ref.parameters(), fast.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_fast_step_falls_back_where_it_does_not_apply():
+    # amsgrad is not on the fast path: same result as torch, via step().
+    ref, _ = _train(torch.optim.Adam, lambda o: o.step(), amsgrad=True)
+    fast, opt = _train(FusedAdam, lambda o: o.fast_step(), amsgrad=True)
+    assert opt._fast_plan is None
+    for a, b in zip(ref.parameters(), fast.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_fast_step_with_a_hook_or_a_reloaded_state_uses_step():
+    module, opt = _train(FusedAdam, lambda o: o.fast_step(), n_steps=2)
+    calls = []
+    handle = opt.register_step_post_hook(lambda *args: calls.append(1))
+    opt.fast_step()
+    assert calls == [1]
+    handle.remove()
+    opt.fast_step()  # no hook: plans again
+    assert opt._plan_is_current(opt._fast_plan)
+    opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert not opt._plan_is_current(opt._fast_plan)
+
+
+
+def test_fast_step_with_a_parameter_without_gradient_matches_torch():
+    def run(optimizer_cls, step):
+        torch.manual_seed(0)
+        used = torch.nn.Linear(3, 3)
+        unused = torch.nn.Parameter(torch.randn(2))  # never gets a gradient
+        opt = optimizer_cls([*used.parameters(), unused], lr=0.01, fused=True)
+        X = torch.randn(8, 3)
+        for _ in range(4):
+            for p in used.parameters():
+                p.grad = None
+            used(X).square().mean().backward()
+            step(opt)
+        return [*used.parameters(), unused]
+
+    ref = run(torch.optim.Adam, lambda o: o.step())
+    fast = run(FusedAdam, lambda o: o.fast_step())
+    for a, b in zip(ref, fast):
+        assert torch.equal(a, b)
