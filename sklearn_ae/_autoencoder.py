@@ -106,6 +106,19 @@ class AutoencoderTransformer(
         When True and already fitted, ``fit`` continues training the fitted
         network (keeping its scaling) for up to ``max_iter`` more epochs.
 
+    noise : {'gaussian', 'mask'} or None, default=None
+        Corruption of the training inputs, for a denoising autoencoder: the
+        network reconstructs the clean row from a corrupted one.
+        ``'gaussian'`` adds noise of standard deviation ``noise_level``;
+        ``'mask'`` sets each value to zero with probability ``noise_level``.
+        Applied in training only (validation loss, ``transform`` and scores
+        use clean inputs), to the values the network sees (z-scored when
+        ``standardize=True``, so that zero is the feature mean).
+
+    noise_level : float, default=0.1
+        Standard deviation of the Gaussian noise, or the masking probability
+        (then in (0, 1)). Used only when ``noise`` is set.
+
     Attributes
     ----------
     net_ : AutoencoderNet

@@ -89,6 +89,8 @@ class _BaseAutoencoder(BaseEstimator):
         "verbose": ["verbose"],
         "callbacks": [list, None],
         "warm_start": ["boolean"],
+        "noise": [StrOptions({"gaussian", "mask"}), None],
+        "noise_level": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -114,6 +116,8 @@ class _BaseAutoencoder(BaseEstimator):
         verbose=0,
         callbacks=None,
         warm_start=False,
+        noise=None,
+        noise_level=0.1,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -135,6 +139,8 @@ class _BaseAutoencoder(BaseEstimator):
         self.verbose = verbose
         self.callbacks = callbacks
         self.warm_start = warm_start
+        self.noise = noise
+        self.noise_level = noise_level
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
@@ -146,7 +152,12 @@ class _BaseAutoencoder(BaseEstimator):
             activation=self.activation,
             dropout=self.dropout,
             batch_norm=self.batch_norm,
+            **self._autoencoder_options(),
         )
+
+    def _autoencoder_options(self):
+        """Return the options of :class:`Autoencoder` that every network shares."""
+        return dict(noise=self.noise, noise_level=self.noise_level)
 
     def _build_criterion(self):
         """Return the training loss, a module called as ``criterion(output, X)``."""
@@ -166,6 +177,19 @@ class _BaseAutoencoder(BaseEstimator):
                 f"positive integers, got {self.hidden_layer_sizes!r}."
             )
         return sizes
+
+    def _check_variant_params(self):
+        """Check the combinations of variant parameters that constraints cannot."""
+        if self.noise == "mask" and not 0 < self.noise_level < 1:
+            raise ValueError(
+                "noise='mask' needs 0 < noise_level < 1 (the probability of "
+                f"masking each value), got noise_level={self.noise_level}."
+            )
+        if self.noise == "gaussian" and self.noise_level <= 0:
+            raise ValueError(
+                "noise='gaussian' needs noise_level > 0 (the noise standard "
+                f"deviation), got noise_level={self.noise_level}."
+            )
 
     def _scales_input(self):
         """Whether inputs are z-scored inside the estimator."""
@@ -204,6 +228,7 @@ class _BaseAutoencoder(BaseEstimator):
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
         self._hidden_sizes()
+        self._check_variant_params()
         self._check_input_range(X)
         device = resolve_device(self.device)
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)

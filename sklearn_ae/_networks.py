@@ -4,6 +4,7 @@ Nothing here knows about scikit-learn: these are plain ``torch.nn.Module``
 builders that the estimators configure from their parameters.
 """
 
+import torch
 from torch import nn
 
 ACTIVATIONS = {
@@ -39,7 +40,91 @@ def mlp(layer_sizes, *, activation="relu", dropout=0.0, batch_norm=False):
     return nn.Sequential(*layers)
 
 
-class MLPAutoencoder(nn.Module):
+class Corruption(nn.Module):
+    """Input corruption of a denoising autoencoder, applied in training only.
+
+    Parameters
+    ----------
+    kind : {None, 'gaussian', 'mask'}
+        ``'gaussian'`` adds noise of standard deviation ``level``; ``'mask'``
+        sets each value to zero with probability ``level`` (masking noise).
+        ``None`` leaves the input unchanged.
+    level : float
+        Noise standard deviation, or masking probability.
+
+    In eval mode (inference) the input always passes through unchanged.
+    Random draws come from torch's default generator.
+    """
+
+    def __init__(self, kind=None, level=0.0):
+        super().__init__()
+        if kind not in (None, "gaussian", "mask"):
+            raise ValueError(f"kind must be None, 'gaussian' or 'mask', got {kind!r}")
+        self.kind = kind
+        self.level = level
+
+    def forward(self, x):
+        if not self.training or self.kind is None or self.level == 0:
+            return x
+        if self.kind == "gaussian":
+            return x + self.level * torch.randn_like(x)
+        return x * (torch.rand_like(x) >= self.level)
+
+    def extra_repr(self):
+        return f"kind={self.kind!r}, level={self.level}"
+
+
+class Autoencoder(nn.Module):
+    """An encoder and a decoder, with the options every variant shares.
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        Maps a batch of flat rows ``(n, n_features)`` to codes ``(n, n_components)``.
+    decoder : nn.Module
+        Maps codes back to the decoder's raw output ``(n, n_features)``.
+    noise, noise_level
+        Corruption of the input in training (denoising); see :class:`Corruption`.
+    code_activation : str, default='identity'
+        Activation applied to the encoder's output, a key of ``ACTIVATIONS``
+        (``'logistic'`` gives codes in (0, 1), as a KL sparsity penalty needs).
+    return_code : bool, default=False
+        If True, ``forward`` returns ``(reconstruction, code)`` so that a
+        criterion can penalise the code; else only the reconstruction.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        *,
+        noise=None,
+        noise_level=0.0,
+        code_activation="identity",
+        return_code=False,
+    ):
+        super().__init__()
+        self.corruption = Corruption(noise, noise_level)
+        self.encoder = encoder
+        self.code_activation = ACTIVATIONS[code_activation]()
+        self.decoder = decoder
+        self.return_code = return_code
+
+    def encode(self, x):
+        """Return the code of ``x``."""
+        return self.code_activation(self.encoder(x))
+
+    def decode(self, z):
+        """Return the decoder's raw output for code ``z``."""
+        return self.decoder(z)
+
+    def forward(self, x):
+        code = self.encode(self.corruption(x))
+        reconstruction = self.decode(code)
+        return (reconstruction, code) if self.return_code else reconstruction
+
+
+class MLPAutoencoder(Autoencoder):
     """A fully connected encoder and a decoder that mirrors it.
 
     Parameters
@@ -53,6 +138,9 @@ class MLPAutoencoder(nn.Module):
         reverse order.
     activation, dropout, batch_norm
         See :func:`mlp`.
+    **options
+        ``noise``, ``noise_level``, ``code_activation``, ``return_code``:
+        see :class:`Autoencoder`.
     """
 
     def __init__(
@@ -64,23 +152,13 @@ class MLPAutoencoder(nn.Module):
         activation="relu",
         dropout=0.0,
         batch_norm=False,
+        **options,
     ):
-        super().__init__()
         hidden = list(hidden_layer_sizes)
-        options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
-        self.encoder = mlp([n_features, *hidden, n_components], **options)
-        self.decoder = mlp([n_components, *hidden[::-1], n_features], **options)
-
-    def encode(self, x):
-        """Return the code of ``x``."""
-        return self.encoder(x)
-
-    def decode(self, z):
-        """Return the decoder's raw output for code ``z``."""
-        return self.decoder(z)
-
-    def forward(self, x):
-        return self.decoder(self.encoder(x))
+        layer_options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
+        encoder = mlp([n_features, *hidden, n_components], **layer_options)
+        decoder = mlp([n_components, *hidden[::-1], n_features], **layer_options)
+        super().__init__(encoder, decoder, **options)
 
 
 def count_parameters(module):
@@ -88,4 +166,11 @@ def count_parameters(module):
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["ACTIVATIONS", "MLPAutoencoder", "count_parameters", "mlp"]
+__all__ = [
+    "ACTIVATIONS",
+    "Autoencoder",
+    "Corruption",
+    "MLPAutoencoder",
+    "count_parameters",
+    "mlp",
+]

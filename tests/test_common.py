@@ -17,6 +17,7 @@ FAST = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu")
 ESTIMATORS = [
     AutoencoderTransformer(**FAST),
     AutoencoderTransformer(n_components=3, early_stopping=True, batch_norm=True, **FAST),
+    AutoencoderTransformer(noise="mask", noise_level=0.2, **FAST),
 ]
 
 

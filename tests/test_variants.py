@@ -1,0 +1,94 @@
+"""The autoencoder family: each variant is a parameter of the shared
+estimators, and each test here fails if its variant silently does nothing."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_ae import AutoencoderTransformer
+
+FAST = dict(hidden_layer_sizes=(16,), max_iter=5, random_state=0, device="cpu")
+
+
+def make_data(n_samples=200, n_features=8, seed=0):
+    """Low-rank data through a nonlinearity, plus noise."""
+    rng = np.random.RandomState(seed)
+    latent = rng.randn(n_samples, 2)
+    W = rng.randn(2, n_features)
+    return np.tanh(latent @ W) + 0.05 * rng.randn(n_samples, n_features)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_convergence():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+# ------------------------------------------------------------------ denoising
+@pytest.mark.parametrize("noise", ["gaussian", "mask"])
+def test_noise_corrupts_in_training_mode_only(noise):
+    ae = AutoencoderTransformer(noise=noise, noise_level=0.3, **FAST).fit(make_data())
+    corruption = ae.module_.corruption
+    x = torch.ones(500, 8)
+    corruption.train()
+    corrupted = corruption(x)
+    assert not torch.equal(corrupted, x)
+    if noise == "mask":
+        assert set(corrupted.unique().tolist()) == {0.0, 1.0}
+        assert (corrupted == 0).float().mean().item() == pytest.approx(0.3, abs=0.02)
+    else:
+        assert (corrupted - x).std().item() == pytest.approx(0.3, rel=0.05)
+    corruption.eval()
+    assert torch.equal(corruption(x), x)
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "mask"])
+def test_noise_changes_training_but_not_inference(noise):
+    X = make_data()
+    params = dict(FAST, max_iter=20, batch_size=32, learning_rate=1e-2)
+    clean = AutoencoderTransformer(**params).fit(X)
+    noisy = AutoencoderTransformer(noise=noise, noise_level=0.3, **params).fit(X)
+    # The clean rows are easy to reconstruct (two latent factors); the
+    # corrupted ones the training loss is measured on are not.
+    assert noisy.loss_curve_[-1] > 2 * clean.loss_curve_[-1]
+    # Inference is deterministic and uses the clean input.
+    np.testing.assert_array_equal(noisy.score_samples(X), noisy.score_samples(X))
+    X_rec = noisy.inverse_transform(noisy.transform(X))
+    np.testing.assert_allclose(
+        noisy.score_samples(X), -((X - X_rec) ** 2).mean(axis=1), rtol=1e-3
+    )
+
+
+def test_validation_loss_uses_clean_inputs():
+    X = make_data(n_samples=300)
+    ae = AutoencoderTransformer(
+        noise="gaussian", noise_level=1.0, early_stopping=True, **FAST
+    ).fit(X)
+    data_loss = -ae.best_validation_score_
+    # the clean validation loss of the restored weights
+    from sklearn_ae._data import TensorData
+
+    data = TensorData(X, mean=ae.mean_, scale=ae.scale_, resident=True)
+    valid = ae.net_.get_split_datasets(data)[1]
+    ae.module_.eval()
+    with torch.no_grad():
+        loss = ae.net_.criterion_(ae.module_(valid.X), valid.X).item()
+    assert loss == pytest.approx(data_loss, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"noise": "salt"}, "noise"),
+        ({"noise": "mask", "noise_level": 1.0}, "noise_level"),
+        ({"noise": "gaussian", "noise_level": 0.0}, "noise_level"),
+        ({"noise_level": -1.0}, "noise_level"),
+    ],
+)
+def test_bad_noise_parameters_raise(params, match):
+    with pytest.raises(ValueError, match=match):
+        AutoencoderTransformer(**{**FAST, **params}).fit(make_data())
