@@ -119,6 +119,11 @@ class AutoencoderTransformer(
         Standard deviation of the Gaussian noise, or the masking probability
         (then in (0, 1)). Used only when ``noise`` is set.
 
+    tied_weights : bool, default=False
+        Whether each decoder layer uses the transpose of its mirror encoder
+        layer's weight (with its own bias): half the weights to learn, and a
+        decoder that cannot drift from the encoder.
+
     Attributes
     ----------
     net_ : AutoencoderNet

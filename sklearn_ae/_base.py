@@ -91,6 +91,7 @@ class _BaseAutoencoder(BaseEstimator):
         "warm_start": ["boolean"],
         "noise": [StrOptions({"gaussian", "mask"}), None],
         "noise_level": [Interval(Real, 0, None, closed="left")],
+        "tied_weights": ["boolean"],
     }
 
     def __init__(
@@ -118,6 +119,7 @@ class _BaseAutoencoder(BaseEstimator):
         warm_start=False,
         noise=None,
         noise_level=0.1,
+        tied_weights=False,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -141,6 +143,7 @@ class _BaseAutoencoder(BaseEstimator):
         self.warm_start = warm_start
         self.noise = noise
         self.noise_level = noise_level
+        self.tied_weights = tied_weights
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
@@ -152,6 +155,7 @@ class _BaseAutoencoder(BaseEstimator):
             activation=self.activation,
             dropout=self.dropout,
             batch_norm=self.batch_norm,
+            tied_weights=self.tied_weights,
             **self._autoencoder_options(),
         )
 

@@ -19,17 +19,60 @@ ACTIVATIONS = {
 }
 
 
-def mlp(layer_sizes, *, activation="relu", dropout=0.0, batch_norm=False):
+class TiedLinear(nn.Module):
+    """A linear layer whose weight is the transpose of another layer's.
+
+    Only the bias is its own; gradients from both layers update the shared
+    weight.
+
+    Parameters
+    ----------
+    tied_to : nn.Linear
+        The layer (from ``in_features`` to ``out_features``) whose weight is
+        reused; this layer maps ``out_features`` back to ``in_features``.
+    """
+
+    def __init__(self, tied_to):
+        super().__init__()
+        self.tied_to = tied_to
+        self.in_features = tied_to.out_features
+        self.out_features = tied_to.in_features
+        bound = 1 / self.in_features**0.5  # nn.Linear's bias initialisation
+        self.bias = nn.Parameter(torch.empty(self.out_features).uniform_(-bound, bound))
+
+    @property
+    def weight(self):
+        return self.tied_to.weight.t()
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, tied"
+
+
+def mlp(layer_sizes, *, activation="relu", dropout=0.0, batch_norm=False, tied_to=None):
     """Return an ``nn.Sequential`` of linear layers through ``layer_sizes``.
 
     Every linear layer but the last is followed by (optional) batch norm, the
     activation and (optional) dropout; the last layer is left linear so the
     caller decides what the output means (a code, a mean, logits).
+
+    ``tied_to``, a list of ``nn.Linear`` (one per layer), makes each layer a
+    :class:`TiedLinear` that uses the transpose of that layer's weight.
     """
     layers = []
     pairs = list(zip(layer_sizes[:-1], layer_sizes[1:]))
     for i, (n_in, n_out) in enumerate(pairs):
-        layers.append(nn.Linear(n_in, n_out))
+        if tied_to is None:
+            layers.append(nn.Linear(n_in, n_out))
+        else:
+            if (tied_to[i].out_features, tied_to[i].in_features) != (n_in, n_out):
+                raise ValueError(
+                    f"layer {i} maps {n_in} to {n_out} features but tied_to[{i}] "
+                    f"maps {tied_to[i].in_features} to {tied_to[i].out_features}"
+                )
+            layers.append(TiedLinear(tied_to[i]))
         if i == len(pairs) - 1:
             break
         if batch_norm:
@@ -138,6 +181,9 @@ class MLPAutoencoder(Autoencoder):
         reverse order.
     activation, dropout, batch_norm
         See :func:`mlp`.
+    tied_weights : bool, default=False
+        Whether each decoder layer uses the transposed weight of its mirror
+        encoder layer (with its own bias), halving the number of weights.
     **options
         ``noise``, ``noise_level``, ``code_activation``, ``return_code``:
         see :class:`Autoencoder`.
@@ -152,12 +198,18 @@ class MLPAutoencoder(Autoencoder):
         activation="relu",
         dropout=0.0,
         batch_norm=False,
+        tied_weights=False,
         **options,
     ):
         hidden = list(hidden_layer_sizes)
         layer_options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
         encoder = mlp([n_features, *hidden, n_components], **layer_options)
-        decoder = mlp([n_components, *hidden[::-1], n_features], **layer_options)
+        tied_to = None
+        if tied_weights:
+            tied_to = [m for m in encoder if isinstance(m, nn.Linear)][::-1]
+        decoder = mlp(
+            [n_components, *hidden[::-1], n_features], tied_to=tied_to, **layer_options
+        )
         super().__init__(encoder, decoder, **options)
 
 
@@ -171,6 +223,7 @@ __all__ = [
     "Autoencoder",
     "Corruption",
     "MLPAutoencoder",
+    "TiedLinear",
     "count_parameters",
     "mlp",
 ]

@@ -1,6 +1,7 @@
 """The autoencoder family: each variant is a parameter of the shared
 estimators, and each test here fails if its variant silently does nothing."""
 
+import pickle
 import warnings
 
 import numpy as np
@@ -92,3 +93,43 @@ def test_validation_loss_uses_clean_inputs():
 def test_bad_noise_parameters_raise(params, match):
     with pytest.raises(ValueError, match=match):
         AutoencoderTransformer(**{**FAST, **params}).fit(make_data())
+
+
+# --------------------------------------------------------------- tied weights
+def test_tied_weights_share_the_encoder_weights():
+    from sklearn_ae._networks import count_parameters
+
+    X = make_data()
+    params = dict(FAST, hidden_layer_sizes=(16, 4), n_components=2)
+    untied = AutoencoderTransformer(**params).fit(X)
+    tied = AutoencoderTransformer(tied_weights=True, **params).fit(X)
+    decoder_weights = sum(
+        m.weight.numel() for m in untied.module_.decoder if isinstance(m, torch.nn.Linear)
+    )
+    encoder_weights = sum(
+        m.weight.numel() for m in untied.module_.encoder if isinstance(m, torch.nn.Linear)
+    )
+    assert decoder_weights == encoder_weights
+    n_untied = count_parameters(untied.module_)
+    assert count_parameters(tied.module_) == n_untied - decoder_weights
+    assert count_parameters(tied.module_) < 0.6 * n_untied  # about half: biases stay
+    # after training, each decoder layer still is its mirror's transpose
+    encoder = [m for m in tied.module_.encoder if isinstance(m, torch.nn.Linear)]
+    decoder = [m for m in tied.module_.decoder if hasattr(m, "weight")]
+    for enc, dec in zip(encoder[::-1], decoder):
+        assert torch.equal(dec.weight, enc.weight.t())
+    assert len(tied.net_.optimizer_.param_groups[0]["params"]) == len(
+        list(tied.module_.parameters())
+    )
+
+
+def test_tied_weights_train():
+    X = make_data()
+    ae = AutoencoderTransformer(
+        tied_weights=True, **{**FAST, "max_iter": 20, "batch_size": 32}
+    ).fit(X)
+    assert ae.loss_curve_[-1] < 0.5 * ae.loss_curve_[0]
+    clone_ = pickle.loads(pickle.dumps(ae))
+    np.testing.assert_array_equal(clone_.transform(X), ae.transform(X))
+    dec = clone_.module_.decoder[0]
+    assert dec.tied_to is clone_.module_.encoder[-1]
