@@ -133,3 +133,34 @@ def test_tied_weights_train():
     np.testing.assert_array_equal(clone_.transform(X), ae.transform(X))
     dec = clone_.module_.decoder[0]
     assert dec.tied_to is clone_.module_.encoder[-1]
+
+
+# ------------------------------------------------------- linear autoencoder = PCA
+def test_linear_autoencoder_finds_the_pca_subspace():
+    from scipy.linalg import subspace_angles
+    from sklearn.decomposition import PCA
+
+    rng = np.random.RandomState(0)
+    n_features, rank, n_components = 20, 5, 3
+    basis = np.linalg.qr(rng.randn(n_features, rank))[0].T
+    latent = rng.randn(3000, rank) * [3.0, 2.5, 2.0, 0.5, 0.3]
+    X = latent @ basis + 0.1 * rng.randn(3000, n_features) + 1.0
+    X_train, X_test = X[:2000], X[2000:]
+
+    pca = PCA(n_components=n_components).fit(X_train)
+    # Full-batch Adam: no minibatch noise left in the optimum it reaches.
+    ae = AutoencoderTransformer(
+        n_components=n_components, hidden_layer_sizes=(), activation="identity",
+        standardize=False, learning_rate=3e-2, batch_size=2000, max_iter=600,
+        tol=0.0, n_iter_no_change=600, random_state=0, device="cpu",
+    ).fit(X_train)
+
+    pca_error = np.mean((X_test - pca.inverse_transform(pca.transform(X_test))) ** 2)
+    ae_error = -ae.score(X_test)
+    assert ae_error <= 1.01 * pca_error, (ae_error, pca_error)
+    # Reconstructions lie in the span of the decoder's columns: PCA's subspace.
+    # (The encoder's rows converge there too, but slowly along directions of
+    # little variance, which barely change the error.)
+    decoder = ae.module_.decoder[0].weight.detach().numpy()
+    angles = np.degrees(subspace_angles(decoder, pca.components_.T))
+    assert angles.max() < 1.0, angles
