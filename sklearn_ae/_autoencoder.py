@@ -124,6 +124,24 @@ class AutoencoderTransformer(
         layer's weight (with its own bias): half the weights to learn, and a
         decoder that cannot drift from the encoder.
 
+    sparsity : {'kl', 'l1'} or None, default=None
+        Penalty on the code added to the training loss, for a sparse
+        autoencoder. ``'kl'`` passes the code through a sigmoid and adds
+        ``sparsity_weight`` times the KL divergence between
+        ``sparsity_target`` and each code unit's mean activation over the
+        batch (summed over units); ``'l1'`` adds ``sparsity_weight`` times the
+        mean L1 norm of the (linear) code. Scores stay the pure
+        reconstruction error.
+
+    sparsity_weight : float, default=0.1
+        Weight of the sparsity penalty, relative to the reconstruction loss
+        (a mean over values). Used only when ``sparsity`` is set; ``'l1'``
+        usually wants smaller values, around 0.01.
+
+    sparsity_target : float, default=0.05
+        Target mean activation of each code unit, in (0, 1), for
+        ``sparsity='kl'``.
+
     Attributes
     ----------
     net_ : AutoencoderNet

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._callbacks import EpochProgressBar
 from ._data import TensorData, feature_scaling
 from ._engine import AutoencoderNet, HoldoutSplit, NonFiniteLossError
-from ._losses import ReconstructionLoss
+from ._losses import ReconstructionLoss, reconstruction_of
 from ._networks import ACTIVATIONS, MLPAutoencoder
 
 _ACCEPT_SPARSE = ("csr", "csc", "coo")
@@ -92,6 +92,9 @@ class _BaseAutoencoder(BaseEstimator):
         "noise": [StrOptions({"gaussian", "mask"}), None],
         "noise_level": [Interval(Real, 0, None, closed="left")],
         "tied_weights": ["boolean"],
+        "sparsity": [StrOptions({"kl", "l1"}), None],
+        "sparsity_weight": [Interval(Real, 0, None, closed="left")],
+        "sparsity_target": [Interval(Real, 0, 1, closed="neither")],
     }
 
     def __init__(
@@ -120,6 +123,9 @@ class _BaseAutoencoder(BaseEstimator):
         noise=None,
         noise_level=0.1,
         tied_weights=False,
+        sparsity=None,
+        sparsity_weight=0.1,
+        sparsity_target=0.05,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -144,6 +150,9 @@ class _BaseAutoencoder(BaseEstimator):
         self.noise = noise
         self.noise_level = noise_level
         self.tied_weights = tied_weights
+        self.sparsity = sparsity
+        self.sparsity_weight = sparsity_weight
+        self.sparsity_target = sparsity_target
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
@@ -161,11 +170,22 @@ class _BaseAutoencoder(BaseEstimator):
 
     def _autoencoder_options(self):
         """Return the options of :class:`Autoencoder` that every network shares."""
-        return dict(noise=self.noise, noise_level=self.noise_level)
+        return dict(
+            noise=self.noise,
+            noise_level=self.noise_level,
+            # KL sparsity compares activation rates, so the code must be in (0, 1).
+            code_activation="logistic" if self.sparsity == "kl" else "identity",
+            return_code=self.sparsity is not None,
+        )
 
     def _build_criterion(self):
         """Return the training loss, a module called as ``criterion(output, X)``."""
-        return ReconstructionLoss(self.loss)
+        return ReconstructionLoss(
+            self.loss,
+            sparsity=self.sparsity,
+            sparsity_weight=self.sparsity_weight,
+            sparsity_target=self.sparsity_target,
+        )
 
     def _extra_callbacks(self):
         """Return ``(name, callback)`` pairs a subclass adds to training."""
@@ -386,7 +406,7 @@ class _BaseAutoencoder(BaseEstimator):
             scale = torch.as_tensor(self.scale_, dtype=torch.float32, device=self.net_.device)
 
         def errors(module, xb):
-            output = module(xb)
+            output = reconstruction_of(module(xb))
             if self.loss == "bce" or scale is None:
                 return criterion.per_sample(output, xb)
             return ((output - xb) * scale).square().mean(dim=1)

@@ -164,3 +164,58 @@ def test_linear_autoencoder_finds_the_pca_subspace():
     decoder = ae.module_.decoder[0].weight.detach().numpy()
     angles = np.degrees(subspace_angles(decoder, pca.components_.T))
     assert angles.max() < 1.0, angles
+
+
+# --------------------------------------------------------------------- sparse
+SPARSE = dict(FAST, n_components=12, max_iter=30, batch_size=32, learning_rate=1e-2)
+
+
+@pytest.mark.parametrize("target", [0.05, 0.2])
+def test_kl_sparsity_drives_unit_activations_to_the_target(target):
+    X = make_data(n_samples=400, n_features=10)
+    free = AutoencoderTransformer(sparsity="kl", sparsity_weight=0.0, **SPARSE).fit(X)
+    sparse = AutoencoderTransformer(
+        sparsity="kl", sparsity_weight=1.0, sparsity_target=target, **SPARSE
+    ).fit(X)
+    Z_free, Z = free.transform(X), sparse.transform(X)
+    assert Z.min() > 0 and Z.max() < 1  # sigmoid codes
+    assert Z_free.mean() > 0.3  # without the penalty, units sit near 0.5
+    np.testing.assert_allclose(Z.mean(axis=0), target, atol=0.03)
+    # scores stay the pure reconstruction error
+    X_rec = sparse.inverse_transform(Z)
+    np.testing.assert_allclose(
+        sparse.score_samples(X), -((X - X_rec) ** 2).mean(axis=1), rtol=1e-3
+    )
+
+
+def test_l1_activity_penalty_shrinks_the_code():
+    X = make_data(n_samples=400, n_features=10)
+    free = AutoencoderTransformer(**SPARSE).fit(X)
+    sparse = AutoencoderTransformer(sparsity="l1", sparsity_weight=0.01, **SPARSE).fit(X)
+    assert np.abs(sparse.transform(X)).mean() < 0.3 * np.abs(free.transform(X)).mean()
+
+
+def test_sparsity_penalty_is_added_to_the_training_loss():
+    from sklearn_ae._losses import ReconstructionLoss
+
+    x = torch.zeros(4, 3)
+    code = torch.full((4, 2), 0.5)
+    plain = ReconstructionLoss("mse")(x, x)
+    kl = ReconstructionLoss("mse", sparsity="kl", sparsity_weight=2.0, sparsity_target=0.5)
+    assert kl((x, code), x).item() == pytest.approx(plain.item())  # rate == target
+    l1 = ReconstructionLoss("mse", sparsity="l1", sparsity_weight=2.0)
+    assert l1((x, code), x).item() == pytest.approx(2.0 * 1.0)  # |0.5| + |0.5|
+    assert l1.per_sample((x, code), x).tolist() == [0.0] * 4
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"sparsity": "l2"}, "sparsity"),
+        ({"sparsity": "kl", "sparsity_target": 1.0}, "sparsity_target"),
+        ({"sparsity": "kl", "sparsity_weight": -1.0}, "sparsity_weight"),
+    ],
+)
+def test_bad_sparsity_parameters_raise(params, match):
+    with pytest.raises(ValueError, match=match):
+        AutoencoderTransformer(**{**FAST, **params}).fit(make_data())
