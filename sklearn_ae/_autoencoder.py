@@ -142,6 +142,28 @@ class AutoencoderTransformer(
         Target mean activation of each code unit, in (0, 1), for
         ``sparsity='kl'``.
 
+    encoder : class, callable or torch.nn.Module, default=None
+        A custom encoder network replacing the built-in one (then
+        ``hidden_layer_sizes``, ``activation``, ``dropout``, ``batch_norm``
+        and ``tied_weights`` do not apply). It must map a float32 batch of
+        shape ``(n, n_features)`` (standardized when ``standardize=True``) to
+        codes of shape ``(n, n_components)``. A class is instantiated at fit
+        with the ``encoder__*`` parameters, in skorch's style
+        (``encoder__n_hidden=32`` passes ``n_hidden=32``), and with
+        ``n_features`` and ``n_components`` when its signature takes them;
+        a module instance is copied. The parameters can be searched with
+        :class:`~sklearn.model_selection.GridSearchCV`. Shapes are checked
+        at fit.
+
+    decoder : class, callable or torch.nn.Module, default=None
+        The matching custom decoder, from codes of shape ``(n, n_components)``
+        to the reconstruction ``(n, n_features)`` (logits for ``loss='bce'``),
+        built from the ``decoder__*`` parameters in the same way. Required
+        with ``encoder``.
+
+    **network_params : dict
+        ``encoder__*`` and ``decoder__*`` parameters for custom networks.
+
     Attributes
     ----------
     net_ : AutoencoderNet
@@ -150,7 +172,7 @@ class AutoencoderTransformer(
 
     module_ : torch.nn.Module
         The fitted network (``net_.module_``), with ``encoder`` and
-        ``decoder`` sub-modules.
+        ``decoder`` sub-modules and ``encode``/``decode`` methods.
 
     n_features_in_ : int
         Number of features seen during fit.

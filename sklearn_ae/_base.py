@@ -7,6 +7,7 @@ Subclasses fill in a few hooks: ``_build_module`` (the torch network),
 """
 
 import copy
+import inspect
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -24,13 +25,15 @@ from ._callbacks import EpochProgressBar
 from ._data import TensorData, feature_scaling
 from ._engine import AutoencoderNet, HoldoutSplit, NonFiniteLossError
 from ._losses import ReconstructionLoss, reconstruction_of
-from ._networks import ACTIVATIONS, MLPAutoencoder
+from ._networks import ACTIVATIONS, Autoencoder, MLPAutoencoder
 
 _ACCEPT_SPARSE = ("csr", "csc", "coo")
 _DTYPES = (np.float64, np.float32)
 # Rows per forward pass at inference: large enough to amortise the per-call
 # cost, small enough that a batch of wide rows stays a few tens of MB.
 _INFERENCE_ROWS = 8192
+# Parameters of user-given networks, passed through in skorch's style.
+_NETWORK_PREFIXES = ("encoder__", "decoder__")
 
 
 def resolve_device(device):
@@ -65,6 +68,15 @@ def seeded_torch(seed, device):
         yield
 
 
+def _run_network(fn, x, role):
+    try:
+        return fn(x)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{role} failed on a batch of shape {tuple(x.shape)}: {exc}"
+        ) from exc
+
+
 class _BaseAutoencoder(BaseEstimator):
     """Base class for the autoencoder estimators. Not for direct use."""
 
@@ -95,6 +107,8 @@ class _BaseAutoencoder(BaseEstimator):
         "sparsity": [StrOptions({"kl", "l1"}), None],
         "sparsity_weight": [Interval(Real, 0, None, closed="left")],
         "sparsity_target": [Interval(Real, 0, 1, closed="neither")],
+        "encoder": [callable, None],
+        "decoder": [callable, None],
     }
 
     def __init__(
@@ -126,6 +140,9 @@ class _BaseAutoencoder(BaseEstimator):
         sparsity=None,
         sparsity_weight=0.1,
         sparsity_target=0.05,
+        encoder=None,
+        decoder=None,
+        **network_params,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -153,10 +170,71 @@ class _BaseAutoencoder(BaseEstimator):
         self.sparsity = sparsity
         self.sparsity_weight = sparsity_weight
         self.sparsity_target = sparsity_target
+        self.encoder = encoder
+        self.decoder = decoder
+        # Stored as given and checked in fit, as skorch does with module__*.
+        # A private dict, not attributes: sklearn's checks require that
+        # __init__ sets no public attribute but the declared parameters.
+        self._extra_params = dict(network_params)
+
+    # ------------------------------------------------- network parameters
+    def _network_params(self, role):
+        """Return the ``role__*`` parameters ('encoder' or 'decoder'), unprefixed."""
+        prefix = role + "__"
+        return {
+            k[len(prefix) :]: v
+            for k, v in vars(self).get("_extra_params", {}).items()
+            if k.startswith(prefix)
+        }
+
+    def get_params(self, deep=True):
+        """Get parameters for this estimator, ``encoder__*``/``decoder__*`` included.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            If True, will return the parameters for this estimator and
+            contained subobjects that are estimators.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        params = super().get_params(deep=deep)
+        params.update(vars(self).get("_extra_params", {}))
+        return params
+
+    def set_params(self, **params):
+        """Set the parameters of this estimator, ``encoder__*``/``decoder__*`` included.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters.
+
+        Returns
+        -------
+        self : estimator instance
+            Estimator instance.
+        """
+        extra = vars(self).setdefault("_extra_params", {})
+        for name in list(params):
+            if name.startswith(_NETWORK_PREFIXES) or name in extra:
+                extra[name] = params.pop(name)
+        return super().set_params(**params)
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
         """Return the untrained torch module for ``n_features`` inputs."""
+        if self.encoder is not None:
+            module = Autoencoder(
+                self._custom_network("encoder", n_features),
+                self._custom_network("decoder", n_features),
+                **self._autoencoder_options(),
+            )
+            self._check_network_shapes(module, n_features)
+            return module
         return MLPAutoencoder(
             n_features,
             self.n_components,
@@ -177,6 +255,65 @@ class _BaseAutoencoder(BaseEstimator):
             code_activation="logistic" if self.sparsity == "kl" else "identity",
             return_code=self.sparsity is not None,
         )
+
+    def _custom_network(self, role, n_features):
+        """Build the user's ``encoder`` or ``decoder`` from its parameters.
+
+        A class (or factory) is called with the ``role__*`` parameters, plus
+        ``n_features`` and ``n_components`` where its signature takes them
+        and they are not set; a module instance is copied.
+        """
+        spec = getattr(self, role)
+        params = self._network_params(role)
+        if isinstance(spec, torch.nn.Module):
+            if params:
+                raise ValueError(
+                    f"{role}__* parameters ({', '.join(sorted(params))}) need "
+                    f"{role} to be a class, got a module instance."
+                )
+            return copy.deepcopy(spec)
+        try:
+            accepted = inspect.signature(spec).parameters
+        except (TypeError, ValueError):
+            accepted = {}
+        for name, value in (("n_features", n_features), ("n_components", self.n_components)):
+            if name in accepted and name not in params:
+                params[name] = value
+        try:
+            network = spec(**params)
+        except TypeError as exc:
+            raise ValueError(
+                f"{role}={getattr(spec, '__name__', spec)!r} could not be built "
+                f"from the {role}__* parameters {params}: {exc}"
+            ) from exc
+        if not isinstance(network, torch.nn.Module):
+            raise ValueError(
+                f"{role} must build a torch.nn.Module, got {type(network).__name__}."
+            )
+        return network
+
+    def _check_network_shapes(self, module, n_features):
+        """Run two rows through user-given networks and check the shapes.
+
+        This also initializes lazy layers before the optimizer is built.
+        """
+        module.eval()
+        with torch.no_grad():
+            code = _run_network(module.encode, torch.zeros(2, n_features), "encoder")
+            if tuple(code.shape) != (2, self.n_components):
+                raise ValueError(
+                    f"encoder must map (n_samples, {n_features}) to (n_samples, "
+                    f"n_components={self.n_components}), got shape "
+                    f"{tuple(code.shape)} for 2 samples."
+                )
+            output = _run_network(module.decode, code, "decoder")
+            if tuple(output.shape) != (2, n_features):
+                raise ValueError(
+                    f"decoder must map (n_samples, n_components={self.n_components}) "
+                    f"back to (n_samples, {n_features}), got shape "
+                    f"{tuple(output.shape)} for 2 samples."
+                )
+        module.train()
 
     def _build_criterion(self):
         """Return the training loss, a module called as ``criterion(output, X)``."""
@@ -204,6 +341,33 @@ class _BaseAutoencoder(BaseEstimator):
 
     def _check_variant_params(self):
         """Check the combinations of variant parameters that constraints cannot."""
+        for name in vars(self).get("_extra_params", {}):
+            if not name.startswith(_NETWORK_PREFIXES):
+                raise ValueError(
+                    f"{name!r} is not a parameter of {type(self).__name__}; extra "
+                    "keyword parameters must be encoder__* or decoder__* "
+                    "parameters of custom networks."
+                )
+        if (self.encoder is None) != (self.decoder is None):
+            given, missing = (
+                ("encoder", "decoder") if self.decoder is None else ("decoder", "encoder")
+            )
+            raise ValueError(
+                f"{given} was given without {missing}: custom networks need both "
+                "encoder and decoder."
+            )
+        for role in ("encoder", "decoder"):
+            params = self._network_params(role)
+            if params and getattr(self, role) is None:
+                raise ValueError(
+                    f"{role}__{next(iter(params))} is set but {role} is None; "
+                    f"{role}__* parameters configure a custom {role} class."
+                )
+        if self.tied_weights and self.encoder is not None:
+            raise ValueError(
+                "tied_weights=True ties the built-in fully connected layers; it "
+                "cannot be used with a custom encoder and decoder."
+            )
         if self.noise == "mask" and not 0 < self.noise_level < 1:
             raise ValueError(
                 "noise='mask' needs 0 < noise_level < 1 (the probability of "

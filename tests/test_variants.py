@@ -219,3 +219,124 @@ def test_sparsity_penalty_is_added_to_the_training_loss():
 def test_bad_sparsity_parameters_raise(params, match):
     with pytest.raises(ValueError, match=match):
         AutoencoderTransformer(**{**FAST, **params}).fit(make_data())
+
+
+# ------------------------------------------------------------ custom networks
+class SmallEncoder(torch.nn.Module):
+    """A user's encoder: sizes injected by the estimator, width a parameter."""
+
+    def __init__(self, n_features, n_components, n_hidden=8):
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(n_features, n_hidden),
+            torch.nn.Tanh(),
+            torch.nn.Linear(n_hidden, n_components),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SmallDecoder(torch.nn.Module):
+    def __init__(self, n_features, n_components, n_hidden=8):
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(n_components, n_hidden),
+            torch.nn.Tanh(),
+            torch.nn.Linear(n_hidden, n_features),
+        )
+
+    def forward(self, z):
+        return self.net(z)
+
+
+CUSTOM = dict(FAST, encoder=SmallEncoder, decoder=SmallDecoder)
+
+
+def test_custom_networks_are_built_from_their_parameters():
+    from sklearn.base import clone
+
+    X = make_data()
+    ae = AutoencoderTransformer(encoder__n_hidden=5, decoder__n_hidden=7, **CUSTOM)
+    assert ae.get_params()["encoder__n_hidden"] == 5
+    assert clone(ae).get_params()["decoder__n_hidden"] == 7
+    ae.set_params(encoder__n_hidden=6).fit(X)
+    assert isinstance(ae.module_.encoder, SmallEncoder)
+    assert ae.module_.encoder.n_hidden == 6
+    assert ae.module_.decoder.n_hidden == 7
+    assert ae.module_.encoder.net[0].in_features == 8  # n_features injected
+    # the rest of the estimator works on top of them
+    Z = ae.transform(X)
+    assert Z.shape == (200, 2)
+    X_rec = ae.inverse_transform(Z)
+    np.testing.assert_allclose(
+        ae.score_samples(X), -((X - X_rec) ** 2).mean(axis=1), rtol=1e-3
+    )
+    restored = pickle.loads(pickle.dumps(ae))
+    np.testing.assert_array_equal(restored.transform(X), Z)
+    assert "encoder__n_hidden=6" in repr(ae)
+
+
+def test_custom_networks_train_with_the_other_variants():
+    X = make_data()
+    ae = AutoencoderTransformer(
+        noise="gaussian", sparsity="kl", learning_rate=1e-2,
+        **{**CUSTOM, "max_iter": 20, "batch_size": 32},
+    ).fit(X)
+    assert ae.loss_curve_[-1] < 0.7 * ae.loss_curve_[0]
+    Z = ae.transform(X)
+    assert Z.min() > 0 and Z.max() < 1  # the sigmoid code of sparsity='kl'
+    assert ae.module_.corruption.kind == "gaussian"
+
+
+def test_module_instances_are_copied():
+    X = make_data()
+    encoder, decoder = SmallEncoder(8, 2), SmallDecoder(8, 2)
+    before = encoder.net[0].weight.detach().clone()
+    ae = AutoencoderTransformer(encoder=encoder, decoder=decoder, **FAST).fit(X)
+    assert torch.equal(encoder.net[0].weight, before)  # the user's module untouched
+    assert ae.module_.encoder is not encoder
+
+
+def test_gridsearch_over_custom_network_parameters():
+    from sklearn.model_selection import GridSearchCV
+
+    X = make_data(n_samples=90)
+    grid = GridSearchCV(
+        AutoencoderTransformer(**{**CUSTOM, "max_iter": 30, "batch_size": 16}),
+        {"encoder__n_hidden": [1, 16], "decoder__n_hidden": [16]},
+        cv=3,
+    ).fit(X)
+    assert grid.best_params_ == {"encoder__n_hidden": 16, "decoder__n_hidden": 16}
+    assert grid.best_estimator_.module_.encoder.n_hidden == 16
+    assert len(set(grid.cv_results_["mean_test_score"])) == 2
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"encoder": SmallEncoder}, "encoder was given without decoder"),
+        ({"encoder__n_hidden": 3}, "encoder__n_hidden is set but encoder is None"),
+        ({**CUSTOM, "encoder__width": 3}, "encoder=.*SmallEncoder.*width"),
+        ({**CUSTOM, "n_components": 3, "decoder": SmallEncoder}, "decoder failed"),
+        ({**CUSTOM, "encoder": SmallDecoder}, "encoder failed"),
+        ({**CUSTOM, "encoder": torch.nn.Identity}, "encoder must map"),
+        ({**CUSTOM, "tied_weights": True}, "tied_weights"),
+        ({"encoder": SmallEncoder(8, 2), "decoder": SmallDecoder, "encoder__n_hidden": 2},
+         "need encoder to be a class"),
+        ({"encoder": "mlp", "decoder": SmallDecoder}, "encoder"),
+    ],
+)
+def test_bad_custom_networks_raise_naming_the_parameter(params, match):
+    with pytest.raises(ValueError, match=match):
+        AutoencoderTransformer(**{**FAST, **params}).fit(make_data())
+
+
+def test_unknown_keyword_is_an_error_at_fit():
+    ae = AutoencoderTransformer(n_hiden=3, **FAST)  # stored, as skorch does
+    with pytest.raises(ValueError, match="'n_hiden' is not a parameter"):
+        ae.fit(make_data())
+    with pytest.raises(ValueError, match="Invalid parameter 'hiden'"):
+        ae.set_params(hiden=3)
