@@ -142,6 +142,19 @@ class AutoencoderTransformer(
         Target mean activation of each code unit, in (0, 1), for
         ``sparsity='kl'``.
 
+    input_shape : tuple of int, default=None
+        Shape of each row for the built-in structured networks; rows stay
+        flat in X and in every output. ``(channels, height, width)``: a
+        convolutional encoder (3x3 convolutions of stride 2 with
+        ``hidden_layer_sizes`` channels, then a linear code) and a
+        transposed-convolutional decoder, for images. ``(n_timesteps,
+        n_channels)``: a sequence-to-sequence LSTM autoencoder (stacked LSTMs
+        of ``hidden_layer_sizes`` units, the code repeated at every step of
+        the decoder), for windows of a time series stored time-major;
+        ``activation`` does not apply to it, ``dropout`` is applied between
+        LSTM layers and ``batch_norm`` is not available. None: fully
+        connected networks.
+
     encoder : class, callable or torch.nn.Module, default=None
         A custom encoder network replacing the built-in one (then
         ``hidden_layer_sizes``, ``activation``, ``dropout``, ``batch_norm``

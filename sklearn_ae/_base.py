@@ -25,7 +25,13 @@ from ._callbacks import EpochProgressBar
 from ._data import TensorData, feature_scaling
 from ._engine import AutoencoderNet, HoldoutSplit, NonFiniteLossError
 from ._losses import ReconstructionLoss, reconstruction_of
-from ._networks import ACTIVATIONS, Autoencoder, MLPAutoencoder
+from ._networks import (
+    ACTIVATIONS,
+    Autoencoder,
+    ConvAutoencoder,
+    LSTMAutoencoder,
+    MLPAutoencoder,
+)
 
 _ACCEPT_SPARSE = ("csr", "csc", "coo")
 _DTYPES = (np.float64, np.float32)
@@ -107,6 +113,7 @@ class _BaseAutoencoder(BaseEstimator):
         "sparsity": [StrOptions({"kl", "l1"}), None],
         "sparsity_weight": [Interval(Real, 0, None, closed="left")],
         "sparsity_target": [Interval(Real, 0, 1, closed="neither")],
+        "input_shape": [tuple, list, None],
         "encoder": [callable, None],
         "decoder": [callable, None],
     }
@@ -140,6 +147,7 @@ class _BaseAutoencoder(BaseEstimator):
         sparsity=None,
         sparsity_weight=0.1,
         sparsity_target=0.05,
+        input_shape=None,
         encoder=None,
         decoder=None,
         **network_params,
@@ -170,6 +178,7 @@ class _BaseAutoencoder(BaseEstimator):
         self.sparsity = sparsity
         self.sparsity_weight = sparsity_weight
         self.sparsity_target = sparsity_target
+        self.input_shape = input_shape
         self.encoder = encoder
         self.decoder = decoder
         # Stored as given and checked in fit, as skorch does with module__*.
@@ -235,6 +244,24 @@ class _BaseAutoencoder(BaseEstimator):
             )
             self._check_network_shapes(module, n_features)
             return module
+        if self.input_shape is not None and len(self.input_shape) == 3:
+            return ConvAutoencoder(
+                self.input_shape,
+                self.n_components,
+                self._hidden_sizes(),
+                activation=self.activation,
+                dropout=self.dropout,
+                batch_norm=self.batch_norm,
+                **self._autoencoder_options(),
+            )
+        if self.input_shape is not None:
+            return LSTMAutoencoder(
+                self.input_shape,
+                self.n_components,
+                self._hidden_sizes(),
+                dropout=self.dropout,
+                **self._autoencoder_options(),
+            )
         return MLPAutoencoder(
             n_features,
             self.n_components,
@@ -339,6 +366,41 @@ class _BaseAutoencoder(BaseEstimator):
             )
         return sizes
 
+    def _check_input_shape(self, n_features):
+        """Check that ``input_shape`` is (C, H, W) or (T, F) and fits the rows."""
+        shape = self.input_shape
+        if shape is None:
+            return
+        if not (
+            len(shape) in (2, 3)
+            and all(isinstance(s, Integral) and s > 0 for s in shape)
+        ):
+            raise ValueError(
+                "input_shape must be None, (channels, height, width) for images "
+                "or (n_timesteps, n_channels) for sequences, with positive "
+                f"integers; got {shape!r}."
+            )
+        if int(np.prod(shape)) != n_features:
+            raise ValueError(
+                f"input_shape={tuple(shape)} holds {int(np.prod(shape))} values "
+                f"per row but X has {n_features} features."
+            )
+        if self.encoder is not None:
+            raise ValueError(
+                "input_shape selects a built-in convolutional or LSTM network; "
+                "a custom encoder and decoder reshape rows themselves."
+            )
+        if self.tied_weights:
+            raise ValueError(
+                "tied_weights=True applies to the fully connected network only, "
+                f"not with input_shape={tuple(shape)}."
+            )
+        if len(shape) == 2 and self.batch_norm:
+            raise ValueError(
+                "batch_norm=True is not available for the LSTM network of "
+                f"input_shape={tuple(shape)} (n_timesteps, n_channels)."
+            )
+
     def _check_variant_params(self):
         """Check the combinations of variant parameters that constraints cannot."""
         for name in vars(self).get("_extra_params", {}):
@@ -417,6 +479,7 @@ class _BaseAutoencoder(BaseEstimator):
         X = self._validate_X(X, reset=not warm)
         self._hidden_sizes()
         self._check_variant_params()
+        self._check_input_shape(X.shape[1])
         self._check_input_range(X)
         device = resolve_device(self.device)
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)

@@ -4,6 +4,8 @@ Nothing here knows about scikit-learn: these are plain ``torch.nn.Module``
 builders that the estimators configure from their parameters.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -213,6 +215,171 @@ class MLPAutoencoder(Autoencoder):
         super().__init__(encoder, decoder, **options)
 
 
+def _halved(size):
+    """Spatial size after a 3x3 convolution with stride 2 and padding 1."""
+    return (size + 1) // 2
+
+
+class ConvEncoder(nn.Module):
+    """Strided 3x3 convolutions, then a linear layer to the code.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(channels, height, width)`` of an image given as a flat row.
+    n_components : int
+        Size of the code.
+    channels : sequence of int
+        Output channels of each convolution; each halves height and width.
+    activation, dropout, batch_norm
+        As in :func:`mlp` (``BatchNorm2d`` after each convolution).
+    """
+
+    def __init__(self, input_shape, n_components, channels=(16, 32), *,
+                 activation="relu", dropout=0.0, batch_norm=False):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        n_channels, height, width = self.input_shape
+        layers = []
+        for n_out in channels:
+            layers.append(nn.Conv2d(n_channels, n_out, 3, stride=2, padding=1))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(n_out))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            n_channels, height, width = n_out, _halved(height), _halved(width)
+        self.features = nn.Sequential(*layers)
+        self.code = nn.Linear(n_channels * height * width, n_components)
+
+    def forward(self, x):
+        return self.code(self.features(x.reshape(-1, *self.input_shape)).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """A linear layer from the code, then transposed convolutions that mirror
+    :class:`ConvEncoder` back to ``input_shape``; returns flat rows."""
+
+    def __init__(self, input_shape, n_components, channels=(16, 32), *,
+                 activation="relu", dropout=0.0, batch_norm=False):
+        super().__init__()
+        n_channels, height, width = input_shape
+        sizes = [(height, width)]
+        for _ in channels:
+            sizes.append(tuple(_halved(s) for s in sizes[-1]))
+        channels = list(channels)
+        self.start_shape = (channels[-1], *sizes[-1]) if channels else tuple(input_shape)
+        self.expand = nn.Linear(n_components, math.prod(self.start_shape))
+        layers = [] if not channels else [ACTIVATIONS[activation]()]
+        outputs = channels[-2::-1] + [n_channels]
+        for i, (n_in, n_out) in enumerate(zip(channels[::-1], outputs)):
+            target = sizes[len(channels) - 1 - i]
+            # output_padding makes each layer land exactly on the encoder's size
+            padding = tuple(t + 1 - 2 * _halved(t) for t in target)
+            layers.append(
+                nn.ConvTranspose2d(n_in, n_out, 3, stride=2, padding=1, output_padding=padding)
+            )
+            if i == len(channels) - 1:
+                break
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(n_out))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.features(self.expand(z).reshape(-1, *self.start_shape)).flatten(1)
+
+
+class ConvAutoencoder(Autoencoder):
+    """Convolutional encoder and transposed-convolutional decoder for images
+    given as flat rows of ``prod(input_shape)`` values.
+
+    ``channels``, ``activation``, ``dropout`` and ``batch_norm`` are those of
+    :class:`ConvEncoder`; ``**options`` those of :class:`Autoencoder`.
+    """
+
+    def __init__(self, input_shape, n_components, channels=(16, 32), *,
+                 activation="relu", dropout=0.0, batch_norm=False, **options):
+        layer_options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
+        super().__init__(
+            ConvEncoder(input_shape, n_components, channels, **layer_options),
+            ConvDecoder(input_shape, n_components, channels, **layer_options),
+            **options,
+        )
+
+
+class LSTMEncoder(nn.Module):
+    """Stacked LSTMs over the time steps; the last step's output, through a
+    linear layer, is the code.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(n_timesteps, n_channels)`` of a window given as a flat row
+        (time-major: the first ``n_channels`` values are the first step).
+    n_components : int
+        Size of the code.
+    hidden_sizes : sequence of int
+        Hidden size of each LSTM layer.
+    dropout : float
+        Dropout between LSTM layers, in training.
+    """
+
+    def __init__(self, input_shape, n_components, hidden_sizes=(32,), *, dropout=0.0):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        n_in = self.input_shape[1]
+        self.lstms = nn.ModuleList()
+        for size in hidden_sizes:
+            self.lstms.append(nn.LSTM(n_in, size, batch_first=True))
+            n_in = size
+        self.dropout = nn.Dropout(dropout)
+        self.code = nn.Linear(n_in, n_components)
+
+    def forward(self, x):
+        h = x.reshape(-1, *self.input_shape)
+        for i, lstm in enumerate(self.lstms):
+            h = lstm(self.dropout(h) if i else h)[0]
+        return self.code(h[:, -1])
+
+
+class LSTMDecoder(nn.Module):
+    """The code repeated at every time step, through stacked LSTMs (sizes
+    reversed) and a linear read-out per step; returns flat rows."""
+
+    def __init__(self, input_shape, n_components, hidden_sizes=(32,), *, dropout=0.0):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        n_in = n_components
+        self.lstms = nn.ModuleList()
+        for size in list(hidden_sizes)[::-1]:
+            self.lstms.append(nn.LSTM(n_in, size, batch_first=True))
+            n_in = size
+        self.dropout = nn.Dropout(dropout)
+        self.readout = nn.Linear(n_in, self.input_shape[1])
+
+    def forward(self, z):
+        h = z.unsqueeze(1).expand(-1, self.input_shape[0], -1)
+        for i, lstm in enumerate(self.lstms):
+            h = lstm(self.dropout(h) if i else h)[0]
+        return self.readout(h).flatten(1)
+
+
+class LSTMAutoencoder(Autoencoder):
+    """Sequence-to-sequence LSTM autoencoder for windows of a time series
+    given as flat rows of ``n_timesteps * n_channels`` values."""
+
+    def __init__(self, input_shape, n_components, hidden_sizes=(32,), *,
+                 dropout=0.0, **options):
+        super().__init__(
+            LSTMEncoder(input_shape, n_components, hidden_sizes, dropout=dropout),
+            LSTMDecoder(input_shape, n_components, hidden_sizes, dropout=dropout),
+            **options,
+        )
+
+
 def count_parameters(module):
     """Return the number of trainable scalars in ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -221,7 +388,13 @@ def count_parameters(module):
 __all__ = [
     "ACTIVATIONS",
     "Autoencoder",
+    "ConvAutoencoder",
+    "ConvDecoder",
+    "ConvEncoder",
     "Corruption",
+    "LSTMAutoencoder",
+    "LSTMDecoder",
+    "LSTMEncoder",
     "MLPAutoencoder",
     "TiedLinear",
     "count_parameters",

@@ -340,3 +340,87 @@ def test_unknown_keyword_is_an_error_at_fit():
         ae.fit(make_data())
     with pytest.raises(ValueError, match="Invalid parameter 'hiden'"):
         ae.set_params(hiden=3)
+
+
+# ------------------------------------------------------------- convolutional
+def test_convolutional_autoencoder_on_digits_beats_pca():
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+    from sklearn.model_selection import train_test_split
+
+    from sklearn_ae import neg_reconstruction_error
+
+    X, _ = load_digits(return_X_y=True)
+    X_train, X_test = train_test_split(X / 16, test_size=0.3, random_state=0)
+    ae = AutoencoderTransformer(
+        n_components=8, input_shape=(1, 8, 8), hidden_layer_sizes=(16, 32),
+        standardize=False, batch_size=64, max_iter=20, learning_rate=3e-3,
+        random_state=0, device="cpu",
+    ).fit(X_train)
+    convs = [m for m in ae.module_.modules() if isinstance(m, torch.nn.Conv2d)]
+    deconvs = [m for m in ae.module_.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [c.out_channels for c in convs] == [16, 32]
+    assert [c.out_channels for c in deconvs] == [16, 1]
+    assert ae.transform(X_test).shape == (len(X_test), 8)
+    assert ae.inverse_transform(ae.transform(X_test)).shape == X_test.shape
+    pca = PCA(n_components=8).fit(X_train)
+    ae_error = -neg_reconstruction_error(ae, X_test)
+    pca_error = -neg_reconstruction_error(pca, X_test)
+    assert ae_error < 0.9 * pca_error, (ae_error, pca_error)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 3), (2, 2, 1, 1, 1)])
+def test_input_shape_must_match_the_rows(shape):
+    with pytest.raises(ValueError, match="input_shape"):
+        AutoencoderTransformer(input_shape=shape, **FAST).fit(make_data())
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"input_shape": (2, 4), "tied_weights": True}, "tied_weights"),
+        ({"input_shape": (2, 4), "batch_norm": True}, "batch_norm"),
+        ({"input_shape": (2, 2, 2), **CUSTOM}, "input_shape"),
+    ],
+)
+def test_input_shape_combinations_that_do_not_apply(params, match):
+    with pytest.raises(ValueError, match=match):
+        AutoencoderTransformer(**{**FAST, **params}).fit(make_data())
+
+
+# ------------------------------------------------------------------ sequence
+def signal_windows(seed=0, length=24):
+    """Windows of a noisy two-tone signal; a test set with anomalies injected."""
+    rng = np.random.RandomState(seed)
+    t = np.arange(7000)
+    signal = np.sin(2 * np.pi * t / 50) + 0.5 * np.sin(2 * np.pi * t / 13)
+    signal += 0.1 * rng.randn(len(t))
+    train = np.lib.stride_tricks.sliding_window_view(signal[:4000], length)[::6]
+    test = signal[4000:].reshape(-1, length).copy()
+    is_anomaly = np.zeros(len(test), dtype=bool)
+    for i in rng.choice(len(test), 12, replace=False):
+        start = rng.randint(0, length - 8)
+        kind = i % 3
+        if kind == 0:  # spike
+            test[i, start] += 3 * rng.choice([-1, 1])
+        elif kind == 1:  # stuck sensor
+            test[i, start : start + 8] = test[i, start]
+        else:  # level shift
+            test[i, start:] += 1.0
+        is_anomaly[i] = True
+    return train, test, is_anomaly
+
+
+def test_lstm_autoencoder_finds_anomalous_windows():
+    from sklearn.metrics import roc_auc_score
+
+    train, test, is_anomaly = signal_windows()
+    ae = AutoencoderTransformer(
+        n_components=8, input_shape=(24, 1), hidden_layer_sizes=(32,),
+        batch_size=32, max_iter=60, learning_rate=1e-2, random_state=0, device="cpu",
+    ).fit(train)
+    assert any(isinstance(m, torch.nn.LSTM) for m in ae.module_.encoder.modules())
+    assert any(isinstance(m, torch.nn.LSTM) for m in ae.module_.decoder.modules())
+    assert ae.transform(test).shape == (len(test), 8)
+    auc = roc_auc_score(is_anomaly, -ae.score_samples(test))
+    assert auc > 0.9, auc  # measured 0.958
