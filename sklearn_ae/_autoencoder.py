@@ -142,6 +142,18 @@ class AutoencoderTransformer(
         Target mean activation of each code unit, in (0, 1), for
         ``sparsity='kl'``.
 
+    layerwise_pretraining : bool, default=False
+        Whether to pretrain the fully connected network greedily before
+        training it as a whole: each encoder layer and its mirror decoder
+        layer are trained as a shallow autoencoder for
+        ``pretraining_max_iter`` epochs on the codes of the layers below
+        (with the input corruption of ``noise``, if any: stacked denoising
+        autoencoders), then the stack is fine-tuned for up to ``max_iter``
+        epochs. Not used with ``warm_start`` continuations.
+
+    pretraining_max_iter : int, default=20
+        Epochs of each shallow autoencoder in ``layerwise_pretraining``.
+
     input_shape : tuple of int, default=None
         Shape of each row for the built-in structured networks; rows stay
         flat in X and in every output. ``(channels, height, width)``: a
@@ -215,6 +227,10 @@ class AutoencoderTransformer(
 
     n_iter_ : int
         Number of epochs run (across warm starts).
+
+    pretraining_loss_curves_ : list of list of float or None
+        With ``layerwise_pretraining``, the training loss of each epoch of
+        each shallow autoencoder, input side first; else None.
 
     device_ : torch.device
         Device the fitted network lives on.

@@ -25,6 +25,7 @@ from ._callbacks import EpochProgressBar
 from ._data import TensorData, feature_scaling
 from ._engine import AutoencoderNet, HoldoutSplit, NonFiniteLossError
 from ._losses import ReconstructionLoss, reconstruction_of
+from ._pretraining import pretrain_layerwise
 from ._networks import (
     ACTIVATIONS,
     Autoencoder,
@@ -113,6 +114,8 @@ class _BaseAutoencoder(BaseEstimator):
         "sparsity": [StrOptions({"kl", "l1"}), None],
         "sparsity_weight": [Interval(Real, 0, None, closed="left")],
         "sparsity_target": [Interval(Real, 0, 1, closed="neither")],
+        "layerwise_pretraining": ["boolean"],
+        "pretraining_max_iter": [Interval(Integral, 1, None, closed="left")],
         "input_shape": [tuple, list, None],
         "encoder": [callable, None],
         "decoder": [callable, None],
@@ -147,6 +150,8 @@ class _BaseAutoencoder(BaseEstimator):
         sparsity=None,
         sparsity_weight=0.1,
         sparsity_target=0.05,
+        layerwise_pretraining=False,
+        pretraining_max_iter=20,
         input_shape=None,
         encoder=None,
         decoder=None,
@@ -178,6 +183,8 @@ class _BaseAutoencoder(BaseEstimator):
         self.sparsity = sparsity
         self.sparsity_weight = sparsity_weight
         self.sparsity_target = sparsity_target
+        self.layerwise_pretraining = layerwise_pretraining
+        self.pretraining_max_iter = pretraining_max_iter
         self.input_shape = input_shape
         self.encoder = encoder
         self.decoder = decoder
@@ -425,6 +432,14 @@ class _BaseAutoencoder(BaseEstimator):
                     f"{role}__{next(iter(params))} is set but {role} is None; "
                     f"{role}__* parameters configure a custom {role} class."
                 )
+        if self.layerwise_pretraining and (
+            self.encoder is not None or self.input_shape is not None
+        ):
+            raise ValueError(
+                "layerwise_pretraining=True pretrains the built-in fully "
+                "connected network; it cannot be used with a custom encoder "
+                "and decoder or with input_shape."
+            )
         if self.tied_weights and self.encoder is not None:
             raise ValueError(
                 "tied_weights=True ties the built-in fully connected layers; it "
@@ -505,10 +520,14 @@ class _BaseAutoencoder(BaseEstimator):
         data = TensorData(X, mean=mean, scale=scale, device=device, resident=True)
 
         with seeded_torch(seed, device):
+            pretraining_curves = getattr(self, "pretraining_loss_curves_", None)
             if not warm:
                 net = self._build_net(n_features, batch_size, device, seed)
                 net.initialize()
                 epochs_before = 0
+                pretraining_curves = None
+                if self.layerwise_pretraining:
+                    pretraining_curves = self._pretrain(net, data, batch_size, device)
             try:
                 net.partial_fit(data)
             except NonFiniteLossError as exc:
@@ -519,6 +538,7 @@ class _BaseAutoencoder(BaseEstimator):
                 ) from None
 
         self.net_ = net
+        self.pretraining_loss_curves_ = pretraining_curves
         self.mean_, self.scale_ = mean, scale
         self.device_ = device
         self._set_history_attributes()
@@ -529,6 +549,26 @@ class _BaseAutoencoder(BaseEstimator):
                 ConvergenceWarning,
             )
         return self
+
+    def _pretrain(self, net, data, batch_size, device):
+        """Greedy layer-wise pretraining of ``net``'s module, in place."""
+        return pretrain_layerwise(
+            net.module_,
+            data,
+            loss=self.loss,
+            max_epochs=self.pretraining_max_iter,
+            batch_size=batch_size,
+            lr=self.learning_rate,
+            device=device,
+            optimizer_options=self._optimizer_options(device),
+        )
+
+    def _optimizer_options(self, device):
+        options = {"optimizer__weight_decay": self.weight_decay}
+        if device.type in ("cpu", "cuda"):
+            # The fused kernel is the single largest win on small networks.
+            options["optimizer__fused"] = True
+        return options
 
     def _build_net(self, n_features, batch_size, device, seed):
         monitor = "valid_loss" if self.early_stopping else "train_loss"
@@ -550,10 +590,7 @@ class _BaseAutoencoder(BaseEstimator):
         # Copies: skorch initializes callbacks in place, and the user's objects
         # must come out of fit as they went in.
         callbacks += copy.deepcopy(list(self.callbacks or []))
-        optimizer_options = {"optimizer__weight_decay": self.weight_decay}
-        if device.type in ("cpu", "cuda"):
-            # The fused kernel is the single largest win on small networks.
-            optimizer_options["optimizer__fused"] = True
+        optimizer_options = self._optimizer_options(device)
         return AutoencoderNet(
             module=self._build_module(n_features),
             criterion=self._build_criterion(),

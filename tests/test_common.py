@@ -35,7 +35,10 @@ class LinearDecoder(LinearEncoder):
 ESTIMATORS = [
     AutoencoderTransformer(**FAST),
     AutoencoderTransformer(n_components=3, early_stopping=True, batch_norm=True, **FAST),
-    AutoencoderTransformer(noise="mask", noise_level=0.2, **FAST),
+    AutoencoderTransformer(
+        noise="mask", noise_level=0.2, layerwise_pretraining=True,
+        pretraining_max_iter=2, **FAST,
+    ),
     AutoencoderTransformer(tied_weights=True, sparsity="l1", **FAST),
     AutoencoderTransformer(
         encoder=LinearEncoder,

@@ -424,3 +424,29 @@ def test_lstm_autoencoder_finds_anomalous_windows():
     assert ae.transform(test).shape == (len(test), 8)
     auc = roc_auc_score(is_anomaly, -ae.score_samples(test))
     assert auc > 0.9, auc  # measured 0.958
+
+
+# ------------------------------------------------- greedy layer-wise pretraining
+@pytest.mark.parametrize("extra", [{}, {"tied_weights": True, "noise": "mask"}])
+def test_layerwise_pretraining_trains_each_layer_then_fine_tunes(extra):
+    X = make_data(n_samples=300, n_features=10)
+    params = dict(FAST, hidden_layer_sizes=(16, 8), batch_size=32, learning_rate=1e-2, **extra)
+    plain = AutoencoderTransformer(**params).fit(X)
+    assert plain.pretraining_loss_curves_ is None
+    ae = AutoencoderTransformer(
+        layerwise_pretraining=True, pretraining_max_iter=10, **params
+    ).fit(X)
+    curves = ae.pretraining_loss_curves_
+    assert [len(c) for c in curves] == [10, 10, 10]  # 10->16, 16->8, 8->2
+    for curve in curves:
+        assert curve[-1] < curve[0]
+    # fine-tuning starts from the pretrained stack, not from scratch
+    assert ae.loss_curve_[0] < plain.loss_curve_[0]
+    assert ae.n_iter_ == 5
+
+
+def test_layerwise_pretraining_needs_the_fully_connected_network():
+    with pytest.raises(ValueError, match="layerwise_pretraining"):
+        AutoencoderTransformer(
+            layerwise_pretraining=True, input_shape=(2, 4), **FAST
+        ).fit(make_data())
