@@ -25,7 +25,6 @@ from ._callbacks import EpochProgressBar
 from ._data import TensorData, feature_scaling
 from ._engine import AutoencoderNet, HoldoutSplit, NonFiniteLossError
 from ._losses import ReconstructionLoss, reconstruction_of
-from ._pretraining import pretrain_layerwise
 from ._networks import (
     ACTIVATIONS,
     Autoencoder,
@@ -33,6 +32,7 @@ from ._networks import (
     LSTMAutoencoder,
     MLPAutoencoder,
 )
+from ._pretraining import pretrain_layerwise
 
 _ACCEPT_SPARSE = ("csr", "csc", "coo")
 _DTYPES = (np.float64, np.float32)
@@ -402,6 +402,11 @@ class _BaseAutoencoder(BaseEstimator):
                 "tied_weights=True applies to the fully connected network only, "
                 f"not with input_shape={tuple(shape)}."
             )
+        if len(shape) == 2 and not self._hidden_sizes():
+            raise ValueError(
+                "hidden_layer_sizes must name at least one LSTM layer with "
+                f"input_shape={tuple(shape)} (n_timesteps, n_channels); got ()."
+            )
         if len(shape) == 2 and self.batch_norm:
             raise ValueError(
                 "batch_norm=True is not available for the LSTM network of "
@@ -526,9 +531,9 @@ class _BaseAutoencoder(BaseEstimator):
                 net.initialize()
                 epochs_before = 0
                 pretraining_curves = None
-                if self.layerwise_pretraining:
-                    pretraining_curves = self._pretrain(net, data, batch_size, device)
             try:
+                if self.layerwise_pretraining and not warm:
+                    pretraining_curves = self._pretrain(net, data, batch_size, device)
                 net.partial_fit(data)
             except NonFiniteLossError as exc:
                 raise ValueError(

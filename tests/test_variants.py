@@ -380,6 +380,7 @@ def test_input_shape_must_match_the_rows(shape):
     [
         ({"input_shape": (2, 4), "tied_weights": True}, "tied_weights"),
         ({"input_shape": (2, 4), "batch_norm": True}, "batch_norm"),
+        ({"input_shape": (2, 4), "hidden_layer_sizes": ()}, "hidden_layer_sizes"),
         ({"input_shape": (2, 2, 2), **CUSTOM}, "input_shape"),
     ],
 )
