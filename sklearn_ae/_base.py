@@ -556,10 +556,15 @@ class _BaseAutoencoder(BaseEstimator):
         return self
 
     def _pretrain(self, net, data, batch_size, device):
-        """Greedy layer-wise pretraining of ``net``'s module, in place."""
+        """Greedy layer-wise pretraining of ``net``'s module, in place.
+
+        Only the training part is used, so that the rows held out for early
+        stopping stay unseen.
+        """
+        train_data = net.get_split_datasets(data)[0]
         return pretrain_layerwise(
             net.module_,
-            data,
+            train_data,
             loss=self.loss,
             max_epochs=self.pretraining_max_iter,
             batch_size=batch_size,

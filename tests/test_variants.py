@@ -466,3 +466,21 @@ def test_layerwise_pretraining_needs_the_fully_connected_network():
         AutoencoderTransformer(
             layerwise_pretraining=True, input_shape=(2, 4), **FAST
         ).fit(make_data())
+
+
+def test_layerwise_pretraining_leaves_the_validation_rows_unseen(monkeypatch):
+    import sklearn_ae._base
+
+    seen = []
+    original = sklearn_ae._base.pretrain_layerwise
+
+    def spy(module, data, **kwargs):
+        seen.append(len(data))
+        return original(module, data, **kwargs)
+
+    monkeypatch.setattr(sklearn_ae._base, "pretrain_layerwise", spy)
+    AutoencoderTransformer(
+        layerwise_pretraining=True, pretraining_max_iter=2, early_stopping=True,
+        validation_fraction=0.25, **FAST,
+    ).fit(make_data(n_samples=200))
+    assert seen == [150]
