@@ -78,6 +78,17 @@ def test_noise_changes_training_but_not_inference(noise):
     )
 
 
+def test_noise_is_reproducible_and_leaves_global_rng_alone():
+    X = make_data()
+    state = torch.random.get_rng_state()
+    Z1 = AutoencoderTransformer(noise="gaussian", **FAST).fit_transform(X)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    Z2 = AutoencoderTransformer(noise="gaussian", **FAST).fit_transform(X)
+    np.testing.assert_array_equal(Z1, Z2)
+    Z3 = AutoencoderTransformer(noise="gaussian", **{**FAST, "random_state": 1}).fit_transform(X)
+    assert not np.allclose(Z1, Z3)
+
+
 def test_validation_loss_uses_clean_inputs():
     X = make_data(n_samples=300)
     ae = AutoencoderTransformer(
