@@ -9,11 +9,11 @@ from sklearn.base import (
 )
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import _BaseAutoencoder
+from ._variants import _BaseVariantAutoencoder
 
 
 class AutoencoderTransformer(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAutoencoder
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseVariantAutoencoder
 ):
     """Autoencoder for dimensionality reduction, trained with PyTorch.
 
@@ -121,6 +121,89 @@ class AutoencoderTransformer(
         When True and already fitted, ``fit`` continues training the fitted
         network (keeping its scaling) for up to ``max_iter`` more epochs.
 
+    noise : {'gaussian', 'mask'} or None, default=None
+        Corruption of the training inputs, for a denoising autoencoder: the
+        network reconstructs the clean row from a corrupted one.
+        ``'gaussian'`` adds noise of standard deviation ``noise_level``;
+        ``'mask'`` sets each value to zero with probability ``noise_level``.
+        Applied in training only (validation loss, ``transform`` and scores
+        use clean inputs), to the values the network sees (z-scored when
+        ``standardize=True``, so that zero is the feature mean).
+
+    noise_level : float, default=0.1
+        Standard deviation of the Gaussian noise, or the masking probability
+        (then in (0, 1)). Used only when ``noise`` is set.
+
+    tied_weights : bool, default=False
+        Whether each decoder layer uses the transpose of its mirror encoder
+        layer's weight (with its own bias): half the weights to learn, and a
+        decoder that cannot drift from the encoder.
+
+    sparsity : {'kl', 'l1'} or None, default=None
+        Penalty on the code added to the training loss, for a sparse
+        autoencoder. ``'kl'`` passes the code through a sigmoid and adds
+        ``sparsity_weight`` times the KL divergence between
+        ``sparsity_target`` and each code unit's mean activation over the
+        batch (summed over units); ``'l1'`` adds ``sparsity_weight`` times the
+        mean L1 norm of the (linear) code. Scores stay the pure
+        reconstruction error.
+
+    sparsity_weight : float, default=0.1
+        Weight of the sparsity penalty, relative to the reconstruction loss
+        (a mean over values). Used only when ``sparsity`` is set; ``'l1'``
+        usually wants smaller values, around 0.01.
+
+    sparsity_target : float, default=0.05
+        Target mean activation of each code unit, in (0, 1), for
+        ``sparsity='kl'``.
+
+    layerwise_pretraining : bool, default=False
+        Whether to pretrain the fully connected network greedily before
+        training it as a whole: each encoder layer and its mirror decoder
+        layer are trained as a shallow autoencoder for
+        ``pretraining_max_iter`` epochs on the codes of the layers below
+        (with the input corruption of ``noise``, if any: stacked denoising
+        autoencoders), then the stack is fine-tuned for up to ``max_iter``
+        epochs. Not used with ``warm_start`` continuations.
+
+    pretraining_max_iter : int, default=20
+        Epochs of each shallow autoencoder in ``layerwise_pretraining``.
+
+    input_shape : tuple of int, default=None
+        Shape of each row for the built-in structured networks; rows stay
+        flat in X and in every output. ``(channels, height, width)``: a
+        convolutional encoder (3x3 convolutions of stride 2 with
+        ``hidden_layer_sizes`` channels, then a linear code) and a
+        transposed-convolutional decoder, for images. ``(n_timesteps,
+        n_channels)``: a sequence-to-sequence LSTM autoencoder (stacked LSTMs
+        of ``hidden_layer_sizes`` units, the code repeated at every step of
+        the decoder), for windows of a time series stored time-major;
+        ``activation`` does not apply to it, ``dropout`` is applied between
+        LSTM layers and ``batch_norm`` is not available. None: fully
+        connected networks.
+
+    encoder : class, callable or torch.nn.Module, default=None
+        A custom encoder network replacing the built-in one (then
+        ``hidden_layer_sizes``, ``activation``, ``dropout``, ``batch_norm``
+        and ``tied_weights`` do not apply). It must map a float32 batch of
+        shape ``(n, n_features)`` (standardized when ``standardize=True``) to
+        codes of shape ``(n, n_components)``. A class is instantiated at fit
+        with the ``encoder__*`` parameters, in skorch's style
+        (``encoder__n_hidden=32`` passes ``n_hidden=32``), and with
+        ``n_features`` and ``n_components`` when its signature takes them;
+        a module instance is copied. The parameters can be searched with
+        :class:`~sklearn.model_selection.GridSearchCV`. Shapes are checked
+        at fit.
+
+    decoder : class, callable or torch.nn.Module, default=None
+        The matching custom decoder, from codes of shape ``(n, n_components)``
+        to the reconstruction ``(n, n_features)`` (logits for ``loss='bce'``),
+        built from the ``decoder__*`` parameters in the same way. Required
+        with ``encoder``.
+
+    **network_params : dict
+        ``encoder__*`` and ``decoder__*`` parameters for custom networks.
+
     Attributes
     ----------
     net_ : AutoencoderNet
@@ -129,7 +212,7 @@ class AutoencoderTransformer(
 
     module_ : torch.nn.Module
         The fitted network (``net_.module_``), with ``encoder`` and
-        ``decoder`` sub-modules.
+        ``decoder`` sub-modules and ``encode``/``decode`` methods.
 
     n_features_in_ : int
         Number of features seen during fit.
@@ -159,6 +242,10 @@ class AutoencoderTransformer(
 
     n_iter_ : int
         Number of epochs run (across warm starts).
+
+    pretraining_loss_curves_ : list of list of float or None
+        With ``layerwise_pretraining``, the training loss of each epoch of
+        each shallow autoencoder, input side first; else None.
 
     device_ : torch.device
         Device the fitted network lives on.

@@ -3,7 +3,7 @@ skeleton around the training engine, seeding, batched inference, pickling.
 
 Subclasses fill in a few hooks: ``_build_module`` (the torch network),
 ``_build_criterion`` (the training loss) and, optionally,
-``_extra_callbacks``.
+``_check_fit_params``, ``_before_training`` and ``_extra_callbacks``.
 """
 
 import copy
@@ -25,8 +25,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._callbacks import EpochProgressBar
 from ._data import TensorData, feature_scaling
 from ._engine import AutoencoderNet, HoldoutSplit, NonFiniteLossError
-from ._losses import ReconstructionLoss
-from ._networks import ACTIVATIONS, MLPAutoencoder
+from ._losses import reconstruction_of
+from ._networks import ACTIVATIONS
 from ._optim import FusedAdam
 
 _ACCEPT_SPARSE = ("csr", "csc", "coo")
@@ -185,18 +185,21 @@ class _BaseAutoencoder(BaseEstimator):
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
         """Return the untrained torch module for ``n_features`` inputs."""
-        return MLPAutoencoder(
-            n_features,
-            self.n_components,
-            self._hidden_sizes(),
-            activation=self.activation,
-            dropout=self.dropout,
-            batch_norm=self.batch_norm,
-        )
+        raise NotImplementedError
 
     def _build_criterion(self):
         """Return the training loss, a module called as ``criterion(output, X)``."""
-        return ReconstructionLoss(self.loss)
+        raise NotImplementedError
+
+    def _check_fit_params(self, n_features):
+        """Raise ``ValueError`` for parameter combinations constraints cannot express."""
+
+    def _before_training(self, net, data, batch_size, device):
+        """Prepare the initialized ``net`` before its first epoch (e.g. pretrain).
+
+        Returns a dict of fitted attributes to set once training succeeded.
+        """
+        return {}
 
     def _extra_callbacks(self):
         """Return ``(name, callback)`` pairs a subclass adds to training."""
@@ -250,6 +253,7 @@ class _BaseAutoencoder(BaseEstimator):
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
         self._hidden_sizes()
+        self._check_fit_params(X.shape[1])
         self._check_input_range(X)
         device = resolve_device(self.device)
         n_threads = resolve_n_jobs(self.n_jobs)
@@ -277,11 +281,14 @@ class _BaseAutoencoder(BaseEstimator):
             data = TensorData(X, mean=mean, scale=scale, device=device, resident=True)
 
         with seeded_torch(seed, device), torch_threads(n_threads):
+            fitted = {}
             if not warm:
                 net = self._build_net(n_features, batch_size, device, seed)
                 net.initialize()
                 epochs_before = 0
             try:
+                if not warm:
+                    fitted = self._before_training(net, data, batch_size, device)
                 net.partial_fit(data)
             except NonFiniteLossError as exc:
                 raise ValueError(
@@ -291,6 +298,8 @@ class _BaseAutoencoder(BaseEstimator):
                 ) from None
 
         self.net_ = net
+        for name, value in fitted.items():
+            setattr(self, name, value)
         self.mean_, self.scale_ = mean, scale
         self.device_ = device
         self._set_history_attributes()
@@ -301,6 +310,13 @@ class _BaseAutoencoder(BaseEstimator):
                 ConvergenceWarning,
             )
         return self
+
+    def _optimizer_options(self, device):
+        options = {"optimizer__weight_decay": self.weight_decay}
+        if device.type in ("cpu", "cuda"):
+            # The fused kernel is the single largest win on small networks.
+            options["optimizer__fused"] = True
+        return options
 
     def _build_net(self, n_features, batch_size, device, seed):
         monitor = "valid_loss" if self.early_stopping else "train_loss"
@@ -322,10 +338,7 @@ class _BaseAutoencoder(BaseEstimator):
         # Copies: skorch initializes callbacks in place, and the user's objects
         # must come out of fit as they went in.
         callbacks += copy.deepcopy(list(self.callbacks or []))
-        optimizer_options = {"optimizer__weight_decay": self.weight_decay}
-        if device.type in ("cpu", "cuda"):
-            # The fused kernel is the single largest win on small networks.
-            optimizer_options["optimizer__fused"] = True
+        optimizer_options = self._optimizer_options(device)
         return AutoencoderNet(
             module=self._build_module(n_features),
             criterion=self._build_criterion(),
@@ -421,7 +434,7 @@ class _BaseAutoencoder(BaseEstimator):
             )
 
         def errors(module, xb):
-            output = module(xb)
+            output = reconstruction_of(module(xb))
             if self.loss == "bce" or scale is None:
                 return criterion.per_sample(output, xb)
             return ((output - xb) * scale).square().mean(dim=1)

@@ -4,6 +4,7 @@ Nothing here knows about scikit-learn: these are plain ``torch.nn.Module``
 builders that the estimators configure from their parameters.
 """
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -21,17 +22,60 @@ ACTIVATIONS = {
 }
 
 
-def mlp(layer_sizes, *, activation="relu", dropout=0.0, batch_norm=False):
+class TiedLinear(nn.Module):
+    """A linear layer whose weight is the transpose of another layer's.
+
+    Only the bias is its own; gradients from both layers update the shared
+    weight.
+
+    Parameters
+    ----------
+    tied_to : nn.Linear
+        The layer (from ``in_features`` to ``out_features``) whose weight is
+        reused; this layer maps ``out_features`` back to ``in_features``.
+    """
+
+    def __init__(self, tied_to):
+        super().__init__()
+        self.tied_to = tied_to
+        self.in_features = tied_to.out_features
+        self.out_features = tied_to.in_features
+        bound = 1 / self.in_features**0.5  # nn.Linear's bias initialisation
+        self.bias = nn.Parameter(torch.empty(self.out_features).uniform_(-bound, bound))
+
+    @property
+    def weight(self):
+        return self.tied_to.weight.t()
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, tied"
+
+
+def mlp(layer_sizes, *, activation="relu", dropout=0.0, batch_norm=False, tied_to=None):
     """Return an ``nn.Sequential`` of linear layers through ``layer_sizes``.
 
     Every linear layer but the last is followed by (optional) batch norm, the
     activation and (optional) dropout; the last layer is left linear so the
     caller decides what the output means (a code, a mean, logits).
+
+    ``tied_to``, a list of ``nn.Linear`` (one per layer), makes each layer a
+    :class:`TiedLinear` that uses the transpose of that layer's weight.
     """
     layers = []
     pairs = list(zip(layer_sizes[:-1], layer_sizes[1:]))
     for i, (n_in, n_out) in enumerate(pairs):
-        layers.append(nn.Linear(n_in, n_out))
+        if tied_to is None:
+            layers.append(nn.Linear(n_in, n_out))
+        else:
+            if (tied_to[i].out_features, tied_to[i].in_features) != (n_in, n_out):
+                raise ValueError(
+                    f"layer {i} maps {n_in} to {n_out} features but tied_to[{i}] "
+                    f"maps {tied_to[i].in_features} to {tied_to[i].out_features}"
+                )
+            layers.append(TiedLinear(tied_to[i]))
         if i == len(pairs) - 1:
             break
         if batch_norm:
@@ -42,7 +86,91 @@ def mlp(layer_sizes, *, activation="relu", dropout=0.0, batch_norm=False):
     return nn.Sequential(*layers)
 
 
-class MLPAutoencoder(nn.Module):
+class Corruption(nn.Module):
+    """Input corruption of a denoising autoencoder, applied in training only.
+
+    Parameters
+    ----------
+    kind : {None, 'gaussian', 'mask'}
+        ``'gaussian'`` adds noise of standard deviation ``level``; ``'mask'``
+        sets each value to zero with probability ``level`` (masking noise).
+        ``None`` leaves the input unchanged.
+    level : float
+        Noise standard deviation, or masking probability.
+
+    In eval mode (inference) the input always passes through unchanged.
+    Random draws come from torch's default generator.
+    """
+
+    def __init__(self, kind=None, level=0.0):
+        super().__init__()
+        if kind not in (None, "gaussian", "mask"):
+            raise ValueError(f"kind must be None, 'gaussian' or 'mask', got {kind!r}")
+        self.kind = kind
+        self.level = level
+
+    def forward(self, x):
+        if not self.training or self.kind is None or self.level == 0:
+            return x
+        if self.kind == "gaussian":
+            return x + self.level * torch.randn_like(x)
+        return x * (torch.rand_like(x) >= self.level)
+
+    def extra_repr(self):
+        return f"kind={self.kind!r}, level={self.level}"
+
+
+class Autoencoder(nn.Module):
+    """An encoder and a decoder, with the options every variant shares.
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        Maps a batch of flat rows ``(n, n_features)`` to codes ``(n, n_components)``.
+    decoder : nn.Module
+        Maps codes back to the decoder's raw output ``(n, n_features)``.
+    noise, noise_level
+        Corruption of the input in training (denoising); see :class:`Corruption`.
+    code_activation : str, default='identity'
+        Activation applied to the encoder's output, a key of ``ACTIVATIONS``
+        (``'logistic'`` gives codes in (0, 1), as a KL sparsity penalty needs).
+    return_code : bool, default=False
+        If True, ``forward`` returns ``(reconstruction, code)`` so that a
+        criterion can penalise the code; else only the reconstruction.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        *,
+        noise=None,
+        noise_level=0.0,
+        code_activation="identity",
+        return_code=False,
+    ):
+        super().__init__()
+        self.corruption = Corruption(noise, noise_level)
+        self.encoder = encoder
+        self.code_activation = ACTIVATIONS[code_activation]()
+        self.decoder = decoder
+        self.return_code = return_code
+
+    def encode(self, x):
+        """Return the code of ``x``."""
+        return self.code_activation(self.encoder(x))
+
+    def decode(self, z):
+        """Return the decoder's raw output for code ``z``."""
+        return self.decoder(z)
+
+    def forward(self, x):
+        code = self.encode(self.corruption(x))
+        reconstruction = self.decode(code)
+        return (reconstruction, code) if self.return_code else reconstruction
+
+
+class MLPAutoencoder(Autoencoder):
     """A fully connected encoder and a decoder that mirrors it.
 
     Parameters
@@ -56,6 +184,12 @@ class MLPAutoencoder(nn.Module):
         reverse order.
     activation, dropout, batch_norm
         See :func:`mlp`.
+    tied_weights : bool, default=False
+        Whether each decoder layer uses the transposed weight of its mirror
+        encoder layer (with its own bias), halving the number of weights.
+    **options
+        ``noise``, ``noise_level``, ``code_activation``, ``return_code``:
+        see :class:`Autoencoder`.
     """
 
     def __init__(
@@ -67,23 +201,184 @@ class MLPAutoencoder(nn.Module):
         activation="relu",
         dropout=0.0,
         batch_norm=False,
+        tied_weights=False,
+        **options,
     ):
-        super().__init__()
         hidden = list(hidden_layer_sizes)
-        options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
-        self.encoder = mlp([n_features, *hidden, n_components], **options)
-        self.decoder = mlp([n_components, *hidden[::-1], n_features], **options)
+        layer_options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
+        encoder = mlp([n_features, *hidden, n_components], **layer_options)
+        tied_to = None
+        if tied_weights:
+            tied_to = [m for m in encoder if isinstance(m, nn.Linear)][::-1]
+        decoder = mlp(
+            [n_components, *hidden[::-1], n_features], tied_to=tied_to, **layer_options
+        )
+        super().__init__(encoder, decoder, **options)
 
-    def encode(self, x):
-        """Return the code of ``x``."""
-        return self.encoder(x)
 
-    def decode(self, z):
-        """Return the decoder's raw output for code ``z``."""
-        return self.decoder(z)
+def _halved(size):
+    """Spatial size after a 3x3 convolution with stride 2 and padding 1."""
+    return (size + 1) // 2
+
+
+class ConvEncoder(nn.Module):
+    """Strided 3x3 convolutions, then a linear layer to the code.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(channels, height, width)`` of an image given as a flat row.
+    n_components : int
+        Size of the code.
+    channels : sequence of int
+        Output channels of each convolution; each halves height and width.
+    activation, dropout, batch_norm
+        As in :func:`mlp` (``BatchNorm2d`` after each convolution).
+    """
+
+    def __init__(self, input_shape, n_components, channels=(16, 32), *,
+                 activation="relu", dropout=0.0, batch_norm=False):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        n_channels, height, width = self.input_shape
+        layers = []
+        for n_out in channels:
+            layers.append(nn.Conv2d(n_channels, n_out, 3, stride=2, padding=1))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(n_out))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            n_channels, height, width = n_out, _halved(height), _halved(width)
+        self.features = nn.Sequential(*layers)
+        self.code = nn.Linear(n_channels * height * width, n_components)
 
     def forward(self, x):
-        return self.decoder(self.encoder(x))
+        return self.code(self.features(x.reshape(-1, *self.input_shape)).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """A linear layer from the code, then transposed convolutions that mirror
+    :class:`ConvEncoder` back to ``input_shape``; returns flat rows."""
+
+    def __init__(self, input_shape, n_components, channels=(16, 32), *,
+                 activation="relu", dropout=0.0, batch_norm=False):
+        super().__init__()
+        n_channels, height, width = input_shape
+        sizes = [(height, width)]
+        for _ in channels:
+            sizes.append(tuple(_halved(s) for s in sizes[-1]))
+        channels = list(channels)
+        self.start_shape = (channels[-1], *sizes[-1]) if channels else tuple(input_shape)
+        self.expand = nn.Linear(n_components, math.prod(self.start_shape))
+        layers = [] if not channels else [ACTIVATIONS[activation]()]
+        outputs = channels[-2::-1] + [n_channels]
+        for i, (n_in, n_out) in enumerate(zip(channels[::-1], outputs)):
+            target = sizes[len(channels) - 1 - i]
+            # output_padding makes each layer land exactly on the encoder's size
+            padding = tuple(t + 1 - 2 * _halved(t) for t in target)
+            layers.append(
+                nn.ConvTranspose2d(n_in, n_out, 3, stride=2, padding=1, output_padding=padding)
+            )
+            if i == len(channels) - 1:
+                break
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(n_out))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.features(self.expand(z).reshape(-1, *self.start_shape)).flatten(1)
+
+
+class ConvAutoencoder(Autoencoder):
+    """Convolutional encoder and transposed-convolutional decoder for images
+    given as flat rows of ``prod(input_shape)`` values.
+
+    ``channels``, ``activation``, ``dropout`` and ``batch_norm`` are those of
+    :class:`ConvEncoder`; ``**options`` those of :class:`Autoencoder`.
+    """
+
+    def __init__(self, input_shape, n_components, channels=(16, 32), *,
+                 activation="relu", dropout=0.0, batch_norm=False, **options):
+        layer_options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
+        super().__init__(
+            ConvEncoder(input_shape, n_components, channels, **layer_options),
+            ConvDecoder(input_shape, n_components, channels, **layer_options),
+            **options,
+        )
+
+
+class LSTMEncoder(nn.Module):
+    """Stacked LSTMs over the time steps; the last step's output, through a
+    linear layer, is the code.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(n_timesteps, n_channels)`` of a window given as a flat row
+        (time-major: the first ``n_channels`` values are the first step).
+    n_components : int
+        Size of the code.
+    hidden_sizes : sequence of int
+        Hidden size of each LSTM layer.
+    dropout : float
+        Dropout between LSTM layers, in training.
+    """
+
+    def __init__(self, input_shape, n_components, hidden_sizes=(32,), *, dropout=0.0):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        n_in = self.input_shape[1]
+        self.lstms = nn.ModuleList()
+        for size in hidden_sizes:
+            self.lstms.append(nn.LSTM(n_in, size, batch_first=True))
+            n_in = size
+        self.dropout = nn.Dropout(dropout)
+        self.code = nn.Linear(n_in, n_components)
+
+    def forward(self, x):
+        h = x.reshape(-1, *self.input_shape)
+        for i, lstm in enumerate(self.lstms):
+            h = lstm(self.dropout(h) if i else h)[0]
+        return self.code(h[:, -1])
+
+
+class LSTMDecoder(nn.Module):
+    """The code repeated at every time step, through stacked LSTMs (sizes
+    reversed) and a linear read-out per step; returns flat rows."""
+
+    def __init__(self, input_shape, n_components, hidden_sizes=(32,), *, dropout=0.0):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        n_in = n_components
+        self.lstms = nn.ModuleList()
+        for size in list(hidden_sizes)[::-1]:
+            self.lstms.append(nn.LSTM(n_in, size, batch_first=True))
+            n_in = size
+        self.dropout = nn.Dropout(dropout)
+        self.readout = nn.Linear(n_in, self.input_shape[1])
+
+    def forward(self, z):
+        h = z.unsqueeze(1).expand(-1, self.input_shape[0], -1)
+        for i, lstm in enumerate(self.lstms):
+            h = lstm(self.dropout(h) if i else h)[0]
+        return self.readout(h).flatten(1)
+
+
+class LSTMAutoencoder(Autoencoder):
+    """Sequence-to-sequence LSTM autoencoder for windows of a time series
+    given as flat rows of ``n_timesteps * n_channels`` values."""
+
+    def __init__(self, input_shape, n_components, hidden_sizes=(32,), *,
+                 dropout=0.0, **options):
+        super().__init__(
+            LSTMEncoder(input_shape, n_components, hidden_sizes, dropout=dropout),
+            LSTMDecoder(input_shape, n_components, hidden_sizes, dropout=dropout),
+            **options,
+        )
 
 
 class VAEOutput(NamedTuple):
@@ -225,7 +520,16 @@ def count_parameters(module):
 
 __all__ = [
     "ACTIVATIONS",
+    "Autoencoder",
+    "ConvAutoencoder",
+    "ConvDecoder",
+    "ConvEncoder",
+    "Corruption",
+    "LSTMAutoencoder",
+    "LSTMDecoder",
+    "LSTMEncoder",
     "MLPAutoencoder",
+    "TiedLinear",
     "VAEOutput",
     "VariationalAutoencoder",
     "count_parameters",

@@ -1,6 +1,5 @@
 """``VAETransformer``: a variational autoencoder with a log-likelihood score."""
 
-import copy
 import math
 from numbers import Integral, Real
 
@@ -186,6 +185,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         Where the network is trained and run. ``'auto'`` picks CUDA when
         available, else the CPU.
 
+    n_jobs : int, default=None
+        Number of CPU threads torch uses in ``fit`` and in inference.
+        ``None`` means 1 unless in a :func:`joblib.parallel_config` context;
+        ``-1`` means all CPUs. See :class:`AutoencoderTransformer`.
+
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout, the latent draws of
         training and the validation split. Pass an int for reproducible
@@ -315,6 +319,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         validation_fraction=0.1,
         standardize=True,
         device="auto",
+        n_jobs=None,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -339,6 +344,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         self.validation_fraction = validation_fraction
         self.standardize = standardize
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
@@ -436,7 +442,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
     def _decoder_means(self, Z, dtype):
         """Decoder means for latent codes ``Z`` (validated), in network units."""
         criterion = self.net_.criterion_
-        codes = TensorData(Z, device=self.net_.device)
+        codes = TensorData(Z, device=self.net_.device, dtype=self._compute_dtype(dtype))
         return self._map_batches(
             codes, lambda module, zb: criterion.mean(module.decode(zb)), dtype
         )
@@ -541,19 +547,18 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
             n_importance, self.n_components, balanced=n_importance == 1
         ).to(self.net_.device)
         n_draws = len(noise)
-        # Scores sum hundreds of terms; in float64 they are also the same to
-        # the last digits whether a row is scored alone or in a batch (float32
-        # matrix products round differently for one row and for many).
-        module = copy.deepcopy(self.module_).double()
+        # Scores sum hundreds of terms; in float64 (``_map_batches`` runs a
+        # float64 copy of the module for float64 output) they are also the
+        # same to the last digits whether a row is scored alone or in a batch.
 
-        def bound(_, xb):
-            xb = xb.double()
+        def bound(module, xb):
+            noise_ = noise.to(xb.dtype)
             z_mean, z_log_var = module.encode(xb)
             if n_importance == 1:
                 expected_log_likelihood = torch.stack(
                     [
                         log_likelihood(module.draw(z_mean, z_log_var, eps), xb, likelihood)
-                        for eps in noise
+                        for eps in noise_
                     ]
                 ).mean(dim=0)
                 return expected_log_likelihood - gaussian_kl(z_mean, z_log_var)
@@ -562,7 +567,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
                     log_importance_weight(
                         module.draw(z_mean, z_log_var, eps), xb, likelihood
                     )
-                    for eps in noise
+                    for eps in noise_
                 ]
             )
             return torch.logsumexp(log_weights, dim=0) - math.log(n_draws)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "benchmarks"
@@ -45,3 +46,14 @@ def test_bench_speed_quick(tmp_path):
         assert heading in report
     for method in ("sklearn_ae", "pyod train", "MLPRegressor", "torch loop", "PCA"):
         assert f"| {method}" in report
+
+
+def test_layerwise_pretraining_quick(tmp_path):
+    out = tmp_path / "table.md"
+    threads = torch.get_num_threads()
+    text = load_script("layerwise_pretraining").main(["--quick", "--out", str(out)])
+    assert torch.get_num_threads() == threads  # no global state left behind
+    assert out.read_text() == text
+    rows = [line for line in text.splitlines() if line.startswith("| digits |")]
+    assert len(rows) == 2  # relu and tanh
+    assert "nan" not in text

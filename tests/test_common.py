@@ -7,6 +7,7 @@ epochs so the whole run stays quick on two CPU cores.
 import warnings
 
 import pytest
+import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -14,12 +15,42 @@ from sklearn_ae import AutoencoderTransformer, VAETransformer
 
 FAST = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu")
 
+
+class LinearEncoder(torch.nn.Module):
+    """A custom network: the estimator passes the sizes, the grid the rest."""
+
+    def __init__(self, n_features, n_components, bias=True):
+        super().__init__()
+        self.linear = torch.nn.Linear(n_features, n_components, bias=bias)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+class LinearDecoder(LinearEncoder):
+    def __init__(self, n_features, n_components, bias=True):
+        super().__init__(n_components, n_features, bias=bias)
+
+
 ESTIMATORS = [
     AutoencoderTransformer(**FAST),
     AutoencoderTransformer(n_components=3, early_stopping=True, batch_norm=True, **FAST),
     VAETransformer(**FAST),
     VAETransformer(
         n_components=3, early_stopping=True, kl_warmup=2, n_importance_samples=4, **FAST
+    ),
+    AutoencoderTransformer(
+        noise="mask", noise_level=0.2, layerwise_pretraining=True,
+        pretraining_max_iter=2, **FAST,
+    ),
+    AutoencoderTransformer(tied_weights=True, sparsity="l1", **FAST),
+    AutoencoderTransformer(
+        encoder=LinearEncoder,
+        decoder=LinearDecoder,
+        decoder__bias=False,
+        sparsity="kl",
+        noise="gaussian",
+        **FAST,
     ),
 ]
 
