@@ -194,7 +194,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         Seeds weight initialisation, shuffling, dropout, the latent draws of
         training and the validation split. Pass an int for reproducible
         results across calls. torch's global random state is left as it was.
-        ``score_samples`` does not depend on it: its draws use a fixed seed.
+        The latent draws of ``score_samples`` do not depend on it: they use
+        a fixed seed.
 
     verbose : int, default=0
         Show a progress bar over epochs when > 0.
