@@ -1,13 +1,11 @@
 """``AutoencoderTransformer``: a nonlinear, trainable stand-in for ``PCA``."""
 
 import numpy as np
-import torch
 from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     _fit_context,
 )
-from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._variants import _BaseVariantAutoencoder
 
@@ -319,13 +317,7 @@ class AutoencoderTransformer(
         X_original : ndarray of shape (n_samples, n_features_in_)
             Reconstructed data.
         """
-        check_is_fitted(self)
-        Z = check_array(X, dtype=(np.float64, np.float32))
-        if Z.shape[1] != self.n_components:
-            raise ValueError(
-                f"X has {Z.shape[1]} features, but inverse_transform expects "
-                f"n_components={self.n_components} latent features."
-            )
+        Z = self._check_fitted_codes(X)
         criterion = self.net_.criterion_
 
         def decode(module, zb):

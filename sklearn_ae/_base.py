@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._callbacks import EpochProgressBar
 from ._data import TensorData, feature_scaling
@@ -448,6 +448,17 @@ class _BaseAutoencoder(BaseEstimator):
     def _check_fitted_input(self, X):
         check_is_fitted(self)
         return self._validate_X(X, reset=False)
+
+    def _check_fitted_codes(self, Z):
+        """Validate latent codes given to ``inverse_transform``."""
+        check_is_fitted(self)
+        Z = check_array(Z, dtype=_DTYPES)
+        if Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"X has {Z.shape[1]} features, but inverse_transform expects "
+                f"n_components={self.n_components} latent features."
+            )
+        return Z
 
     def __setstate__(self, state):
         # skorch maps a CUDA-trained net to the CPU when CUDA is missing;

@@ -12,7 +12,7 @@ from sklearn.base import (
 )
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseAutoencoder
 from ._callbacks import KLWarmup
@@ -461,13 +461,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         X_original : ndarray of shape (n_samples, n_features_in_)
             Mean of p(x|z) for each code.
         """
-        check_is_fitted(self)
-        Z = check_array(X, dtype=(np.float64, np.float32))
-        if Z.shape[1] != self.n_components:
-            raise ValueError(
-                f"X has {Z.shape[1]} features, but inverse_transform expects "
-                f"n_components={self.n_components} latent features."
-            )
+        Z = self._check_fitted_codes(X)
         means = self._decoder_means(Z, np.float64)
         return self._undo_scaling(means).astype(self._output_dtype(Z), copy=False)
 

@@ -6,7 +6,6 @@ epochs so the whole run stays quick on two CPU cores.
 
 import warnings
 
-import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
