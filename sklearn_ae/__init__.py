@@ -1,8 +1,11 @@
 """scikit-learn compatible autoencoders built on PyTorch and skorch."""
 
 from ._autoencoder import AutoencoderTransformer
+from ._outlier import AEOutlierDetector
 from ._scoring import neg_reconstruction_error
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["AutoencoderTransformer", "neg_reconstruction_error", "__version__"]
+__all__ = [
+    "AEOutlierDetector",
+    "AutoencoderTransformer", "neg_reconstruction_error", "__version__"]
