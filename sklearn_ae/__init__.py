@@ -3,9 +3,14 @@
 from ._autoencoder import AutoencoderTransformer
 from ._outlier import AEOutlierDetector
 from ._scoring import neg_reconstruction_error
+from ._vae import VAETransformer
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AEOutlierDetector",
-    "AutoencoderTransformer", "neg_reconstruction_error", "__version__"]
+    "AutoencoderTransformer",
+    "VAETransformer",
+    "neg_reconstruction_error",
+    "__version__",
+]

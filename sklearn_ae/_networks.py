@@ -4,6 +4,10 @@ Nothing here knows about scikit-learn: these are plain ``torch.nn.Module``
 builders that the estimators configure from their parameters.
 """
 
+import math
+from typing import NamedTuple
+
+import torch
 from torch import nn
 
 ACTIVATIONS = {
@@ -83,9 +87,124 @@ class MLPAutoencoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+class VAEOutput(NamedTuple):
+    """What :class:`VariationalAutoencoder` returns for a batch.
+
+    ``decoded`` is the decoder's raw output (the Gaussian mean, or Bernoulli
+    logits); ``x_log_var`` the Gaussian observation log-variance per feature
+    (None for a Bernoulli decoder); ``z`` the latent draw that was decoded and
+    ``z_mean``, ``z_log_var`` the parameters of the Gaussian posterior
+    q(z|x) it was drawn from.
+    """
+
+    decoded: torch.Tensor
+    x_log_var: "torch.Tensor | None"
+    z: torch.Tensor
+    z_mean: torch.Tensor
+    z_log_var: torch.Tensor
+
+
+class VariationalAutoencoder(nn.Module):
+    """A Gaussian encoder q(z|x) and a decoder p(x|z) with a standard normal prior.
+
+    Parameters
+    ----------
+    n_features : int
+        Size of the input and of the decoder's output.
+    n_components : int
+        Size of the latent variable z.
+    hidden_layer_sizes : sequence of int
+        Encoder hidden layers, input side first; the decoder uses them in
+        reverse order.
+    likelihood : {'gaussian', 'bernoulli'}
+        ``'gaussian'``: the decoder outputs the mean, and each feature has a
+        learned log-variance, floored at ``log(min_variance)``.
+        ``'bernoulli'``: the decoder outputs logits.
+    min_variance : float
+        Smallest observation variance the Gaussian decoder can reach; it keeps
+        the likelihood finite when a feature is predicted (almost) exactly.
+    activation, dropout, batch_norm
+        See :func:`mlp`.
+    """
+
+    def __init__(
+        self,
+        n_features,
+        n_components,
+        hidden_layer_sizes=(),
+        *,
+        likelihood="gaussian",
+        min_variance=1e-4,
+        activation="relu",
+        dropout=0.0,
+        batch_norm=False,
+    ):
+        super().__init__()
+        if likelihood not in ("gaussian", "bernoulli"):
+            raise ValueError(
+                f"likelihood must be 'gaussian' or 'bernoulli', got {likelihood!r}"
+            )
+        hidden = list(hidden_layer_sizes)
+        options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
+        self.n_components = n_components
+        self.likelihood = likelihood
+        self.min_variance = min_variance
+        # One head for the posterior mean and log-variance, split in encode.
+        self.encoder = mlp([n_features, *hidden, 2 * n_components], **options)
+        self.decoder = mlp([n_components, *hidden[::-1], n_features], **options)
+        if likelihood == "gaussian":
+            # Variance in excess of the floor, on a log scale; starts near 1.
+            self.raw_log_var = nn.Parameter(torch.zeros(n_features))
+        else:
+            self.register_parameter("raw_log_var", None)
+
+    def encode(self, x):
+        """Return the posterior's ``(mean, log_variance)`` for ``x``."""
+        z_mean, z_log_var = self.encoder(x).chunk(2, dim=-1)
+        return z_mean, z_log_var
+
+    def decode(self, z):
+        """Return the decoder's raw output for latent ``z`` (mean or logits)."""
+        return self.decoder(z)
+
+    def observation_log_var(self):
+        """Return the Gaussian decoder's per-feature log-variance, or None."""
+        if self.raw_log_var is None:
+            return None
+        log_floor = self.raw_log_var.new_tensor(math.log(self.min_variance))
+        # log(min_variance + exp(raw)): smooth, and never below the floor.
+        return torch.logaddexp(log_floor, self.raw_log_var)
+
+    def forward(self, x, noise=None):
+        """Encode ``x``, draw z from q(z|x) by reparameterisation, decode it.
+
+        ``noise`` is the standard normal draw (broadcast against the
+        posterior's shape); by default it is drawn from torch's default
+        generator.
+        """
+        return self.draw(*self.encode(x), noise)
+
+    def draw(self, z_mean, z_log_var, noise=None):
+        """Decode ``z = z_mean + exp(z_log_var / 2) * noise``; see :meth:`forward`.
+
+        Scoring with several draws encodes once and calls this per draw.
+        """
+        if noise is None:
+            noise = torch.randn_like(z_mean)
+        z = z_mean + (0.5 * z_log_var).exp() * noise
+        return VAEOutput(self.decode(z), self.observation_log_var(), z, z_mean, z_log_var)
+
+
 def count_parameters(module):
     """Return the number of trainable scalars in ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["ACTIVATIONS", "MLPAutoencoder", "count_parameters", "mlp"]
+__all__ = [
+    "ACTIVATIONS",
+    "MLPAutoencoder",
+    "VAEOutput",
+    "VariationalAutoencoder",
+    "count_parameters",
+    "mlp",
+]

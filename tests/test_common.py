@@ -10,13 +10,17 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_ae import AutoencoderTransformer
+from sklearn_ae import AutoencoderTransformer, VAETransformer
 
 FAST = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu")
 
 ESTIMATORS = [
     AutoencoderTransformer(**FAST),
     AutoencoderTransformer(n_components=3, early_stopping=True, batch_norm=True, **FAST),
+    VAETransformer(**FAST),
+    VAETransformer(
+        n_components=3, early_stopping=True, kl_warmup=2, n_importance_samples=4, **FAST
+    ),
 ]
 
 
