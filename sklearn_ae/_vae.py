@@ -495,7 +495,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         # Scores sum hundreds of terms; in float64 they are also the same to
         # the last digits whether a row is scored alone or in a batch (float32
         # matrix products round differently for one row and for many).
-        module = copy.deepcopy(self.module_).double()
+        module = copy.deepcopy(self.module_).double().eval()
 
         def bound(_, xb):
             xb = xb.double()
