@@ -20,6 +20,11 @@ Methods (same run, same splits):
   defaults but ``verbose=0`` (no progress bar); skipped with a note when
   pyod is not installed (it is a ``benchmarks`` extra, not a dependency).
 
+torch runs with ``--threads`` threads (default 1) for every method: on the
+shared 2-core machine these runs were made on, two threads made a training
+step of these small networks 10 to 100 times slower whenever another process
+held a core, and one thread is as fast otherwise.
+
 Usage::
 
     python benchmarks/bench_outliers.py                 # the full run
@@ -183,7 +188,7 @@ def machine():
     return f"{cpu}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
 
 
-def report(aucs, seconds, seeds, params, sets_note, command):
+def report(aucs, seconds, seeds, params, sets_note, command, threads):
     import torch
 
     methods = list(aucs)
@@ -194,7 +199,8 @@ def report(aucs, seconds, seeds, params, sets_note, command):
         "",
         f"- command: `{command}`",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine()} (shared with other jobs: times are noisy)",
+        f"- machine: {machine()} (shared with other jobs: times are noisy); "
+        f"torch threads: {threads}",
         f"- versions: python {platform.python_version()}, numpy {np.__version__}, "
         f"scikit-learn {sklearn.__version__}, torch {torch.__version__}, "
         f"pyod {pyod_version()}",
@@ -239,9 +245,6 @@ def main(argv=None):
                         help="smoke test: two small sets, one seed, a few epochs")
     args = parser.parse_args(argv)
     params = json.loads(args.params)
-    import torch
-
-    torch.set_num_threads(args.threads)
     methods = list(args.methods)
     if "PyOD-AutoEncoder" in methods and pyod_version() is None:
         print("pyod is not installed (pip install -e '.[benchmarks]'); "
@@ -266,11 +269,20 @@ def main(argv=None):
         print(f"no set in {folder} matches --sets {names}. Skipping.")
         return 0
 
-    aucs, seconds = run(sets, methods, seeds, params, args.quick, cap)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        aucs, seconds = run(sets, methods, seeds, params, args.quick, cap)
+    finally:
+        torch.set_num_threads(threads)
     command = "python benchmarks/bench_outliers.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
-    text, means = report(aucs, seconds, seeds, params, sets_note, command.strip())
+    text, means = report(
+        aucs, seconds, seeds, params, sets_note, command.strip(), args.threads
+    )
     print(text)
     if args.output != "-" and not args.quick:
         Path(args.output).write_text(text)
