@@ -408,6 +408,8 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         if self.max_samples is not None and n_samples > self.max_samples and not (
             self.warm_start and hasattr(self, "net_")
         ):
+            if sp.issparse(X):
+                X = X.tocsr()  # COO, DIA... cannot be indexed by row
             rng = check_random_state(self.random_state)
             rows = np.sort(rng.choice(n_samples, self.max_samples, replace=False))
             X = _safe_indexing(X, rows)
