@@ -10,7 +10,6 @@ estimator's scoring compute them the same way.
 
 import math
 
-import torch
 from torch import nn
 from torch.nn import functional as F
 

@@ -4,7 +4,6 @@ Nothing here knows about scikit-learn: these are plain ``torch.nn.Module``
 builders that the estimators configure from their parameters.
 """
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -117,14 +116,29 @@ class VariationalAutoencoder(nn.Module):
         Encoder hidden layers, input side first; the decoder uses them in
         reverse order.
     likelihood : {'gaussian', 'bernoulli'}
-        ``'gaussian'``: the decoder outputs the mean, and each feature has a
-        learned log-variance, floored at ``log(min_variance)``.
-        ``'bernoulli'``: the decoder outputs logits.
+        ``'gaussian'``: the decoder outputs the mean, and each feature has its
+        own variance (see below). ``'bernoulli'``: the decoder outputs logits.
     min_variance : float
-        Smallest observation variance the Gaussian decoder can reach; it keeps
-        the likelihood finite when a feature is predicted (almost) exactly.
+        Smallest observation variance of the Gaussian decoder; it keeps the
+        likelihood finite when a feature is predicted (almost) exactly.
+    variance_momentum : float
+        How far each training batch moves the Gaussian decoder's variance
+        toward the batch's mean squared residual per feature.
     activation, dropout, batch_norm
         See :func:`mlp`.
+
+    Notes
+    -----
+    The Gaussian decoder's per-feature variance is not a gradient-trained
+    parameter: like batch norm's running statistics, it is a buffer that
+    every forward pass in training mode moves toward its maximum-likelihood
+    value given the current decoder, the mean squared residual
+    ``(x - decoded) ** 2`` of the batch. Learned by gradient steps, a
+    log-variance moves by about the learning rate per step, and features
+    that the latent code predicts well need it to travel to -5 or below,
+    which takes thousands of steps; the closed-form estimate gets there in
+    a few batches (the calibrated decoders of Rybkin et al., 2021, make the
+    same observation).
     """
 
     def __init__(
@@ -135,6 +149,7 @@ class VariationalAutoencoder(nn.Module):
         *,
         likelihood="gaussian",
         min_variance=1e-4,
+        variance_momentum=0.1,
         activation="relu",
         dropout=0.0,
         batch_norm=False,
@@ -149,14 +164,12 @@ class VariationalAutoencoder(nn.Module):
         self.n_components = n_components
         self.likelihood = likelihood
         self.min_variance = min_variance
+        self.variance_momentum = variance_momentum
         # One head for the posterior mean and log-variance, split in encode.
         self.encoder = mlp([n_features, *hidden, 2 * n_components], **options)
         self.decoder = mlp([n_components, *hidden[::-1], n_features], **options)
-        if likelihood == "gaussian":
-            # Variance in excess of the floor, on a log scale; starts near 1.
-            self.raw_log_var = nn.Parameter(torch.zeros(n_features))
-        else:
-            self.register_parameter("raw_log_var", None)
+        observation_var = torch.ones(n_features) if likelihood == "gaussian" else None
+        self.register_buffer("observation_var", observation_var)
 
     def encode(self, x):
         """Return the posterior's ``(mean, log_variance)`` for ``x``."""
@@ -169,30 +182,40 @@ class VariationalAutoencoder(nn.Module):
 
     def observation_log_var(self):
         """Return the Gaussian decoder's per-feature log-variance, or None."""
-        if self.raw_log_var is None:
+        if self.observation_var is None:
             return None
-        log_floor = self.raw_log_var.new_tensor(math.log(self.min_variance))
-        # log(min_variance + exp(raw)): smooth, and never below the floor.
-        return torch.logaddexp(log_floor, self.raw_log_var)
+        return self.observation_var.clamp_min(self.min_variance).log()
 
     def forward(self, x, noise=None):
         """Encode ``x``, draw z from q(z|x) by reparameterisation, decode it.
 
         ``noise`` is the standard normal draw (broadcast against the
         posterior's shape); by default it is drawn from torch's default
-        generator.
+        generator. In training mode the Gaussian decoder's variance is
+        updated from this batch first (see Notes).
         """
-        return self.draw(*self.encode(x), noise)
+        z_mean, z_log_var = self.encode(x)
+        z = self._reparameterize(z_mean, z_log_var, noise)
+        decoded = self.decode(z)
+        if self.training and self.observation_var is not None:
+            with torch.no_grad():
+                batch_var = (x - decoded).square().mean(dim=0)
+                self.observation_var.lerp_(batch_var, self.variance_momentum)
+        return VAEOutput(decoded, self.observation_log_var(), z, z_mean, z_log_var)
 
-    def draw(self, z_mean, z_log_var, noise=None):
-        """Decode ``z = z_mean + exp(z_log_var / 2) * noise``; see :meth:`forward`.
+    def draw(self, z_mean, z_log_var, noise):
+        """Decode ``z = z_mean + exp(z_log_var / 2) * noise``; no update.
 
         Scoring with several draws encodes once and calls this per draw.
         """
+        z = self._reparameterize(z_mean, z_log_var, noise)
+        return VAEOutput(self.decode(z), self.observation_log_var(), z, z_mean, z_log_var)
+
+    @staticmethod
+    def _reparameterize(z_mean, z_log_var, noise):
         if noise is None:
             noise = torch.randn_like(z_mean)
-        z = z_mean + (0.5 * z_log_var).exp() * noise
-        return VAEOutput(self.decode(z), self.observation_log_var(), z, z_mean, z_log_var)
+        return z_mean + (0.5 * z_log_var).exp() * noise
 
 
 def count_parameters(module):

@@ -25,9 +25,45 @@ from ._networks import VariationalAutoencoder
 # network sees (standardized units by default): a feature the decoder
 # predicts exactly then adds at most 0.5 * log(1e4) ~ 4.6 nats, not infinity.
 _MIN_VARIANCE = 1e-4
+# How far each training batch moves the decoder's variance toward the batch's
+# mean squared residual: about ten batches of memory.
+_VARIANCE_MOMENTUM = 0.1
 # Seed of the latent draws used by score_samples, so that scores are the same
 # on every call and never touch torch's global generator.
 _SCORE_SEED = 0
+# Fewest antithetic pairs of posterior draws averaged in the ELBO.
+_ELBO_PAIRS = 5
+
+
+def _posterior_draws(n_importance, n_components, *, balanced):
+    """Return the standard normal draws ``score_samples`` uses, shape (K, n_components).
+
+    Every row is scored with the same draws, which keeps its score
+    independent of its batch and position, and they come from a fixed seed on
+    the CPU, so that scores do not depend on the call or the device.
+
+    ``balanced`` (the ELBO) gives ``2 * max(5, n_components)`` draws in
+    antithetic pairs, whitened so that their sample mean is exactly 0 and
+    their sample covariance exactly the identity: the expected
+    log-likelihood term is then exact when it is quadratic in z (a linear
+    decoder with a Gaussian likelihood), and far less noisy otherwise.
+    Measured on CIFAR10_0 embeddings (n_components=16, default settings),
+    the standard deviation of a sample's ELBO between seeds is about 3.3
+    nats with one plain draw, 1.0 with ten antithetic draws and 0.04 with
+    these 32. The importance-weighted bound needs independent draws, so
+    ``balanced=False`` gives plain ones (about 1.5 nats between seeds for
+    K=100 there).
+    """
+    generator = torch.Generator().manual_seed(_SCORE_SEED)
+    if not balanced:
+        return torch.randn(
+            n_importance, n_components, generator=generator, dtype=torch.float64
+        )
+    n_pairs = max(_ELBO_PAIRS, n_components)
+    draws = torch.randn(n_pairs, n_components, generator=generator, dtype=torch.float64)
+    cholesky = torch.linalg.cholesky(draws.T @ draws / n_pairs)
+    draws = torch.linalg.solve_triangular(cholesky, draws.T, upper=False).T
+    return torch.cat([draws, -draws])
 
 
 class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAutoencoder):
@@ -54,11 +90,16 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
     n_components : int, default=2
         Number of latent dimensions.
 
-    hidden_layer_sizes : int or tuple of int, default=(64, 32)
+    hidden_layer_sizes : int or tuple of int, default=(256,)
         Sizes of the encoder's hidden layers, input side first. The decoder
         uses them in reverse order. ``()`` gives linear encoder and decoder
         (with a Gaussian likelihood, a model of the same family as
-        :class:`~sklearn.decomposition.FactorAnalysis`).
+        :class:`~sklearn.decomposition.FactorAnalysis`). The default is wider
+        than :class:`AutoencoderTransformer`'s ``(64, 32)``: on the
+        512-feature CIFAR10_0 embeddings the held-out log-likelihood rises
+        from about 250 to about 300 nats per sample, with early stopping
+        keeping the larger network from overfitting (see
+        ``benchmarks/VAE_RESULTS.md``).
 
     activation : {'relu', 'tanh', 'logistic', 'identity', 'elu', 'gelu', \
 'selu', 'leaky_relu'}, default='relu'
@@ -72,9 +113,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
 
     likelihood : {'gaussian', 'bernoulli'}, default='gaussian'
         The decoder's distribution p(x|z). ``'gaussian'``: the decoder gives
-        the mean and each feature has a learned variance (floored at 1e-4 in
-        the units the network sees, so a feature predicted exactly cannot make
-        the likelihood infinite). ``'bernoulli'``: the decoder gives the
+        the mean and each feature has a learned variance: during training it
+        tracks the mean squared residual of that feature (its
+        maximum-likelihood value), floored at 1e-4 in the units the network
+        sees so that a feature predicted exactly cannot make the likelihood
+        infinite. ``'bernoulli'``: the decoder gives the
         probability of each feature being 1; for data in [0, 1], which is not
         standardized. For non-binary data in [0, 1] its score is a
         cross-entropy, not a density.
@@ -92,10 +135,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         ``n_iter_no_change``.
 
     n_importance_samples : int, default=1
-        Number of posterior draws per sample in ``score_samples``. 1 gives
-        the ELBO (one draw, KL term in closed form); K > 1 the
-        importance-weighted bound of Burda et al. (2016), tighter and closer to
-        the exact log-likelihood as K grows, at K times the cost.
+        Which bound ``score_samples`` reports. 1 gives the ELBO, the
+        quantity training maximises (its expected log-likelihood term
+        averaged over ``2 * max(5, n_components)`` posterior draws, the KL
+        term in closed form); K > 1 the importance-weighted bound of Burda et al.
+        (2016) with K independent draws, tighter and closer to the exact
+        log-likelihood as K grows, at K times the cost of one draw, and
+        noisier per sample than the ELBO's balanced draws.
 
     learning_rate : float, default=1e-3
         Adam's step size.
@@ -118,10 +164,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
     n_iter_no_change : int, default=10
         Epochs without improvement allowed before stopping.
 
-    early_stopping : bool, default=False
+    early_stopping : bool, default=True
         Whether to hold out ``validation_fraction`` of the training data,
         stop when its negative ELBO stops improving, and restore the weights
-        of the best epoch.
+        of the best epoch. On by default, unlike
+        :class:`AutoencoderTransformer`: a density model is judged on data it
+        has not seen, and a VAE's held-out likelihood peaks long before its
+        training likelihood does (on CIFAR10_0, about 305 nats held-out at
+        the best epoch, 288 after 200 epochs without stopping).
 
     validation_fraction : float, default=0.1
         Fraction of the training data held out when ``early_stopping=True``.
@@ -247,7 +297,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         self,
         n_components=2,
         *,
-        hidden_layer_sizes=(64, 32),
+        hidden_layer_sizes=(256,),
         activation="relu",
         dropout=0.0,
         batch_norm=False,
@@ -261,7 +311,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         max_iter=200,
         tol=1e-4,
         n_iter_no_change=10,
-        early_stopping=False,
+        early_stopping=True,
         validation_fraction=0.1,
         standardize=True,
         device="auto",
@@ -302,6 +352,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
             self._hidden_sizes(),
             likelihood=self.likelihood,
             min_variance=_MIN_VARIANCE,
+            variance_momentum=_VARIANCE_MOMENTUM,
             activation=self.activation,
             dropout=self.dropout,
             batch_norm=self.batch_norm,
@@ -465,7 +516,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         """Return a lower bound on the log-likelihood of each sample, in nats.
 
         The ELBO (``n_importance_samples=1``) or the importance-weighted
-        bound with ``n_importance_samples`` draws, as a log-density of X in
+        bound with ``n_importance_samples`` draws (see that parameter), as a
+        log-density of X in
         its own units (the log-Jacobian of the internal scaling is included).
         Higher is more typical of the training data. The latent draws come
         from a fixed seed, so repeated calls return the same values and each
@@ -483,15 +535,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         """
         X = self._check_fitted_input(X)
         dtype = self._output_dtype(X)
-        n_draws = self.n_importance_samples
+        n_importance = self.n_importance_samples
         likelihood = self.likelihood
-        device = self.net_.device
-        generator = torch.Generator(device=device).manual_seed(_SCORE_SEED)
-        # The same draws for every row keep each row's score independent of
-        # its batch and position.
-        noise = torch.randn(
-            n_draws, self.n_components, generator=generator, device=device
-        ).double()
+        noise = _posterior_draws(
+            n_importance, self.n_components, balanced=n_importance == 1
+        ).to(self.net_.device)
+        n_draws = len(noise)
         # Scores sum hundreds of terms; in float64 they are also the same to
         # the last digits whether a row is scored alone or in a batch (float32
         # matrix products round differently for one row and for many).
@@ -500,11 +549,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         def bound(_, xb):
             xb = xb.double()
             z_mean, z_log_var = module.encode(xb)
-            if n_draws == 1:
-                output = module.draw(z_mean, z_log_var, noise[0])
-                return log_likelihood(output, xb, likelihood) - gaussian_kl(
-                    z_mean, z_log_var
-                )
+            if n_importance == 1:
+                expected_log_likelihood = torch.stack(
+                    [
+                        log_likelihood(module.draw(z_mean, z_log_var, eps), xb, likelihood)
+                        for eps in noise
+                    ]
+                ).mean(dim=0)
+                return expected_log_likelihood - gaussian_kl(z_mean, z_log_var)
             log_weights = torch.stack(
                 [
                     log_importance_weight(

@@ -3,18 +3,31 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def load(name):
+def load_script(name):
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def test_bench_vae_quick(tmp_path):
+    output = tmp_path / "VAE_RESULTS.md"
+    rows = load_script("bench_vae").main(["--quick", "--output", str(output)])
+    models = {row["model"] for row in rows}
+    assert {"PCA", "FactorAnalysis", "VAETransformer (ELBO)"} <= models
+    assert all(np.all(np.isfinite(row["test"])) for row in rows)
+    text = output.read_text()
+    assert "| breast cancer | 4 | VAETransformer (ELBO) |" in text
+    assert "torch" in text
+
+
 def test_bench_outliers_quick(tmp_path, capsys):
-    bench = load("bench_outliers")
+    bench = load_script("bench_outliers")
     output = tmp_path / "results.md"
     assert bench.main(["--quick", "--output", str(output)]) == 0
     text = output.read_text()
@@ -24,7 +37,7 @@ def test_bench_outliers_quick(tmp_path, capsys):
 
 
 def test_bench_outliers_quick_without_data_uses_synthetic_sets(tmp_path):
-    bench = load("bench_outliers")
+    bench = load_script("bench_outliers")
     output = tmp_path / "results.md"
     assert bench.main(["--quick", "--data", str(tmp_path), "--output", str(output)]) == 0
     assert "synthetic" in output.read_text()
