@@ -208,7 +208,7 @@ def report(aucs, seconds, seeds, params, sets_note, command, threads):
         f"{', '.join(map(str, seeds))}), train and test parts each capped at "
         f"{CAP:,} rows by stratified subsampling, fit on train without labels, "
         "ROC-AUC on test; the table shows the mean over seeds.",
-        f"- AEOutlierDetector: defaults, `random_state=seed`"
+        "- AEOutlierDetector: defaults, `random_state=seed`"
         + (f", overrides `{json.dumps(params)}`" if params else "")
         + "; IsolationForest(random_state=0); PCA: z-scored, 90% of the variance, "
         "squared reconstruction error; PyOD AutoEncoder: defaults with verbose=0.",

@@ -68,7 +68,7 @@ class EnsembleAutoencoder(nn.Module):
     ----------
     feature_mask : bool tensor of shape (n_members, n_features)
         Which features each member sees; the others are zeroed on the way
-        in, and the loss ignores them on the way out.
+        in and passed through unchanged to the output, so their error is 0.
     n_components : int
         Code size of each member.
     hidden_layer_sizes : sequence of int
