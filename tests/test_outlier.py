@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from sklearn_ae import AEOutlierDetector, AutoencoderTransformer, VAETransformer
-from sklearn_ae._ensemble import EnsembleAutoencoder, TrimmedEnsembleLoss
+from sklearn_ae._ensemble import EnsembleAutoencoder, FastDropout, TrimmedEnsembleLoss
 
 FAST = dict(hidden_layer_sizes=(16,), n_components=4, max_iter=5, random_state=0, device="cpu")
 
@@ -223,6 +223,22 @@ def test_member_ignores_features_outside_its_subset():
     # Features outside a member's subset pass through: zero error there.
     torch.testing.assert_close(out[0, :, 2], x[:, 2])
     assert not torch.allclose(out[1], out_changed[1])
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
+def test_fast_dropout_drops_p_of_the_elements_and_keeps_the_mean(p):
+    torch.manual_seed(0)
+    dropout = FastDropout(p)
+    x = torch.ones(4, 250, 100)
+    out = dropout(x)
+    assert abs((out == 0).float().mean().item() - p) < 0.01
+    assert abs(out.mean().item() - 1.0) < 0.02
+    kept = out[out != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, 1 / (1 - p)), rtol=1e-4, atol=0)
+    # Different masks for different calls and members, none in eval mode.
+    assert not torch.equal(out, dropout(x))
+    assert not torch.equal(out[0], out[1])
+    torch.testing.assert_close(dropout.eval()(x), x)
 
 
 def test_trimmed_loss_leaves_out_each_members_worst_rows():
