@@ -205,6 +205,11 @@ class _BaseAutoencoder(BaseEstimator):
         """Return ``(name, callback)`` pairs a subclass adds to training."""
         return []
 
+    def _input_scaling(self, X):
+        """Return per-feature ``(center, scale)`` of validated ``X`` for the
+        internal scaling (z-scores by default)."""
+        return feature_scaling(X)
+
     # ------------------------------------------------------------ validation
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -274,7 +279,7 @@ class _BaseAutoencoder(BaseEstimator):
             )
             epochs_before = len(net.history)
         elif self._scales_input():
-            mean, scale = feature_scaling(X)
+            mean, scale = self._input_scaling(X)
         else:
             mean = scale = None
         with torch_threads(n_threads):

@@ -57,3 +57,20 @@ def test_layerwise_pretraining_quick(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| digits |")]
     assert len(rows) == 2  # relu and tanh
     assert "nan" not in text
+
+
+def test_bench_outliers_quick(tmp_path, capsys):
+    bench = load_script("bench_outliers")
+    output = tmp_path / "results.md"
+    assert bench.main(["--quick", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "| **mean ROC-AUC** |" in text
+    assert "AEOutlierDetector" in text and "IsolationForest" in text
+    assert "fit+score seconds" in text
+
+
+def test_bench_outliers_quick_without_data_uses_synthetic_sets(tmp_path):
+    bench = load_script("bench_outliers")
+    output = tmp_path / "results.md"
+    assert bench.main(["--quick", "--data", str(tmp_path), "--output", str(output)]) == 0
+    assert "synthetic" in output.read_text()

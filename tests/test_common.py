@@ -10,7 +10,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_ae import AutoencoderTransformer, VAETransformer
+from sklearn_ae import AEOutlierDetector, AutoencoderTransformer, VAETransformer
 
 FAST = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0, device="cpu")
 
@@ -51,6 +51,12 @@ ESTIMATORS = [
         noise="gaussian",
         **FAST,
     ),
+    AEOutlierDetector(n_components=2, n_estimators=2, **FAST),
+    AEOutlierDetector(
+        n_components=2, contamination=0.1, scaling="robust", max_samples=20,
+        early_stopping=True, batch_norm=False, **FAST
+    ),
+    AEOutlierDetector(backbone="vae", n_components=2, **FAST),
 ]
 
 

@@ -1,0 +1,169 @@
+"""Many small autoencoders trained as one torch module, and their loss.
+
+Each member has its own weights and sees its own subset of the features.
+The members' layers are stacked into ``(n_members, n_in, n_out)`` tensors
+and run with one batched matrix product per layer, so an ensemble costs one
+optimisation step per batch, not one per member: on a CPU the per-step
+overhead, not the arithmetic, bounds small tabular networks.
+
+Nothing here knows about scikit-learn.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from ._networks import ACTIVATIONS
+
+
+class ParallelLinear(nn.Module):
+    """``n_members`` independent linear layers applied to ``(n_members, B, n_in)``.
+
+    Initialised like :class:`torch.nn.Linear`, member by member.
+    """
+
+    def __init__(self, n_members, n_in, n_out):
+        super().__init__()
+        bound = 1.0 / math.sqrt(n_in)
+        self.weight = nn.Parameter(torch.empty(n_members, n_in, n_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_members, 1, n_out).uniform_(-bound, bound))
+
+    def forward(self, x):
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class _MemberBatchNorm(nn.Module):
+    """Batch norm over each member's units, on ``(n_members, B, n_units)``."""
+
+    def __init__(self, n_members, n_units):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(n_members * n_units)
+
+    def forward(self, x):
+        m, b, u = x.shape
+        flat = x.transpose(0, 1).reshape(b, m * u)
+        return self.norm(flat).reshape(b, m, u).transpose(0, 1)
+
+
+class FastDropout(nn.Module):
+    """Dropout whose mask comes from 16 random bits per element.
+
+    The same as :class:`torch.nn.Dropout` (zero each element with
+    probability ``p``, rounded to a multiple of 1/65536, and scale the rest
+    by ``1 / (1 - p)`` in training; the identity in eval mode), but the mask
+    is cut from raw 64-bit integers from torch's default generator: on a
+    CPU, drawing one float per element made ``nn.Dropout`` about a third of
+    a training step of the default ensemble (measured 490 us of forward and
+    backward per layer against 140 us here, 4 x 256 x 64 elements, 1 thread).
+    """
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        n = x.numel()
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
+        bits.random_(-(2**63), None)  # every bit uniform
+        levels = bits.view(torch.int16)[:n].view(x.shape)
+        n_dropped = round(self.p * 65536)
+        keep = levels >= -32768 + n_dropped
+        return x * keep.to(x.dtype).mul_(65536 / (65536 - n_dropped))
+
+
+def _parallel_mlp(n_members, layer_sizes, *, activation, dropout, batch_norm):
+    layers = []
+    pairs = list(zip(layer_sizes[:-1], layer_sizes[1:]))
+    for i, (n_in, n_out) in enumerate(pairs):
+        layers.append(ParallelLinear(n_members, n_in, n_out))
+        if i == len(pairs) - 1:
+            break
+        if batch_norm:
+            layers.append(_MemberBatchNorm(n_members, n_out))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(FastDropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class EnsembleAutoencoder(nn.Module):
+    """``n_members`` fully connected autoencoders on feature subsets.
+
+    Parameters
+    ----------
+    feature_mask : bool tensor of shape (n_members, n_features)
+        Which features each member sees; the others are zeroed on the way
+        in and passed through unchanged to the output, so their error is 0.
+    n_components : int
+        Code size of each member.
+    hidden_layer_sizes : sequence of int
+        Encoder hidden layers of each member, input side first; the decoder
+        mirrors them.
+    activation, dropout, batch_norm
+        As in :func:`sklearn_ae._networks.mlp`.
+
+    ``forward`` maps ``(B, n_features)`` to reconstructions of shape
+    ``(n_members, B, n_features)``.
+    """
+
+    def __init__(
+        self,
+        feature_mask,
+        n_components,
+        hidden_layer_sizes=(),
+        *,
+        activation="relu",
+        dropout=0.0,
+        batch_norm=False,
+    ):
+        super().__init__()
+        mask = torch.as_tensor(feature_mask, dtype=torch.bool)
+        n_members, n_features = mask.shape
+        self.register_buffer("feature_mask", mask)
+        hidden = list(hidden_layer_sizes)
+        options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
+        self.encoder = _parallel_mlp(n_members, [n_features, *hidden, n_components], **options)
+        self.decoder = _parallel_mlp(n_members, [n_components, *hidden[::-1], n_features], **options)
+
+    def forward(self, x):
+        mask = self.feature_mask.unsqueeze(1)
+        masked = x.unsqueeze(0) * mask.to(x.dtype)
+        # Features outside a member's subset pass through unchanged, so their
+        # error is exactly zero and the loss needs no mask.
+        return torch.where(mask, self.decoder(self.encoder(masked)), x.unsqueeze(0))
+
+
+class TrimmedEnsembleLoss(nn.Module):
+    """Mean squared error of an ensemble, ignoring each member's worst rows.
+
+    Called as ``loss(output, x)`` with ``output`` of shape ``(n_members, B,
+    n_features)`` (see :class:`EnsembleAutoencoder`) and ``x`` of shape ``(B,
+    n_features)``. A row's error is its mean over all features; features
+    outside a member's subset count as reconstructed exactly.
+
+    Parameters
+    ----------
+    trim_fraction : float in [0, 1)
+        Fraction of the rows of each batch with the largest error that each
+        member leaves out of its loss: rows that reconstruct worst are the
+        likeliest outliers in contaminated training data.
+    """
+
+    def __init__(self, trim_fraction=0.0):
+        super().__init__()
+        self.trim_fraction = trim_fraction
+
+    def per_member(self, output, x):
+        """Return ``(n_members, B)`` mean squared errors per row."""
+        return (output - x.unsqueeze(0)).square().mean(dim=2)
+
+    def forward(self, output, x):
+        errors = self.per_member(output, x)
+        n_rows = errors.shape[1]
+        n_keep = n_rows - int(self.trim_fraction * n_rows)
+        if n_keep < n_rows:
+            errors = torch.topk(errors, n_keep, dim=1, largest=False, sorted=False).values
+        return errors.mean()

@@ -1,0 +1,286 @@
+"""Behaviour of AEOutlierDetector that users rely on."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+from sklearn_ae import AEOutlierDetector, AutoencoderTransformer, VAETransformer
+from sklearn_ae._ensemble import EnsembleAutoencoder, FastDropout, TrimmedEnsembleLoss
+
+FAST = dict(hidden_layer_sizes=(16,), n_components=4, max_iter=5, random_state=0, device="cpu")
+
+
+def make_contaminated(n_inliers=300, n_outliers=15, n_features=8, seed=0):
+    """Inliers near a 2-d nonlinear surface; outliers off it.
+
+    Each outlier feature is drawn from the inliers' values of that feature,
+    so outliers have the inliers' marginal distributions and only the
+    dependence between features gives them away (no row norm or per-feature
+    range does). Returns X and y in ``predict``'s convention: 1 inlier, -1
+    outlier.
+    """
+    rng = np.random.RandomState(seed)
+    W = rng.normal(size=(2, n_features))
+    inliers = np.tanh(rng.normal(size=(n_inliers, 2)) @ W)
+    inliers += 0.05 * rng.normal(size=inliers.shape)
+    outliers = np.column_stack(
+        [inliers[rng.randint(n_inliers, size=n_outliers), j] for j in range(n_features)]
+    )
+    X = np.vstack([inliers, outliers])
+    y = np.r_[np.ones(n_inliers), -np.ones(n_outliers)].astype(int)
+    order = rng.permutation(len(y))
+    return X[order], y[order]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_convergence():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+# ------------------------------------------------------------------- contract
+def test_predict_decision_function_and_score_samples_agree():
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(contamination=0.1, **FAST).fit(X)
+    scores = det.score_samples(X)
+    decision = det.decision_function(X)
+    np.testing.assert_allclose(decision, scores - det.offset_)
+    pred = det.predict(X)
+    assert set(np.unique(pred)) == {-1, 1}
+    np.testing.assert_array_equal(pred, np.where(decision < 0, -1, 1))
+    np.testing.assert_array_equal(clone(det).fit_predict(X), pred)
+    assert det.score(X) == pytest.approx(scores.mean())
+    assert scores.dtype == np.float64 and decision.shape == (len(X),)
+
+
+@pytest.mark.parametrize("contamination", [0.05, 0.1, 0.25])
+def test_float_contamination_is_the_fraction_flagged_on_training_data(contamination):
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(contamination=contamination, **FAST).fit(X)
+    flagged = np.mean(det.predict(X) == -1)
+    assert abs(flagged - contamination) <= 1.5 / len(X)
+    assert det.offset_ == pytest.approx(np.percentile(det.score_samples(X), 100 * contamination))
+
+
+def test_auto_contamination_is_tukeys_lower_fence():
+    X, y = make_contaminated()
+    det = AEOutlierDetector(random_state=0).fit(X)
+    scores = det.score_samples(X)
+    q1, q3 = np.percentile(scores, [25, 75])
+    assert det.offset_ == pytest.approx(q1 - 1.5 * (q3 - q1))
+    # On clearly separated data the rule flags the outliers and few inliers.
+    pred = det.predict(X)
+    assert np.mean(pred[y == -1] == -1) >= 0.9
+    assert np.mean(pred[y == 1] == -1) <= 0.1
+
+
+@pytest.mark.parametrize("contamination", [0.0, 0.6, -0.1, "high"])
+def test_invalid_contamination_is_rejected_by_name(contamination):
+    X, _ = make_contaminated()
+    with pytest.raises(ValueError, match="contamination"):
+        AEOutlierDetector(contamination=contamination, **FAST).fit(X)
+
+
+@pytest.mark.parametrize("backbone", ["pca", object()])
+def test_invalid_backbone_is_rejected_by_name(backbone):
+    X, _ = make_contaminated()
+    with pytest.raises(ValueError, match="backbone"):
+        AEOutlierDetector(backbone=backbone, **FAST).fit(X)
+
+
+def test_not_fitted_raises():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        AEOutlierDetector().score_samples(np.zeros((2, 3)))
+
+
+def test_wrong_number_of_features_is_rejected():
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(**FAST).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        det.predict(X[:, :3])
+
+
+# -------------------------------------------------------------------- quality
+def test_scores_separate_injected_outliers():
+    X, y = make_contaminated(seed=1)
+    det = AEOutlierDetector(random_state=0).fit(X)
+    assert roc_auc_score(y, det.decision_function(X)) > 0.95
+    # Held-out rows from the same two populations, scored after fitting.
+    X_new, y_new = make_contaminated(seed=1, n_inliers=200, n_outliers=20)
+    assert roc_auc_score(y_new, det.decision_function(X_new)) > 0.95
+
+
+def test_quality_test_fails_for_meaningless_scores():
+    # Scores that ignore the dependence between features separate nothing
+    # here, which shows the quality tests measure the model.
+    X, y = make_contaminated(seed=1)
+    assert roc_auc_score(y, -np.abs(X).sum(axis=1)) < 0.7
+    median = np.median(X, axis=0)
+    assert roc_auc_score(y, -np.abs(X - median).max(axis=1)) < 0.7
+
+
+# ------------------------------------------------------------------ backbones
+def test_vae_backbone_uses_a_fitted_vae_log_likelihood():
+    X, y = make_contaminated(seed=1)
+    det = AEOutlierDetector(backbone="vae", n_components=2, hidden_layer_sizes=(32,),
+                            max_iter=300, random_state=0, device="cpu").fit(X)
+    assert isinstance(det.backbone_, VAETransformer)
+    assert det.backbone_.n_components == 2 and det.backbone_.max_iter == 300
+    np.testing.assert_allclose(det.score_samples(X), det.backbone_.score_samples(X))
+    assert roc_auc_score(y, det.decision_function(X)) > 0.9
+
+
+@pytest.mark.parametrize("backbone", ["ae", "vae"])
+def test_scores_do_not_depend_on_training_mode_layers(backbone):
+    # Dropout and batch norm must run in inference mode from the first call
+    # after fit, so the threshold matches later scores of the same rows.
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(backbone=backbone, dropout=0.3, batch_norm=True, contamination=0.1,
+                            **FAST).fit(X)
+    first = det.score_samples(X)
+    np.testing.assert_array_equal(first, det.score_samples(X))
+    assert det.offset_ == pytest.approx(np.percentile(first, 10))
+
+
+def test_estimator_backbone_is_cloned_and_used():
+    X, y = make_contaminated(seed=1)
+    backbone = AutoencoderTransformer(n_components=2, hidden_layer_sizes=(32,), max_iter=60,
+                                      random_state=0, device="cpu")
+    det = AEOutlierDetector(backbone=backbone).fit(X)
+    assert not hasattr(backbone, "net_")
+    assert det.backbone_ is not backbone
+    np.testing.assert_allclose(det.score_samples(X), det.backbone_.score_samples(X))
+    assert roc_auc_score(y, det.decision_function(X)) > 0.9
+
+
+# --------------------------------------------------------------- grid search
+def test_grid_search_with_labels_and_roc_auc():
+    X, y = make_contaminated()
+    search = GridSearchCV(
+        AEOutlierDetector(random_state=0, device="cpu"),
+        {"n_components": [2, 32]},
+        scoring="roc_auc",
+        cv=StratifiedKFold(3, shuffle=True, random_state=0),
+    ).fit(X, y)
+    assert search.best_score_ > 0.9
+    assert search.best_params_["n_components"] in (2, 32)
+    # The scorer ranks by decision_function with 1 = inlier as the positive class.
+    best = search.best_estimator_
+    assert roc_auc_score(y, best.decision_function(X)) > 0.9
+
+
+def test_unsupervised_grid_search_prefers_the_better_model_of_held_out_rows():
+    X, _ = make_contaminated()
+    search = GridSearchCV(
+        AEOutlierDetector(backbone=VAETransformer(n_components=2, hidden_layer_sizes=(16,),
+                                                  random_state=0, device="cpu")),
+        {"backbone__max_iter": [1, 60]},
+        cv=3,
+    ).fit(X)
+    # One epoch leaves the VAE far from the data: held-out likelihood is lower.
+    assert search.best_params_ == {"backbone__max_iter": 60}
+    scores = search.cv_results_["mean_test_score"]
+    assert scores[1] > scores[0]
+
+
+# --------------------------------------------------------------- ensemble
+def test_training_uses_at_most_max_samples_rows():
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(max_samples=100, batch_size=50, **FAST).fit(X)
+    assert det.net_.history[-1, "train_batch_count"] == 2
+    full = AEOutlierDetector(max_samples=None, batch_size=50, **FAST).fit(X)
+    assert full.net_.history[-1, "train_batch_count"] == int(np.ceil(len(X) / 50))
+
+
+def test_members_see_max_features_of_the_features():
+    X, _ = make_contaminated(n_features=8)
+    det = AEOutlierDetector(n_estimators=5, max_features=0.5, **FAST).fit(X)
+    mask = det.module_.feature_mask.cpu().numpy()
+    assert mask.shape == (5, 8)
+    np.testing.assert_array_equal(mask.sum(axis=1), 4)
+    assert len({tuple(row) for row in mask}) > 1
+
+
+def test_member_ignores_features_outside_its_subset():
+    torch.manual_seed(0)
+    mask = torch.tensor([[True, True, False], [False, True, True]])
+    module = EnsembleAutoencoder(mask, 2, (4,)).eval()
+    x = torch.randn(5, 3)
+    x_changed = x.clone()
+    x_changed[:, 2] += 10.0
+    out, out_changed = module(x), module(x_changed)
+    torch.testing.assert_close(out[0, :, :2], out_changed[0, :, :2])
+    # Features outside a member's subset pass through: zero error there.
+    torch.testing.assert_close(out[0, :, 2], x[:, 2])
+    assert not torch.allclose(out[1], out_changed[1])
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
+def test_fast_dropout_drops_p_of_the_elements_and_keeps_the_mean(p):
+    torch.manual_seed(0)
+    dropout = FastDropout(p)
+    x = torch.ones(4, 250, 100)
+    out = dropout(x)
+    assert abs((out == 0).float().mean().item() - p) < 0.01
+    assert abs(out.mean().item() - 1.0) < 0.02
+    kept = out[out != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, 1 / (1 - p)), rtol=1e-4, atol=0)
+    # Different masks for different calls and members, none in eval mode.
+    assert not torch.equal(out, dropout(x))
+    assert not torch.equal(out[0], out[1])
+    torch.testing.assert_close(dropout.eval()(x), x)
+
+
+def test_trimmed_loss_leaves_out_each_members_worst_rows():
+    x = torch.zeros(4, 2)
+    output = torch.zeros(2, 4, 2)
+    output[0, :, 0] = torch.tensor([1.0, 2.0, 3.0, 10.0])
+    output[1, :, 1] = torch.tensor([10.0, 1.0, 1.0, 1.0])
+    trimmed = TrimmedEnsembleLoss(0.25)(output, x)
+    # Per member, per row: mean over the 2 features of the squared error.
+    member0 = np.mean([1, 4, 9]) / 2
+    member1 = np.mean([1, 1, 1]) / 2
+    assert trimmed.item() == pytest.approx((member0 + member1) / 2)
+    assert TrimmedEnsembleLoss(0.0)(output, x).item() > trimmed.item()
+
+
+def test_robust_scaling_ignores_outlying_values():
+    X, _ = make_contaminated()
+    X_extreme = X.copy()
+    X_extreme[:5, 0] = 1e6
+    det = AEOutlierDetector(scaling="robust", **FAST).fit(X_extreme)
+    assert abs(det.mean_[0] - np.median(X[:, 0])) < 0.1
+    assert det.scale_[0] < 10
+    standard = AEOutlierDetector(scaling="standard", **FAST).fit(X_extreme)
+    assert standard.scale_[0] > 1e4
+
+
+# ------------------------------------------------------------------- generic
+def test_same_random_state_gives_identical_scores():
+    X, _ = make_contaminated()
+    a = AEOutlierDetector(max_samples=200, **FAST).fit(X).score_samples(X)
+    b = AEOutlierDetector(max_samples=200, **FAST).fit(X).score_samples(X)
+    np.testing.assert_array_equal(a, b)
+    c = AEOutlierDetector(max_samples=200, **{**FAST, "random_state": 1}).fit(X).score_samples(X)
+    assert not np.allclose(a, c)
+
+
+def test_pandas_feature_names_and_pickle():
+    pd = pytest.importorskip("pandas")
+    X, _ = make_contaminated()
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    det = AEOutlierDetector(max_samples=100, **FAST).fit(df)
+    assert list(det.feature_names_in_) == list(df.columns)
+    restored = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(restored.predict(df), det.predict(df))
+    np.testing.assert_array_equal(restored.score_samples(df), det.score_samples(df))
