@@ -1,7 +1,7 @@
 """Rows of a data matrix as torch batches (float32 by default), standardized on the way.
 
 Dense training data is converted and moved to the device once; batches are
-then cut from it by index, with one gather per epoch for shuffling. Sparse
+then cut from it by index, one gather per shuffled batch. Sparse
 data stays a CSR matrix on the host and is densified one batch at a time.
 """
 
@@ -94,7 +94,6 @@ class TensorData:
         else:
             self.X = X
         self.resident = isinstance(self.X, torch.Tensor)
-        self._shuffled = None
 
     def __len__(self):
         return self.X.shape[0]
@@ -148,7 +147,6 @@ class TensorData:
         if self.resident:
             index = torch.as_tensor(index, device=self.device)
         new.X = self.X[index]
-        new._shuffled = None
         return new
 
     def batches(self, batch_size, *, shuffle=False, drop_singleton=False):
@@ -157,41 +155,25 @@ class TensorData:
         With ``shuffle``, rows are visited in a fresh random order drawn from
         torch's (seeded) default generator. ``drop_singleton`` skips a last
         batch of one row, which batch norm cannot train on.
-
-        Shuffled resident batches are views of one buffer that the next
-        shuffled pass overwrites: a batch is valid until the next epoch.
         """
         n = len(self)
         order = None
         if shuffle:
             gen_device = self.device if self.resident else "cpu"
             order = torch.randperm(n, device=gen_device)
-        source = self
-        if order is not None and self.resident:
-            # One gather per epoch into the same buffer, then contiguous
-            # slices. Reusing the buffer saves allocating (and page-faulting)
-            # a copy of X every epoch: 0.1 s of a 2 s epoch on 60,000 x 784.
-            if self._shuffled is None:
-                self._shuffled = torch.empty_like(self.X)
-            torch.index_select(self.X, 0, order, out=self._shuffled)
-            source = _Resident(self._shuffled)
-            order = None
-        elif order is not None:
-            order = order.numpy()
+            if not self.resident:
+                order = order.numpy()
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             if drop_singleton and stop - start == 1 and n > 1:
                 break
-            index = slice(start, stop) if order is None else np.sort(order[start:stop])
-            xb = source.take(index)
+            if order is None:
+                xb = self.take(slice(start, stop))
+            elif self.resident:
+                # One gather per batch: the batch is fresh in cache for the
+                # forward pass, and no shuffled copy of X is ever made (on
+                # 60,000 x 784 a whole-epoch gather made fits 13% slower).
+                xb = self.X.index_select(0, order[start:stop])
+            else:
+                xb = self.take(np.sort(order[start:stop]))
             yield xb, xb
-
-
-class _Resident:
-    """A permuted resident tensor with the ``take`` interface."""
-
-    def __init__(self, X):
-        self.X = X
-
-    def take(self, index):
-        return self.X[index]
