@@ -135,3 +135,19 @@ def test_blockwise_scaling_matches_numpy(monkeypatch, dtype):
     expected = X64.std(axis=0)
     expected[2] = 1.0
     np.testing.assert_allclose(scale, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_float32_input_trains_exactly_like_the_same_values_in_float64(early_stopping):
+    # float32 input is kept as the caller's array and standardized batch by
+    # batch; float64 input is converted and standardized once. Same values,
+    # same training, bit for bit.
+    X32 = make_data(n_samples=130, dtype=np.float32)
+    X64 = X32.astype(np.float64)
+    params = dict(**FAST, batch_size=32, early_stopping=early_stopping)
+    a = AutoencoderTransformer(**params).fit(X32)
+    b = AutoencoderTransformer(**params).fit(X64)
+    assert a.loss_curve_ == b.loss_curve_
+    if early_stopping:
+        assert a.validation_scores_ == b.validation_scores_
+    np.testing.assert_array_equal(a.transform(X32), b.transform(X32))
