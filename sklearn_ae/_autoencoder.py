@@ -95,10 +95,11 @@ class AutoencoderTransformer(
         ``-1`` means all CPUs. One thread is the fastest setting for small
         tabular networks, whose steps are too short to split, and it stays
         fast when other processes hold the other cores (with more threads
-        than free cores every step waits for a busy one, measured 10-40x
-        slower in ``benchmarks/``). More threads pay off for wide layers
-        and large batches on an otherwise idle machine. torch's own thread
-        setting is restored afterwards.
+        than free cores every step waits for a busy one: on a 2-core
+        machine shared with other jobs, training ran 10 to 50 times slower
+        with 2 threads than with 1). More threads can pay off for wide
+        layers and large batches on an otherwise idle machine. torch's own
+        thread setting is restored afterwards.
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation
