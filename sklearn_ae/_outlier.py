@@ -1,6 +1,5 @@
 """``AEOutlierDetector``: outlier detection from autoencoder reconstruction."""
 
-import copy
 import warnings
 from numbers import Integral, Real
 
@@ -437,16 +436,15 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         """Return ``(n_samples, n_estimators)``: each member's mean squared
         error over its features, in scaled units."""
 
-        # In float64, a row's score is the same to the last digits whether it
-        # is scored alone or in a batch (float32 batched products round
-        # differently for one row and for many).
-        module = copy.deepcopy(self.module_).double().eval()
-        counts = module.feature_mask.sum(dim=1).double()
+        # Asking _map_batches for float64 gives a float64 copy of the module
+        # in eval mode: a row's score is then the same to the last digits
+        # whether it is scored alone or in a batch (float32 batched products
+        # round differently for one row and for many).
+        counts = self.module_.feature_mask.sum(dim=1).double()
 
-        def errors(_, xb):
-            xb = xb.double()
+        def errors(module, xb):
             squared = (module(xb) - xb.unsqueeze(0)).square()
-            return (squared.sum(dim=2) / counts.unsqueeze(1)).T
+            return (squared.sum(dim=2) / counts.to(xb.device).unsqueeze(1)).T
 
         return self._map_batches(X, errors, np.float64)
 
