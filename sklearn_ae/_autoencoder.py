@@ -324,11 +324,7 @@ class AutoencoderTransformer(
         def decode(module, zb):
             return self._to_input_units(criterion.mean(module.decode(zb)))
 
-        from ._data import TensorData
-
-        dtype = self._output_dtype(Z)
-        codes = TensorData(Z, device=self.net_.device, dtype=self._compute_dtype(dtype))
-        return self._map_batches(codes, decode, dtype)
+        return self._map_codes(Z, decode, self._output_dtype(Z))
 
     def score_samples(self, X):
         """Return the negative reconstruction error of each sample.

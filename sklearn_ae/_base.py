@@ -413,6 +413,14 @@ class _BaseAutoencoder(BaseEstimator):
                 outputs.append(fn(module, batch))
         return torch.cat(outputs).cpu().numpy().astype(dtype, copy=False)
 
+    def _map_codes(self, Z, fn, dtype):
+        """Return ``fn(module, codes)`` over batches of latent codes ``Z``, as numpy.
+
+        Like :meth:`_map_batches`, but the rows are codes, which are not scaled.
+        """
+        codes = TensorData(Z, device=self.net_.device, dtype=self._compute_dtype(dtype))
+        return self._map_batches(codes, fn, dtype)
+
     def _to_input_units(self, standardized):
         """Undo the internal scaling of a tensor of reconstructions."""
         if self.scale_ is not None:

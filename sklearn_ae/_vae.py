@@ -16,7 +16,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import _BaseAutoencoder
 from ._callbacks import KLWarmup
-from ._data import TensorData
 from ._losses import NegativeELBO, gaussian_kl, log_importance_weight, log_likelihood
 from ._networks import VariationalAutoencoder
 
@@ -443,9 +442,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
     def _decoder_means(self, Z, dtype):
         """Decoder means for latent codes ``Z`` (validated), in network units."""
         criterion = self.net_.criterion_
-        codes = TensorData(Z, device=self.net_.device, dtype=self._compute_dtype(dtype))
-        return self._map_batches(
-            codes, lambda module, zb: criterion.mean(module.decode(zb)), dtype
+        return self._map_codes(
+            Z, lambda module, zb: criterion.mean(module.decode(zb)), dtype
         )
 
     def inverse_transform(self, X):
