@@ -32,13 +32,6 @@ def make_data(n_samples=120, n_features=6, seed=0):
     return np.tanh(latent @ W) + 0.05 * rng.randn(n_samples, n_features)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_convergence():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
-
-
 # ---------------------------------------------------------------- determinism
 def test_same_random_state_gives_identical_results():
     X = make_data()

@@ -1,12 +1,10 @@
 """The fast paths of training and inference keep the estimator's behaviour."""
 
-import warnings
 
 import numpy as np
 import pytest
 import torch
 from skorch.callbacks import Callback
-from sklearn.exceptions import ConvergenceWarning
 
 import sklearn_ae._data
 from sklearn_ae import AutoencoderTransformer
@@ -20,13 +18,6 @@ def make_data(n_samples=150, n_features=6, seed=0, dtype=np.float64):
     rng = np.random.RandomState(seed)
     X = np.tanh(rng.randn(n_samples, 2) @ rng.randn(2, n_features))
     return (3 * X + 5 + 0.05 * rng.randn(n_samples, n_features)).astype(dtype)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_convergence():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
 
 
 class ThreadsSeen(Callback):

@@ -1,13 +1,11 @@
 """Behaviour of AEOutlierDetector that users rely on."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
@@ -37,13 +35,6 @@ def make_contaminated(n_inliers=300, n_outliers=15, n_features=8, seed=0):
     y = np.r_[np.ones(n_inliers), -np.ones(n_outliers)].astype(int)
     order = rng.permutation(len(y))
     return X[order], y[order]
-
-
-@pytest.fixture(autouse=True)
-def _quiet_convergence():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
 
 
 # ------------------------------------------------------------------- contract

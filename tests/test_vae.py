@@ -1,7 +1,6 @@
 """Behaviour of VAETransformer that users rely on."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import torch
 from scipy.stats import multivariate_normal
 from sklearn.base import clone
 from sklearn.decomposition import PCA, FactorAnalysis
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
@@ -42,13 +41,6 @@ def posterior(vae, X):
     with torch.no_grad():
         z_mean, z_log_var = vae.module_.encode(xs)
     return z_mean.numpy().astype(np.float64), z_log_var.exp().numpy().astype(np.float64)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_convergence():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
 
 
 # ------------------------------------------------------------------ KL term

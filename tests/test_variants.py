@@ -2,12 +2,10 @@
 estimators, and each test here fails if its variant silently does nothing."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_ae import AutoencoderTransformer
 
@@ -20,13 +18,6 @@ def make_data(n_samples=200, n_features=8, seed=0):
     latent = rng.randn(n_samples, 2)
     W = rng.randn(2, n_features)
     return np.tanh(latent @ W) + 0.05 * rng.randn(n_samples, n_features)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_convergence():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
 
 
 @pytest.fixture(autouse=True)
