@@ -5,13 +5,27 @@ more time in Python bookkeeping (profiler records, hook loops, per-parameter
 state look-ups, regrouping tensors by device) than in its fused kernel. The
 training engine calls :meth:`FusedAdam.fast_step` instead, which feeds the
 same kernel from lists built once.
+
+That kernel (``torch._fused_adam_``) and the registries of global optimizer
+hooks are private torch APIs (tested with torch 2.13). Where a torch release
+lacks any of them, ``fast_step`` is plain ``step`` and nothing else changes.
 """
 
 import torch
-from torch.optim.optimizer import (
-    _global_optimizer_post_hooks,
-    _global_optimizer_pre_hooks,
-)
+from torch.optim import optimizer as _torch_optimizer
+
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)
+_GLOBAL_PRE_HOOKS = getattr(_torch_optimizer, "_global_optimizer_pre_hooks", None)
+_GLOBAL_POST_HOOKS = getattr(_torch_optimizer, "_global_optimizer_post_hooks", None)
+
+
+def fast_path_available():
+    """Whether this torch has the private APIs :meth:`FusedAdam.fast_step` uses."""
+    return (
+        _FUSED_ADAM is not None
+        and _GLOBAL_PRE_HOOKS is not None
+        and _GLOBAL_POST_HOOKS is not None
+    )
 
 
 class FusedAdam(torch.optim.Adam):
@@ -23,8 +37,9 @@ class FusedAdam(torch.optim.Adam):
     does not cover: ``fused`` off, ``amsgrad``, ``capturable``,
     ``differentiable``, decoupled weight decay, tensor hyperparameters, step
     hooks, a gradient scaler, a parameter without a gradient, parameters of
-    mixed devices or dtypes, and parameter groups or state changed since the
-    lists were built (``add_param_group``, ``load_state_dict``).
+    mixed devices or dtypes, parameter groups or state changed since the
+    lists were built (``add_param_group``, ``load_state_dict``), and a torch
+    without the private APIs it calls (:func:`fast_path_available`).
     """
 
     def fast_step(self):
@@ -45,7 +60,7 @@ class FusedAdam(torch.optim.Adam):
             ):
                 beta1, beta2 = group["betas"]
                 torch._foreach_add_(steps, 1)
-                torch._fused_adam_(
+                _FUSED_ADAM(
                     params,
                     group_grads,
                     exp_avgs,
@@ -65,7 +80,7 @@ class FusedAdam(torch.optim.Adam):
 
     def _make_plan(self):
         """Return the lists ``fast_step`` feeds the kernel, or None if it cannot."""
-        if not self._hooks_free():
+        if not fast_path_available() or not self._hooks_free():
             return None
         groups = []
         for group in self.param_groups:
@@ -119,8 +134,8 @@ class FusedAdam(torch.optim.Adam):
         return not (
             self._optimizer_step_pre_hooks
             or self._optimizer_step_post_hooks
-            or _global_optimizer_pre_hooks
-            or _global_optimizer_post_hooks
+            or _GLOBAL_PRE_HOOKS
+            or _GLOBAL_POST_HOOKS
             or getattr(self, "grad_scale", None) is not None
             or getattr(self, "found_inf", None) is not None
         )

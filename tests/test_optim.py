@@ -97,3 +97,28 @@ def test_fast_step_with_a_parameter_without_gradient_matches_torch():
     fast = run(FusedAdam, lambda o: o.fast_step())
     for a, b in zip(ref, fast):
         assert torch.equal(a, b)
+
+
+def test_without_the_private_torch_apis_fast_step_is_step(monkeypatch):
+    # A torch release without the registries of global hooks or the fused
+    # kernel must still import the module, and fast_step must be step.
+    import importlib.util
+
+    from torch.optim import optimizer as torch_optimizer
+
+    import sklearn_ae._optim as optim_module
+
+    monkeypatch.delattr(torch_optimizer, "_global_optimizer_pre_hooks")
+    monkeypatch.delattr(torch, "_fused_adam_")
+    spec = importlib.util.spec_from_file_location("_optim_copy", optim_module.__file__)
+    copy_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy_module)
+    assert not copy_module.fast_path_available()
+    assert optim_module.fast_path_available()
+    monkeypatch.undo()  # torch's own step needs its kernel back
+
+    ref, _ = _train(torch.optim.Adam, lambda o: o.step())
+    fast, opt = _train(copy_module.FusedAdam, lambda o: o.fast_step())
+    assert opt._fast_plan is None  # never planned: every step was torch's
+    for a, b in zip(ref.parameters(), fast.parameters()):
+        assert torch.equal(a, b)
