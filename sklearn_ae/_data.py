@@ -1,8 +1,9 @@
 """Rows of a data matrix as torch batches (float32 by default), standardized on the way.
 
-Dense training data is converted and moved to the device once; batches are
-then cut from it by index, one gather per shuffled batch. Sparse
-data stays a CSR matrix on the host and is densified one batch at a time.
+Dense training data is converted and moved to the device once when it fits
+there (:func:`fits_on_device`); batches are then cut from it by index, one
+gather per shuffled batch. Data that does not fit, and sparse data, stay on
+the host and are moved one batch at a time.
 """
 
 import numpy as np
@@ -14,6 +15,24 @@ import torch
 # blocks stay in cache, and X is never copied whole to float64 (a 60,000 x
 # 784 float32 matrix would need 376 MB and a third of a second).
 _SCALING_ROWS = 512
+
+# Largest share of a GPU's free memory the training set may take and still be
+# kept there whole: the rest is left for the network, its gradients, the
+# optimizer's state and the activations of a batch.
+RESIDENT_SHARE = 0.5
+
+
+def fits_on_device(nbytes, device):
+    """Whether ``nbytes`` of training data may be kept resident on ``device``.
+
+    Always True on the CPU, where the data is in host memory anyway. On a GPU,
+    True when ``nbytes`` is at most :data:`RESIDENT_SHARE` of its free memory.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= RESIDENT_SHARE * free
 
 
 def feature_scaling(X):
@@ -75,7 +94,10 @@ class TensorData:
         Floating dtype of the tensors (training always uses float32).
     resident : bool
         If True, a dense ``X`` is converted and moved to the device at once
-        (training). If False, only the rows asked for are (inference).
+        (training) when it fits there (:func:`fits_on_device`, and no
+        out-of-memory error on the way); otherwise, and if False
+        (inference), only the rows asked for are. ``self.resident`` tells
+        which happened.
     """
 
     def __init__(
@@ -94,14 +116,14 @@ class TensorData:
         self._raw = False
         if sp.issparse(X):
             self.X = sp.csr_matrix(X)
-        elif resident:
-            t = self._to_device(X)
-            if self._shares_memory(t, X) and self._scales():
+        else:
+            t = self._resident_tensor(X) if resident else None
+            if t is None:
+                self.X = X
+            elif self._shares_memory(t, X) and self._scales():
                 self.X, self._raw = t, True
             else:
                 self.X = self._standardize(t, X)
-        else:
-            self.X = X
         self.resident = isinstance(self.X, torch.Tensor)
 
     def __len__(self):
@@ -109,6 +131,16 @@ class TensorData:
 
     def _vector(self, v):
         return torch.as_tensor(np.asarray(v), dtype=self.dtype, device=self.device)
+
+    def _resident_tensor(self, X):
+        """Return all of ``X`` on the device, or None where it does not fit."""
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        if not fits_on_device(X.shape[0] * X.shape[1] * itemsize, self.device):
+            return None
+        try:
+            return self._to_device(X)
+        except torch.cuda.OutOfMemoryError:
+            return None
 
     def _to_device(self, rows):
         """Return ``rows`` as a tensor of ``dtype`` on the device, converting once.

@@ -142,3 +142,74 @@ def test_float32_input_trains_exactly_like_the_same_values_in_float64(early_stop
     if early_stopping:
         assert a.validation_scores_ == b.validation_scores_
     np.testing.assert_array_equal(a.transform(X32), b.transform(X32))
+
+
+class TrainingDataSeen(Callback):
+    """Records whether the training data was kept whole on the device."""
+
+    def initialize(self):
+        self.resident = []
+        return self
+
+    def on_train_begin(self, net, X=None, **kwargs):
+        self.resident.append(X.resident)
+
+
+def _training_data_seen(est):
+    # The estimator trains with a copy of each user callback.
+    (seen,) = [cb for _, cb in est.net_.callbacks_ if isinstance(cb, TrainingDataSeen)]
+    return seen.resident
+
+
+def test_fits_on_device_keeps_data_resident_up_to_half_the_free_gpu_memory(
+    monkeypatch,
+):
+    from sklearn_ae._data import fits_on_device
+
+    free = 8 * 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 2 * free))
+    assert fits_on_device(free // 2, torch.device("cuda"))
+    assert not fits_on_device(free // 2 + 1, torch.device("cuda"))
+    assert fits_on_device(10 * free, torch.device("cpu"))  # host memory: always
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_training_data_that_does_not_fit_the_device_streams_from_the_host(
+    monkeypatch, early_stopping
+):
+    # What a GPU too small for the training set gets: batches copied from
+    # host memory one at a time. Same batches, same result as resident data
+    # (up to the order of rows inside a batch, i.e. float rounding).
+    X = make_data(300, dtype=np.float32)
+    params = dict(FAST, early_stopping=early_stopping, validation_fraction=0.2)
+    seen = TrainingDataSeen()
+    resident = AutoencoderTransformer(**params, callbacks=[seen]).fit(X)
+    monkeypatch.setattr(sklearn_ae._data, "fits_on_device", lambda nbytes, device: False)
+    streamed = AutoencoderTransformer(**params, callbacks=[seen]).fit(X)
+    assert _training_data_seen(resident) == [True]
+    assert _training_data_seen(streamed) == [False]
+    np.testing.assert_allclose(streamed.loss_curve_, resident.loss_curve_, rtol=1e-5)
+    np.testing.assert_allclose(streamed.transform(X), resident.transform(X), atol=1e-4)
+
+
+def test_out_of_memory_while_moving_the_training_set_falls_back_to_the_host(
+    monkeypatch,
+):
+    from sklearn_ae._data import TensorData
+
+    calls = []
+
+    def out_of_memory(self, rows):
+        calls.append(len(rows))
+        if len(calls) == 1:  # the whole set: the device is full
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return torch.as_tensor(np.asarray(rows, dtype=np.float32))
+
+    monkeypatch.setattr(TensorData, "_to_device", out_of_memory)
+    X = make_data(40)
+    data = TensorData(X, mean=X.mean(0), scale=X.std(0), resident=True)
+    assert not data.resident and calls == [40]
+    batch, _ = next(data.batches(16))
+    np.testing.assert_allclose(
+        batch.numpy(), ((X[:16] - X.mean(0)) / X.std(0)).astype(np.float32), rtol=1e-5
+    )
