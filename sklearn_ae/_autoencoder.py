@@ -101,6 +101,18 @@ class AutoencoderTransformer(
         layers and large batches on an otherwise idle machine. torch's own
         thread setting is restored afterwards.
 
+    mixed_precision : bool, default=False
+        Whether ``fit`` runs the network's forward passes in bfloat16 under
+        :class:`torch.autocast` (matrix products in bfloat16; weights,
+        gradients, optimizer state and the loss in float32). It pays off
+        where wide layers dominate and the device has bfloat16 matrix
+        units (recent GPUs, CPUs with AMX), and slows down narrow networks,
+        whose casts cost more than they save: see the ``sklearn_ae bf16``
+        rows of ``benchmarks/RESULTS.md``. The fitted weights differ from a
+        float32 fit at bfloat16's precision (about 3 significant digits per
+        product). ``transform``, ``inverse_transform`` and the scores always
+        run in full precision.
+
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation
         split. Pass an int for reproducible results across calls. torch's

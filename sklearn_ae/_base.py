@@ -129,6 +129,7 @@ class _BaseAutoencoder(BaseEstimator):
         "standardize": ["boolean"],
         "device": [str, torch.device],
         "n_jobs": [Integral, None],
+        "mixed_precision": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, None],
@@ -155,6 +156,7 @@ class _BaseAutoencoder(BaseEstimator):
         standardize=True,
         device="auto",
         n_jobs=None,
+        mixed_precision=False,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -177,6 +179,7 @@ class _BaseAutoencoder(BaseEstimator):
         self.standardize = standardize
         self.device = device
         self.n_jobs = n_jobs
+        self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
@@ -236,6 +239,18 @@ class _BaseAutoencoder(BaseEstimator):
                 "(e.g. MinMaxScaler) or use loss='mse'."
             )
 
+    def _check_mixed_precision(self, device):
+        if (
+            self.mixed_precision
+            and device.type == "cuda"
+            and not torch.cuda.is_bf16_supported()
+        ):
+            raise ValueError(
+                f"mixed_precision=True trains in bfloat16, which {device} "
+                f"({torch.cuda.get_device_name(device)}) does not support; use "
+                "mixed_precision=False."
+            )
+
     def _validate_X(self, X, *, reset):
         return validate_data(
             self, X, reset=reset, accept_sparse=_ACCEPT_SPARSE, dtype=_DTYPES
@@ -261,6 +276,7 @@ class _BaseAutoencoder(BaseEstimator):
         self._check_fit_params(X.shape[1])
         self._check_input_range(X)
         device = resolve_device(self.device)
+        self._check_mixed_precision(device)
         n_threads = resolve_n_jobs(self.n_jobs)
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         n_samples, n_features = X.shape
@@ -275,7 +291,10 @@ class _BaseAutoencoder(BaseEstimator):
             mean, scale = self.mean_, self.scale_
             net = copy.deepcopy(self.net_)
             net.set_params(
-                max_epochs=self.max_iter, batch_size=batch_size, lr=self.learning_rate
+                max_epochs=self.max_iter,
+                batch_size=batch_size,
+                lr=self.learning_rate,
+                mixed_precision=self.mixed_precision,
             )
             epochs_before = len(net.history)
         elif self._scales_input():
@@ -359,6 +378,7 @@ class _BaseAutoencoder(BaseEstimator):
             callbacks=callbacks,
             device=device,
             verbose=0,
+            mixed_precision=self.mixed_precision,
             **optimizer_options,
         )
 

@@ -11,6 +11,7 @@ cleared without the optimizer's per-call profiler bookkeeping; Adam steps
 through :meth:`FusedAdam.fast_step` (the fused kernel without ``step``'s
 per-call bookkeeping); per-batch
 callback hooks are only called when a callback implements them.
+With ``mixed_precision``, forward passes run under bfloat16 autocast.
 """
 
 import numpy as np
@@ -67,13 +68,36 @@ class _Epochs:
         )
 
 
+def full_precision(output):
+    """Return ``output`` (a tensor, a tuple or named tuple of them, or None)
+    with its bfloat16 tensors cast to float32."""
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.dtype == torch.bfloat16 else output
+    if isinstance(output, tuple):
+        items = [full_precision(item) for item in output]
+        return type(output)(*items) if hasattr(output, "_fields") else tuple(items)
+    return output
+
+
 class AutoencoderNet(NeuralNet):
     """``NeuralNet`` whose data is a :class:`TensorData` and whose target is X.
 
     ``criterion`` must return the batch mean loss for ``criterion(output, X)``.
     Every other skorch parameter (``optimizer__*``, ``callbacks``, ``lr``...)
     keeps its meaning.
+
+    Parameters
+    ----------
+    mixed_precision : bool, default=False
+        Run the module's forward passes in training and validation under
+        ``torch.autocast`` with bfloat16 on the batch's device; its outputs
+        are cast back to float32 before the loss. Parameters, gradients and
+        the optimizer's state stay float32.
     """
+
+    def __init__(self, *args, mixed_precision=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mixed_precision = mixed_precision
 
     @property
     def _default_callbacks(self):
@@ -103,6 +127,10 @@ class AutoencoderNet(NeuralNet):
     def infer(self, x, **fit_params):
         # Batches are already tensors on the device: skip skorch's to_tensor.
         if isinstance(x, torch.Tensor):
+            if self.mixed_precision:
+                with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                    output = self.module_(x, **fit_params)
+                return full_precision(output)
             return self.module_(x, **fit_params)
         return super().infer(x, **fit_params)
 

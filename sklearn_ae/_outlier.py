@@ -164,6 +164,12 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         means 1 unless in a :func:`joblib.parallel_config` context; ``-1``
         means all CPUs. Not passed to an estimator given as ``backbone``.
 
+    mixed_precision : bool, default=False
+        Whether ``fit`` runs forward passes in bfloat16 under
+        :class:`torch.autocast`; scores are computed in full precision. See
+        :class:`AutoencoderTransformer`. Not passed to an estimator given as
+        ``backbone``.
+
     random_state : int, RandomState instance or None, default=None
         Seeds the row subsample, the feature subsets, weight initialisation,
         shuffling and dropout. torch's global random state is left as it was.
@@ -312,6 +318,7 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         validation_fraction=0.1,
         device="auto",
         n_jobs=None,
+        mixed_precision=False,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -339,6 +346,7 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         self.validation_fraction = validation_fraction
         self.device = device
         self.n_jobs = n_jobs
+        self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks

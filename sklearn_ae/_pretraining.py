@@ -37,7 +37,7 @@ def _codes(blocks, data, batch_rows=8192):
 
 
 def pretrain_layerwise(module, data, *, loss, max_epochs, batch_size, lr, device,
-                       optimizer_options):
+                       optimizer_options, mixed_precision=False):
     """Train each encoder/decoder layer pair of ``module`` as a shallow
     autoencoder on the previous layer's codes, in place.
 
@@ -50,7 +50,7 @@ def pretrain_layerwise(module, data, *, loss, max_epochs, batch_size, lr, device
     loss : {'mse', 'bce'}
         Loss of the first layer, which reconstructs the data; deeper layers
         reconstruct codes with the squared error.
-    max_epochs, batch_size, lr, device, optimizer_options
+    max_epochs, batch_size, lr, device, optimizer_options, mixed_precision
         Training settings of each shallow autoencoder.
 
     Returns
@@ -80,6 +80,7 @@ def pretrain_layerwise(module, data, *, loss, max_epochs, batch_size, lr, device
             train_split=None,
             device=device,
             verbose=0,
+            mixed_precision=mixed_precision,
             **optimizer_options,
         )
         net.fit(inputs)

@@ -189,6 +189,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         ``None`` means 1 unless in a :func:`joblib.parallel_config` context;
         ``-1`` means all CPUs. See :class:`AutoencoderTransformer`.
 
+    mixed_precision : bool, default=False
+        Whether ``fit`` runs forward passes in bfloat16 under
+        :class:`torch.autocast`; the ELBO and the scores stay float32. See
+        :class:`AutoencoderTransformer`.
+
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout, the latent draws of
         training and the validation split. Pass an int for reproducible
@@ -320,6 +325,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         standardize=True,
         device="auto",
         n_jobs=None,
+        mixed_precision=False,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -345,6 +351,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         self.standardize = standardize
         self.device = device
         self.n_jobs = n_jobs
+        self.mixed_precision = mixed_precision
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks

@@ -73,6 +73,7 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         standardize=True,
         device="auto",
         n_jobs=None,
+        mixed_precision=False,
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -108,6 +109,7 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
             standardize=standardize,
             device=device,
             n_jobs=n_jobs,
+            mixed_precision=mixed_precision,
             random_state=random_state,
             verbose=verbose,
             callbacks=callbacks,
@@ -404,5 +406,6 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
             lr=self.learning_rate,
             device=device,
             optimizer_options=self._optimizer_options(device),
+            mixed_precision=self.mixed_precision,
         )
         return {"pretraining_loss_curves_": curves}

@@ -33,10 +33,14 @@ class LinearDecoder(LinearEncoder):
 
 ESTIMATORS = [
     AutoencoderTransformer(**FAST),
-    AutoencoderTransformer(n_components=3, early_stopping=True, batch_norm=True, **FAST),
+    AutoencoderTransformer(
+        n_components=3, early_stopping=True, batch_norm=True, mixed_precision=True,
+        **FAST,
+    ),
     VAETransformer(**FAST),
     VAETransformer(
-        n_components=3, early_stopping=True, kl_warmup=2, n_importance_samples=4, **FAST
+        n_components=3, early_stopping=True, kl_warmup=2, n_importance_samples=4,
+        mixed_precision=True, **FAST,
     ),
     AutoencoderTransformer(
         noise="mask", noise_level=0.2, layerwise_pretraining=True,
@@ -54,7 +58,7 @@ ESTIMATORS = [
     AEOutlierDetector(n_components=2, n_estimators=2, **FAST),
     AEOutlierDetector(
         n_components=2, contamination=0.1, scaling="robust", max_samples=20,
-        early_stopping=True, batch_norm=False, **FAST
+        early_stopping=True, batch_norm=False, mixed_precision=True, **FAST
     ),
     AEOutlierDetector(backbone="vae", n_components=2, **FAST),
 ]

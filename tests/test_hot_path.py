@@ -213,3 +213,56 @@ def test_out_of_memory_while_moving_the_training_set_falls_back_to_the_host(
     np.testing.assert_allclose(
         batch.numpy(), ((X[:16] - X.mean(0)) / X.std(0)).astype(np.float32), rtol=1e-5
     )
+
+
+class ForwardDtypes(Callback):
+    """Records the dtypes of the Linear layers' outputs during training."""
+
+    def initialize(self):
+        self.seen = set()
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        for layer in net.module_.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.register_forward_hook(lambda mod, i, out: self.seen.add(out.dtype))
+
+
+def _forward_dtypes(est):
+    (seen,) = [cb for _, cb in est.net_.callbacks_ if isinstance(cb, ForwardDtypes)]
+    return seen.seen
+
+
+@pytest.mark.parametrize("estimator_class", ["AutoencoderTransformer", "VAETransformer"])
+def test_mixed_precision_trains_in_bfloat16_and_infers_in_full_precision(estimator_class):
+    import sklearn_ae
+
+    X = make_data(300, dtype=np.float32)
+    params = dict(FAST, max_iter=10, callbacks=[ForwardDtypes()])
+    cls = getattr(sklearn_ae, estimator_class)
+    full = cls(**params).fit(X)
+    mixed = cls(**params, mixed_precision=True).fit(X)
+    assert _forward_dtypes(full) == {torch.float32}
+    assert _forward_dtypes(mixed) == {torch.bfloat16}
+    # The fit itself is float32 (weights, optimizer state, recorded losses) ...
+    assert all(p.dtype == torch.float32 for p in mixed.module_.parameters())
+    # ... and close to the float32 fit: bfloat16 rounds each product to
+    # about 3 significant digits.
+    np.testing.assert_allclose(mixed.loss_curve_, full.loss_curve_, rtol=0.05)
+    assert mixed.loss_curve_ != full.loss_curve_
+    # Inference is full precision: same model, same numbers, in float64 too.
+    Z = mixed.transform(X)
+    assert Z.dtype == np.float32 and np.isfinite(Z).all()
+    np.testing.assert_allclose(
+        mixed.transform(X.astype(np.float64)), Z, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_mixed_precision_on_a_gpu_without_bfloat16_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Old GPU")
+    est = AutoencoderTransformer(**dict(FAST, device="cuda"), mixed_precision=True)
+    with pytest.raises(ValueError, match=r"mixed_precision=True .*Old GPU"):
+        est.fit(make_data())
+    assert not hasattr(est, "net_")
