@@ -44,7 +44,9 @@ def test_bench_speed_quick(tmp_path):
     report = output.read_text()
     for heading in ("### W1", "### W2", "### W3", "### Inference", "## Targets"):
         assert heading in report
-    for method in ("sklearn_ae", "pyod train", "MLPRegressor", "torch loop", "PCA"):
+    for method in (
+        "sklearn_ae", "sklearn_ae bf16", "pyod train", "MLPRegressor", "torch loop", "PCA"
+    ):
         assert f"| {method}" in report
 
 
