@@ -406,7 +406,10 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
             X = self._validate_X(X, reset=False)
         else:
             X = self._validate_X(X, reset=True)
-            self.backbone_ = clone(self._backbone_estimator()).fit(X)
+            with warnings.catch_warnings():
+                if isinstance(self.backbone, str):  # max_iter is ours: see its doc
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                self.backbone_ = clone(self._backbone_estimator()).fit(X)
             if hasattr(self.backbone_, "n_iter_"):
                 self.n_iter_ = self.backbone_.n_iter_
         scores = self._score_samples(X)

@@ -143,6 +143,25 @@ def test_scores_do_not_depend_on_training_mode_layers(backbone):
     assert det.offset_ == pytest.approx(np.percentile(first, 10))
 
 
+@pytest.mark.parametrize("backbone", ["ae", "vae"])
+def test_reaching_max_iter_does_not_warn(backbone):
+    # max_iter is a deliberately short budget (see its doc), whichever
+    # network the detector builds; an estimator given as backbone keeps its
+    # own warnings.
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, _ = make_contaminated()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        det = AEOutlierDetector(backbone=backbone, **FAST).fit(X)
+    assert det.n_iter_ == FAST["max_iter"]
+    given = AutoencoderTransformer(max_iter=2, device="cpu", random_state=0)
+    with pytest.warns(ConvergenceWarning, match="maximum iterations"):
+        AEOutlierDetector(backbone=given).fit(X)
+
+
 def test_estimator_backbone_is_cloned_and_used():
     X, y = make_contaminated(seed=1)
     backbone = AutoencoderTransformer(n_components=2, hidden_layer_sizes=(32,), max_iter=60,
