@@ -83,7 +83,13 @@ class AutoencoderTransformer(
         Whether to z-score each feature internally before training, so that
         features in large units do not dominate the loss. ``transform``
         applies the same scaling, ``inverse_transform`` undoes it, and scores
-        are reported in the units of X. Ignored with ``loss='bce'``.
+        are reported in the units of X. Ignored with ``loss='bce'``. As with
+        :class:`~sklearn.preprocessing.StandardScaler`, a feature that is
+        almost constant in the training data (a border pixel that is
+        nearly always 0) gets a tiny scale, so a rare value at ``transform``
+        time becomes a very large z-score; for features in one shared unit
+        (pixels, embeddings) ``standardize=False`` is often the better
+        choice (the digits demo uses it).
 
     device : str or torch.device, default='auto'
         Where the network is trained and run. ``'auto'`` picks CUDA when
