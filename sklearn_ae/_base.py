@@ -208,6 +208,11 @@ class _BaseAutoencoder(BaseEstimator):
         """Return ``(name, callback)`` pairs a subclass adds to training."""
         return []
 
+    def _loss_kind(self):
+        """Return the reconstruction loss, ``'mse'`` or ``'bce'`` (the
+        ``loss`` parameter where an estimator has one)."""
+        return self.loss
+
     def _input_scaling(self, X):
         """Return per-feature ``(center, scale)`` of validated ``X`` for the
         internal scaling (z-scores by default)."""
@@ -226,10 +231,10 @@ class _BaseAutoencoder(BaseEstimator):
 
     def _scales_input(self):
         """Whether inputs are z-scored inside the estimator."""
-        return self.standardize and self.loss != "bce"
+        return self.standardize and self._loss_kind() != "bce"
 
     def _check_input_range(self, X):
-        if self.loss != "bce":
+        if self._loss_kind() != "bce":
             return
         values = X.data if hasattr(X, "tocsr") else X
         if values.size and (values.min() < 0 or values.max() > 1):
@@ -468,7 +473,7 @@ class _BaseAutoencoder(BaseEstimator):
 
         def errors(module, xb):
             output = reconstruction_of(module(xb))
-            if self.loss == "bce" or scale is None:
+            if self._loss_kind() == "bce" or scale is None:
                 return criterion.per_sample(output, xb)
             return ((output - xb) * scale).square().mean(dim=1)
 

@@ -290,9 +290,6 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         "scaling": [StrOptions({"standard", "robust"}), None],
     }
 
-    # The training loss is always the squared error of the scaled inputs.
-    loss = "mse"
-
     def __init__(
         self,
         n_components=32,
@@ -353,6 +350,10 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         self.warm_start = warm_start
 
     # ------------------------------------------------------------------ hooks
+    def _loss_kind(self):
+        # The training loss is always the squared error of the scaled inputs.
+        return "mse"
+
     def _scales_input(self):
         return self.scaling is not None
 
