@@ -205,15 +205,15 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit. Defined only when X has feature
         names that are all strings.
 
-    mean_ : ndarray of shape (n_features_in_,) or None
+    mean_ : ndarray of shape (`n_features_in_`,) or None
         Per-feature centre removed before training (the median with
         ``scaling='robust'``; None without scaling).
 
-    scale_ : ndarray of shape (n_features_in_,) or None
+    scale_ : ndarray of shape (`n_features_in_`,) or None
         Per-feature scale divided out before training.
 
     loss_curve_ : list of float
