@@ -449,15 +449,7 @@ def machine_info(device):
         pyod_version = pyod.__version__
     except ImportError:
         pyod_version = "not installed"
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = _cpuinfo("model name") or platform.processor() or "unknown"
     blas = [
         f"{p['internal_api']} ({p['num_threads']} threads)"
         for p in threadpoolctl.threadpool_info()
@@ -619,16 +611,24 @@ def write_report(path, info, sections, args, load_before, load_after):
     Path(path).write_text("\n".join(lines))
 
 
-def _bf16_support():
-    """Name the CPU's bfloat16 instructions, from /proc/cpuinfo's flags."""
+def _cpuinfo(field):
+    """Return the first value of ``field`` in /proc/cpuinfo, or None."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next(
-                (line.split(":", 1)[1].split() for line in f if line.startswith("flags")),
-                [],
-            )
+            for line in f:
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
+        pass
+    return None
+
+
+def _bf16_support():
+    """Name the CPU's bfloat16 instructions, from /proc/cpuinfo's flags."""
+    flags = _cpuinfo("flags")
+    if flags is None:
         return "unknown"
+    flags = flags.split()
     found = [flag for flag in ("avx512_bf16", "amx_bf16", "amx_tile") if flag in flags]
     return ", ".join(found) if found else "none (no avx512_bf16 or amx_bf16 flag)"
 

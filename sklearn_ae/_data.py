@@ -134,8 +134,7 @@ class TensorData:
 
     def _resident_tensor(self, X):
         """Return all of ``X`` on the device, or None where it does not fit."""
-        itemsize = torch.empty((), dtype=self.dtype).element_size()
-        if not fits_on_device(X.shape[0] * X.shape[1] * itemsize, self.device):
+        if not fits_on_device(X.shape[0] * X.shape[1] * self.dtype.itemsize, self.device):
             return None
         try:
             return self._to_device(X)

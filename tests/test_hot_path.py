@@ -155,10 +155,14 @@ class TrainingDataSeen(Callback):
         self.resident.append(X.resident)
 
 
-def _training_data_seen(est):
+def _trained_callback(est, cls):
     # The estimator trains with a copy of each user callback.
-    (seen,) = [cb for _, cb in est.net_.callbacks_ if isinstance(cb, TrainingDataSeen)]
-    return seen.resident
+    (used,) = [cb for _, cb in est.net_.callbacks_ if isinstance(cb, cls)]
+    return used
+
+
+def _training_data_seen(est):
+    return _trained_callback(est, TrainingDataSeen).resident
 
 
 def test_fits_on_device_keeps_data_resident_up_to_half_the_free_gpu_memory(
@@ -229,8 +233,7 @@ class ForwardDtypes(Callback):
 
 
 def _forward_dtypes(est):
-    (seen,) = [cb for _, cb in est.net_.callbacks_ if isinstance(cb, ForwardDtypes)]
-    return seen.seen
+    return _trained_callback(est, ForwardDtypes).seen
 
 
 @pytest.mark.parametrize("estimator_class", ["AutoencoderTransformer", "VAETransformer"])
