@@ -238,7 +238,7 @@ class AutoencoderNet(NeuralNet):
             # For check_trained: a batch already on the device, so the check
             # costs no data movement (nor densifying sparse rows).
             self._last_train_batch = batch[0]
-        if training and self.initial_loss_ is None:
+        if training and getattr(self, "initial_loss_", None) is None:
             # The first batch's loss was computed before the first step: the
             # untrained network's, the reference of the divergence rule.
             epoch_loss, initial = torch.stack([total / n_rows, first]).tolist()
@@ -246,7 +246,7 @@ class AutoencoderNet(NeuralNet):
         else:
             epoch_loss = (total / n_rows).item()  # the one sync per epoch
         self.history.record(prefix + "_loss", epoch_loss)
-        if training and diverged(epoch_loss, self.initial_loss_):
+        if training and diverged(epoch_loss, getattr(self, "initial_loss_", None)):
             raise DivergenceError(
                 f"the training loss went from {self.initial_loss_:.4g} on the "
                 f"first batch to {epoch_loss:.4g} at epoch {len(self.history)}"
@@ -278,10 +278,12 @@ class AutoencoderNet(NeuralNet):
         self._set_training(False)
         with torch.no_grad():
             loss = float(self.get_loss(self.infer(xb), xb, X=xb, training=False))
-        if diverged(loss, self.initial_loss_):
+        initial = getattr(self, "initial_loss_", None)
+        if diverged(loss, initial):
             raise DivergenceError(
                 f"the trained network's loss on a training batch is {loss:.4g} "
-                f"(the first batch's before training: {self.initial_loss_:.4g})"
+                "(the first batch's before training: "
+                f"{'unknown' if initial is None else format(initial, '.4g')})"
             )
 
     def __getstate__(self):

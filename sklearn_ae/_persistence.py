@@ -143,7 +143,7 @@ class _Writer:
             "max_epochs": int(net.max_epochs),
             "lr": float(net.lr),
             "split_seed": None if split is None else int(split.seed),
-            "initial_loss": net.initial_loss_,
+            "initial_loss": getattr(net, "initial_loss_", None),
             "optimizer_groups": _plain(optimizer["param_groups"]),
             "optimizer_states": {
                 str(i): sorted(state) for i, state in optimizer["state"].items()
