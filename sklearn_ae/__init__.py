@@ -2,6 +2,7 @@
 
 from ._autoencoder import AutoencoderTransformer
 from ._outlier import AEOutlierDetector
+from ._persistence import load, save
 from ._scoring import neg_reconstruction_error
 from ._vae import VAETransformer
 
@@ -13,4 +14,6 @@ __all__ = [
     "VAETransformer",
     "neg_reconstruction_error",
     "__version__",
+    "load",
+    "save",
 ]

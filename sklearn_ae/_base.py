@@ -7,6 +7,7 @@ Subclasses fill in a few hooks: ``_build_module`` (the torch network),
 """
 
 import copy
+import functools
 import threading
 import warnings
 from contextlib import contextmanager
@@ -24,10 +25,11 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._callbacks import EpochProgressBar
 from ._data import TensorData, feature_scaling
-from ._engine import AutoencoderNet, HoldoutSplit, NonFiniteLossError
+from ._engine import AutoencoderNet, DivergenceError, HoldoutSplit, has_batch_norm
 from ._losses import reconstruction_of
 from ._networks import ACTIVATIONS
 from ._optim import FusedAdam
+from ._random import draws_globally, fit_generators, seeded_global_rng
 
 _ACCEPT_SPARSE = ("csr", "csc", "coo")
 _DTYPES = (np.float64, np.float32)
@@ -37,7 +39,11 @@ _INFERENCE_ROWS = 8192
 
 
 def resolve_device(device):
-    """Return the ``torch.device`` that ``device`` ('auto', 'cpu', 'cuda:0'...) names."""
+    """Return the ``torch.device`` that ``device`` ('auto', 'cpu', 'cuda:0'...) names.
+
+    Only CPU and CUDA devices are accepted: the estimators train and score
+    on those (``'meta'`` holds no data; other back ends are untested).
+    """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -46,6 +52,11 @@ def resolve_device(device):
         raise ValueError(
             f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'."
         ) from exc
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"device={device!r} is not supported; use 'auto', 'cpu' or 'cuda' "
+            "(a CUDA device such as 'cuda:0')."
+        )
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} was requested but CUDA is not available; use "
@@ -54,22 +65,8 @@ def resolve_device(device):
     return resolved
 
 
-@contextmanager
-def seeded_torch(seed, device):
-    """Seed torch's default generators for the block, then restore them.
-
-    Weight init, shuffling and dropout draw from torch's default generators;
-    forking them keeps ``fit`` reproducible without changing the caller's
-    global RNG state.
-    """
-    devices = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
 _THREADS_LOCK = threading.Lock()
-_THREADS_STATE = {"depth": 0, "caller": None}
+_THREADS_STATE = {"depth": 0, "caller": None, "per_thread": None}
 
 
 def resolve_n_jobs(n_jobs):
@@ -84,28 +81,100 @@ def resolve_n_jobs(n_jobs):
     return max(1, effective_n_jobs(n_jobs))
 
 
+def _threads_are_per_thread():
+    """Whether ``torch.set_num_threads`` in one Python thread leaves the
+    others' setting alone.
+
+    It does with OpenMP (torch's Linux and Windows wheels: the setting is
+    each OS thread's own); with torch's native thread pool it is
+    process-wide. Probed once, in a helper thread.
+    """
+    if _THREADS_STATE["per_thread"] is None:
+        here = torch.get_num_threads()
+        probe = here + 1
+
+        def set_elsewhere():
+            torch.set_num_threads(probe)
+            seen["there"] = torch.get_num_threads()
+            torch.set_num_threads(here)
+
+        seen = {}
+        helper = threading.Thread(target=set_elsewhere)
+        helper.start()
+        helper.join()
+        per_thread = seen.get("there") == probe and torch.get_num_threads() == here
+        if torch.get_num_threads() != here:
+            torch.set_num_threads(here)
+        _THREADS_STATE["per_thread"] = per_thread
+    return _THREADS_STATE["per_thread"]
+
+
 @contextmanager
 def torch_threads(n_threads):
     """Run the block with ``torch.set_num_threads(n_threads)``, then restore.
 
-    The caller's setting comes back when the outermost block exits, also
-    when blocks overlap in several Python threads.
+    Where torch's setting belongs to each thread (OpenMP builds), each block
+    restores its own thread's setting on exit, so blocks overlapping in
+    several Python threads each get their caller's setting back. Where it is
+    process-wide, the setting found by the first of overlapping blocks comes
+    back when the last one exits.
     """
     with _THREADS_LOCK:
-        if _THREADS_STATE["depth"] == 0:
-            _THREADS_STATE["caller"] = torch.get_num_threads()
-        _THREADS_STATE["depth"] += 1
-        if torch.get_num_threads() != n_threads:
-            torch.set_num_threads(n_threads)
+        per_thread = _threads_are_per_thread()
+        if per_thread:
+            before = torch.get_num_threads()
+        else:
+            if _THREADS_STATE["depth"] == 0:
+                _THREADS_STATE["caller"] = torch.get_num_threads()
+            _THREADS_STATE["depth"] += 1
+    if torch.get_num_threads() != n_threads:
+        torch.set_num_threads(n_threads)
     try:
         yield
     finally:
-        with _THREADS_LOCK:
-            _THREADS_STATE["depth"] -= 1
-            if _THREADS_STATE["depth"] == 0:
-                caller = _THREADS_STATE["caller"]
-                if torch.get_num_threads() != caller:
-                    torch.set_num_threads(caller)
+        if per_thread:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+        else:
+            with _THREADS_LOCK:
+                _THREADS_STATE["depth"] -= 1
+                if _THREADS_STATE["depth"] == 0:
+                    caller = _THREADS_STATE["caller"]
+                    if torch.get_num_threads() != caller:
+                        torch.set_num_threads(caller)
+
+
+def _restore_on_error(fit):
+    """Decorate a ``fit`` method so that it changes nothing when it raises.
+
+    The estimator's ``__dict__`` (its fitted attributes, and
+    ``n_features_in_``/``feature_names_in_``, which validation sets early)
+    comes back as it was before the call, for any exception, interrupts
+    included: an earlier fit stays intact, and a fresh estimator stays
+    unfitted (``NotFittedError``).
+    """
+
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        before = dict(self.__dict__)
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    return wrapper
+
+
+def _diverged_error(estimator, detail):
+    return ValueError(
+        f"The optimisation diverged ({detail}): try a smaller learning_rate "
+        f"(got learning_rate={estimator.learning_rate}), or check X for "
+        "extreme values. Training counts as diverged when an epoch's training "
+        "loss, or the trained network's loss, is not finite or exceeds the "
+        "first batch's loss by more than 1e4 times max(|first batch's loss|, 1)."
+    )
 
 
 class _BaseAutoencoder(BaseEstimator):
@@ -227,7 +296,9 @@ class _BaseAutoencoder(BaseEstimator):
                 "hidden_layer_sizes must be a positive integer or a sequence of "
                 f"positive integers, got {self.hidden_layer_sizes!r}."
             )
-        return sizes
+        # numpy integers (a grid over np.arange) as Python ints: torch's LSTM
+        # and others accept nothing else.
+        return [int(s) for s in sizes]
 
     def _scales_input(self):
         """Whether inputs are z-scored inside the estimator."""
@@ -269,11 +340,20 @@ class _BaseAutoencoder(BaseEstimator):
         return min(self.batch_size, n_samples)
 
     # -------------------------------------------------------------------- fit
+    @_restore_on_error
     def _fit(self, X):
         """Validate ``X``, train (or keep training) the network, set fitted state.
 
         The new net is trained on the side and only stored once training
-        succeeded, so a failed fit leaves an earlier fit intact.
+        succeeded; on any error (interrupts included) the estimator is left
+        as it was (see :func:`_restore_on_error`): an earlier fit intact, a
+        fresh estimator unfitted.
+
+        Every random draw of training comes from generators of this fit
+        (:mod:`sklearn_ae._random`), so fits are reproducible also when they
+        run in parallel threads, and torch's global random state is left
+        alone. Training that diverges raises ``ValueError`` (see
+        :func:`sklearn_ae._engine.diverged`).
         """
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
@@ -286,13 +366,9 @@ class _BaseAutoencoder(BaseEstimator):
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         n_samples, n_features = X.shape
         batch_size = self._resolved_batch_size(n_samples)
-        if self.batch_norm and n_samples < 2:
-            raise ValueError(
-                f"batch_norm=True needs at least 2 samples to train, got "
-                f"n_samples={n_samples}."
-            )
 
         if warm:
+            self._check_warm_start_network(n_features, seed)
             mean, scale = self.mean_, self.scale_
             net = copy.deepcopy(self.net_)
             net.set_params(
@@ -306,25 +382,27 @@ class _BaseAutoencoder(BaseEstimator):
             mean, scale = self._input_scaling(X)
         else:
             mean = scale = None
-        with torch_threads(n_threads):
-            data = TensorData(X, mean=mean, scale=scale, device=device, resident=True)
 
-        with seeded_torch(seed, device), torch_threads(n_threads):
+        with torch_threads(n_threads):
             fitted = {}
             if not warm:
-                net = self._build_net(n_features, batch_size, device, seed)
-                net.initialize()
+                with seeded_global_rng(seed, device):
+                    # Weight initialisation draws from torch's default
+                    # generator, in the modules' constructors.
+                    net = self._build_net(n_features, batch_size, device, seed)
+                    net.initialize()
                 epochs_before = 0
-            try:
-                if not warm:
-                    fitted = self._before_training(net, data, batch_size, device)
-                net.partial_fit(data)
-            except NonFiniteLossError as exc:
-                raise ValueError(
-                    f"The training loss is not finite ({exc}). The optimisation "
-                    f"diverged: try a smaller learning_rate (got "
-                    f"{self.learning_rate}), or check X for extreme values."
-                ) from None
+            self._check_batch_norm(net.module_, n_samples, batch_size)
+            data = TensorData(X, mean=mean, scale=scale, device=device, resident=True)
+            with self._training_rng(net.module_, seed, device):
+                try:
+                    if not warm:
+                        fitted = self._before_training(net, data, batch_size, device)
+                    net.partial_fit(data)
+                    self._drop_unfinished_epoch(net, epochs_before)
+                    net.check_trained()
+                except DivergenceError as exc:
+                    raise _diverged_error(self, exc) from None
 
         self.net_ = net
         for name, value in fitted.items():
@@ -339,6 +417,93 @@ class _BaseAutoencoder(BaseEstimator):
                 ConvergenceWarning,
             )
         return self
+
+    @staticmethod
+    @contextmanager
+    def _training_rng(module, seed, device):
+        """Make this fit's generators current; and where ``module`` may draw
+        from torch's default generator itself (a user's network, a stock
+        ``nn.Dropout``), also fork and seed that one, under its process-wide
+        lock: such fits stay reproducible but do not run side by side."""
+        with fit_generators(seed):
+            if draws_globally(module):
+                with seeded_global_rng(seed, device):
+                    yield
+            else:
+                yield
+
+    @staticmethod
+    def _drop_unfinished_epoch(net, epochs_before):
+        """After skorch stopped training on ``KeyboardInterrupt``, forget an
+        epoch cut short; re-raise when no epoch of this fit finished.
+
+        skorch ends training quietly on an interrupt and keeps the weights
+        trained so far, so an interrupt after the first epoch ends a fit
+        early, as in skorch. Before it, there is no trained model to keep.
+        """
+        history = net.history
+        if len(history) > epochs_before and "train_loss" not in history[-1]:
+            history.pop()
+        if len(history) == epochs_before:
+            raise KeyboardInterrupt(
+                "training was interrupted before its first epoch ended; the "
+                "estimator was left as it was before fit"
+            )
+
+    def _check_batch_norm(self, module, n_samples, batch_size):
+        """Raise ``ValueError`` where batch norm would get batches of one row."""
+        if not has_batch_norm(module):
+            return
+        if batch_size < 2 and n_samples >= 2:
+            raise ValueError(
+                f"batch_norm=True cannot train on batches of one row "
+                f"(batch_size={self.batch_size}); use batch_size >= 2 or "
+                "batch_norm=False."
+            )
+        n_train = n_samples
+        if self.early_stopping:
+            n_train -= int(np.ceil(self.validation_fraction * n_samples))
+        if n_train < 2:
+            params = self.get_params(deep=False)
+            causes = [f"n_samples={n_samples}"]
+            if params.get("max_samples") is not None and params["max_samples"] < 2:
+                causes.append(f"max_samples={params['max_samples']} rows drawn")
+            if self.early_stopping:
+                causes.append(
+                    f"early_stopping=True holds out validation_fraction="
+                    f"{self.validation_fraction} of them"
+                )
+            raise ValueError(
+                f"batch_norm=True needs at least 2 training rows, got {n_train} "
+                f"({', '.join(causes)}); use more samples or batch_norm=False."
+            )
+
+    def _check_warm_start_network(self, n_features, seed):
+        """Raise ``ValueError`` when the parameters now describe another network
+        than the fitted one, which ``warm_start`` would keep training."""
+        with seeded_global_rng(seed, torch.device("cpu")):
+            fresh = self._build_module(n_features)
+        fitted = self.net_.module_
+
+        def layout(module):
+            return repr(module), {
+                name: tuple(t.shape) for name, t in module.state_dict().items()
+            }
+
+        if layout(fresh) != layout(fitted):
+            raise ValueError(
+                "warm_start=True keeps training the fitted network, but the "
+                "parameters now describe a different one (a changed "
+                "n_components, hidden_layer_sizes, input_shape, activation, "
+                "dropout, batch_norm or network option); set warm_start=False "
+                "to fit a new network."
+            )
+
+    def _check_training_scores(self, scores):
+        """Raise ``ValueError`` when the scores of the training rows are not
+        finite: the network broke in training."""
+        if not np.all(np.isfinite(scores)):
+            raise _diverged_error(self, "the scores of the training data are not finite")
 
     def _optimizer_options(self, device):
         options = {"optimizer__weight_decay": self.weight_decay}
@@ -400,6 +565,26 @@ class _BaseAutoencoder(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
+    # ------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save the estimator to ``path`` in a format that runs no code on load.
+
+        A safetensors file (weights, optimizer state and fitted arrays) with
+        the parameters, scalar fitted state and training history as JSON in
+        its metadata; read it back with :func:`sklearn_ae.load`. Pickle and
+        joblib also work, but loading a pickle runs code from the file: load
+        pickles only from sources you trust. See :func:`sklearn_ae.save` for
+        what is not saved.
+
+        Parameters
+        ----------
+        path : str or path-like
+            File to write (conventionally ``*.safetensors``); overwritten.
+        """
+        from ._persistence import save
+
+        save(self, path)
+
     # -------------------------------------------------------------- inference
     @property
     def module_(self):
@@ -459,11 +644,15 @@ class _BaseAutoencoder(BaseEstimator):
         return standardized
 
     def _reconstruction_errors(self, X, dtype):
-        """Per-sample reconstruction loss of validated ``X``, in input units.
+        """Per-sample reconstruction loss of validated ``X``, in input units, float64.
 
         Mean squared error over features for ``loss='mse'`` (residuals scaled
         back to the units of X), binary cross-entropy for ``loss='bce'``.
+        Computed in float64 whatever ``dtype`` (X's): in input units, a
+        squared error overflows float32 once residuals pass about 1e19
+        (features in large units), where float64 stays finite.
         """
+        dtype = np.float64
         criterion = self.net_.criterion_
         scale = None
         if self.scale_ is not None:

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ._random import current_generator
 
 # Rows per float64 block when computing the scaling of a dense matrix: the
 # blocks stay in cache, and X is never copied whole to float64 (a 60,000 x
@@ -202,19 +203,24 @@ class TensorData:
         """Yield ``(X_batch, X_batch)`` pairs: input and reconstruction target.
 
         With ``shuffle``, rows are visited in a fresh random order drawn from
-        torch's (seeded) default generator. ``drop_singleton`` skips a last
-        batch of one row, which batch norm cannot train on.
+        the current fit's generator (:func:`~sklearn_ae._random.current_generator`;
+        torch's default generator outside a fit). ``drop_singleton`` skips a
+        last batch of one row, which batch norm cannot train on, when an
+        earlier batch exists (a batch of one row that is the only batch, or
+        ``batch_size=1``, is kept).
         """
         n = len(self)
         order = None
         if shuffle:
-            gen_device = self.device if self.resident else "cpu"
-            order = torch.randperm(n, device=gen_device)
+            gen_device = self.device if self.resident else torch.device("cpu")
+            order = torch.randperm(
+                n, device=gen_device, generator=current_generator(gen_device)
+            )
             if not self.resident:
                 order = order.numpy()
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            if drop_singleton and stop - start == 1 and n > 1:
+            if drop_singleton and batch_size > 1 and stop - start == 1 and start > 0:
                 break
             if order is None:
                 xb = self.take(slice(start, stop))

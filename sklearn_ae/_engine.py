@@ -14,18 +14,54 @@ callback hooks are only called when a callback implements them.
 With ``mixed_precision``, forward passes run under bfloat16 autocast.
 """
 
+import math
+
 import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer
+from torch import nn
 
 from ._data import TensorData
 
 _BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
 
+# An epoch's training loss this many times (the scale of) the first batch's
+# loss, measured before any step, means the optimisation diverged: see
+# :func:`diverged`.
+DIVERGENCE_FACTOR = 1e4
 
-class NonFiniteLossError(FloatingPointError):
-    """Raised when an epoch's training loss is NaN or infinite."""
+
+class DivergenceError(FloatingPointError):
+    """Raised when training diverged (see :func:`diverged`)."""
+
+
+# The former name, for callers that caught it.
+NonFiniteLossError = DivergenceError
+
+
+def diverged(loss, initial_loss):
+    """Whether a training loss shows that the optimisation diverged.
+
+    The rule: ``loss`` is NaN or infinite, or it exceeds ``initial_loss`` (the
+    loss of the untrained network on the first batch) by more than
+    :data:`DIVERGENCE_FACTOR` times ``max(|initial_loss|, 1)``. The floor of 1
+    keeps losses near 0 (a first batch reconstructed almost exactly by
+    chance) from making the rule hair-trigger; the units are those the
+    network sees, where a loss of order 1 is typical (z-scored inputs).
+    Losses that grow ten-thousandfold are not training, and a diverging
+    Adam run grows far more (1.1 to 1e26 in 20 epochs at learning_rate=1e3).
+    """
+    if not math.isfinite(loss):
+        return True
+    if initial_loss is None or not math.isfinite(initial_loss):
+        return False
+    return loss - initial_loss > DIVERGENCE_FACTOR * max(abs(initial_loss), 1.0)
+
+
+def has_batch_norm(module):
+    """Whether ``module`` holds a batch norm layer (which needs 2 rows a batch)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
 class HoldoutSplit:
@@ -57,14 +93,15 @@ class HoldoutSplit:
 class _Epochs:
     """Re-iterable batches of a ``TensorData``: each pass is one epoch."""
 
-    def __init__(self, dataset, batch_size, training):
+    def __init__(self, dataset, batch_size, training, drop_singleton):
         self.dataset = dataset
         self.batch_size = batch_size
         self.training = training
+        self.drop_singleton = drop_singleton
 
     def __iter__(self):
         return self.dataset.batches(
-            self.batch_size, shuffle=self.training, drop_singleton=self.training
+            self.batch_size, shuffle=self.training, drop_singleton=self.drop_singleton
         )
 
 
@@ -112,8 +149,10 @@ class AutoencoderNet(NeuralNet):
 
     def get_iterator(self, dataset, training=False):
         # skorch builds the iterator once and loops over it every epoch.
-        # BatchNorm cannot train on a batch of one row.
-        return _Epochs(dataset, self.batch_size, training)
+        # BatchNorm cannot train on a batch of one row: only then is a last
+        # batch of one row left out (never the only batch).
+        drop = training and has_batch_norm(self.module_)
+        return _Epochs(dataset, self.batch_size, training, drop)
 
     def initialize_callbacks(self):
         super().initialize_callbacks()
@@ -174,6 +213,7 @@ class AutoencoderNet(NeuralNet):
         self._set_training(training)
         hooks = self._batch_hooks_
         total = None
+        first = None
         n_rows = 0
         n_batches = 0
         for batch in iterator:
@@ -183,7 +223,8 @@ class AutoencoderNet(NeuralNet):
             batch_rows = len(batch[0])
             # Summed on the device (one op per batch), read once per epoch.
             if total is None:
-                total = step["loss"].detach() * batch_rows
+                first = step["loss"].detach()
+                total = first * batch_rows
             else:
                 total.add_(step["loss"].detach(), alpha=batch_rows)
             n_rows += batch_rows
@@ -193,9 +234,59 @@ class AutoencoderNet(NeuralNet):
         self.history.record(prefix + "_batch_count", n_batches)
         if n_batches == 0:
             return
-        epoch_loss = (total / n_rows).item()  # the one sync per epoch
+        if training:
+            # For check_trained: a batch already on the device, so the check
+            # costs no data movement (nor densifying sparse rows).
+            self._last_train_batch = batch[0]
+        if training and getattr(self, "initial_loss_", None) is None:
+            # The first batch's loss was computed before the first step: the
+            # untrained network's, the reference of the divergence rule.
+            epoch_loss, initial = torch.stack([total / n_rows, first]).tolist()
+            self.initial_loss_ = initial
+        else:
+            epoch_loss = (total / n_rows).item()  # the one sync per epoch
         self.history.record(prefix + "_loss", epoch_loss)
-        if training and not np.isfinite(epoch_loss):
-            raise NonFiniteLossError(
-                f"training loss became {epoch_loss} at epoch {len(self.history)}"
+        if training and diverged(epoch_loss, getattr(self, "initial_loss_", None)):
+            raise DivergenceError(
+                f"the training loss went from {self.initial_loss_:.4g} on the "
+                f"first batch to {epoch_loss:.4g} at epoch {len(self.history)}"
             )
+
+    def initialize(self):
+        super().initialize()
+        # Set once, at the first training epoch; kept across partial_fit calls.
+        if not hasattr(self, "initial_loss_"):
+            self.initial_loss_ = None
+        return self
+
+    def check_trained(self):
+        """Raise :class:`DivergenceError` if the trained network is broken.
+
+        The losses recorded in training predate the last step, so the network
+        as it is now is checked: every parameter and buffer finite, and its
+        loss on the last training batch (in evaluation mode) finite and
+        within the divergence rule (:func:`diverged`).
+        """
+        xb = self.__dict__.pop("_last_train_batch", None)
+        for name, tensor in [*self.module_.named_parameters(), *self.module_.named_buffers()]:
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise DivergenceError(
+                    f"the trained network's {name} holds non-finite values"
+                )
+        if xb is None:
+            return
+        self._set_training(False)
+        with torch.no_grad():
+            loss = float(self.get_loss(self.infer(xb), xb, X=xb, training=False))
+        initial = getattr(self, "initial_loss_", None)
+        if diverged(loss, initial):
+            raise DivergenceError(
+                f"the trained network's loss on a training batch is {loss:.4g} "
+                "(the first batch's before training: "
+                f"{'unknown' if initial is None else format(initial, '.4g')})"
+            )
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_last_train_batch", None)
+        return state

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ._networks import ACTIVATIONS
+from ._random import current_generator
 
 
 class ParallelLinear(nn.Module):
@@ -67,7 +68,7 @@ class FastDropout(nn.Module):
             return x
         n = x.numel()
         bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
-        bits.random_(-(2**63), None)  # every bit uniform
+        bits.random_(-(2**63), None, generator=current_generator(x.device))  # all bits uniform
         levels = bits.view(torch.int16)[:n].view(x.shape)
         n_dropped = round(self.p * 65536)
         keep = levels >= -32768 + n_dropped

@@ -10,6 +10,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ._random import Dropout, rand_like, randn_like
+
 ACTIVATIONS = {
     "identity": nn.Identity,
     "relu": nn.ReLU,
@@ -82,7 +84,7 @@ def mlp(layer_sizes, *, activation="relu", dropout=0.0, batch_norm=False, tied_t
             layers.append(nn.BatchNorm1d(n_out))
         layers.append(ACTIVATIONS[activation]())
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
     return nn.Sequential(*layers)
 
 
@@ -113,8 +115,8 @@ class Corruption(nn.Module):
         if not self.training or self.kind is None or self.level == 0:
             return x
         if self.kind == "gaussian":
-            return x + self.level * torch.randn_like(x)
-        return x * (torch.rand_like(x) >= self.level)
+            return x + self.level * randn_like(x)
+        return x * (rand_like(x) >= self.level)
 
     def extra_repr(self):
         return f"kind={self.kind!r}, level={self.level}"
@@ -239,7 +241,8 @@ class ConvEncoder(nn.Module):
     def __init__(self, input_shape, n_components, channels=(16, 32), *,
                  activation="relu", dropout=0.0, batch_norm=False):
         super().__init__()
-        self.input_shape = tuple(input_shape)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        n_components = int(n_components)
         n_channels, height, width = self.input_shape
         layers = []
         for n_out in channels:
@@ -248,7 +251,7 @@ class ConvEncoder(nn.Module):
                 layers.append(nn.BatchNorm2d(n_out))
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             n_channels, height, width = n_out, _halved(height), _halved(width)
         self.features = nn.Sequential(*layers)
         self.code = nn.Linear(n_channels * height * width, n_components)
@@ -264,6 +267,8 @@ class ConvDecoder(nn.Module):
     def __init__(self, input_shape, n_components, channels=(16, 32), *,
                  activation="relu", dropout=0.0, batch_norm=False):
         super().__init__()
+        input_shape = tuple(int(s) for s in input_shape)
+        n_components = int(n_components)
         n_channels, height, width = input_shape
         sizes = [(height, width)]
         for _ in channels:
@@ -286,7 +291,7 @@ class ConvDecoder(nn.Module):
                 layers.append(nn.BatchNorm2d(n_out))
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
         self.features = nn.Sequential(*layers)
 
     def forward(self, z):
@@ -330,13 +335,14 @@ class LSTMEncoder(nn.Module):
 
     def __init__(self, input_shape, n_components, hidden_sizes=(32,), *, dropout=0.0):
         super().__init__()
-        self.input_shape = tuple(input_shape)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        n_components = int(n_components)
         n_in = self.input_shape[1]
         self.lstms = nn.ModuleList()
         for size in hidden_sizes:
-            self.lstms.append(nn.LSTM(n_in, size, batch_first=True))
-            n_in = size
-        self.dropout = nn.Dropout(dropout)
+            self.lstms.append(nn.LSTM(n_in, int(size), batch_first=True))
+            n_in = int(size)
+        self.dropout = Dropout(dropout)
         self.code = nn.Linear(n_in, n_components)
 
     def forward(self, x):
@@ -352,13 +358,13 @@ class LSTMDecoder(nn.Module):
 
     def __init__(self, input_shape, n_components, hidden_sizes=(32,), *, dropout=0.0):
         super().__init__()
-        self.input_shape = tuple(input_shape)
-        n_in = n_components
+        self.input_shape = tuple(int(s) for s in input_shape)
+        n_in = int(n_components)
         self.lstms = nn.ModuleList()
         for size in list(hidden_sizes)[::-1]:
-            self.lstms.append(nn.LSTM(n_in, size, batch_first=True))
-            n_in = size
-        self.dropout = nn.Dropout(dropout)
+            self.lstms.append(nn.LSTM(n_in, int(size), batch_first=True))
+            n_in = int(size)
+        self.dropout = Dropout(dropout)
         self.readout = nn.Linear(n_in, self.input_shape[1])
 
     def forward(self, z):
@@ -509,7 +515,7 @@ class VariationalAutoencoder(nn.Module):
     @staticmethod
     def _reparameterize(z_mean, z_log_var, noise):
         if noise is None:
-            noise = torch.randn_like(z_mean)
+            noise = randn_like(z_mean)
         return z_mean + (0.5 * z_log_var).exp() * noise
 
 

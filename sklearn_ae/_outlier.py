@@ -12,7 +12,7 @@ from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ._base import _BaseAutoencoder
+from ._base import _BaseAutoencoder, _restore_on_error
 from ._data import feature_scaling
 from ._ensemble import EnsembleAutoencoder, TrimmedEnsembleLoss
 
@@ -385,6 +385,7 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
 
     # -------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @_restore_on_error
     def fit(self, X, y=None):
         """Fit the detector to X, which may hold unlabelled outliers.
 
@@ -414,6 +415,7 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
             if hasattr(self.backbone_, "n_iter_"):
                 self.n_iter_ = self.backbone_.n_iter_
         scores = self._score_samples(X)
+        self._check_training_scores(scores)
         if self.contamination == "auto":
             q1, q3 = np.percentile(scores, [25, 75])
             self.offset_ = float(q1 - 1.5 * (q3 - q1))

@@ -59,8 +59,10 @@ def test_noise_changes_training_but_not_inference(noise):
     clean = AutoencoderTransformer(**params).fit(X)
     noisy = AutoencoderTransformer(noise=noise, noise_level=0.3, **params).fit(X)
     # The clean rows are easy to reconstruct (two latent factors); the
-    # corrupted ones the training loss is measured on are not.
-    assert noisy.loss_curve_[-1] > 2 * clean.loss_curve_[-1]
+    # corrupted ones the training loss is measured on are not. (Ratios over
+    # random_state 0-4: 1.8-2.0 with per-fit generators, 1.0-2.7 with the
+    # global-seeded draws before issue 12.)
+    assert noisy.loss_curve_[-1] > 1.5 * clean.loss_curve_[-1]
     # Inference is deterministic and uses the clean input.
     np.testing.assert_array_equal(noisy.score_samples(X), noisy.score_samples(X))
     X_rec = noisy.inverse_transform(noisy.transform(X))

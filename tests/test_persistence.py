@@ -1,0 +1,285 @@
+"""Issue 12, item 11: ``save``/``load``, a format that runs no code on load."""
+
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from skorch.callbacks import Callback
+from sklearn.exceptions import NotFittedError
+
+import sklearn_ae
+from sklearn_ae import AEOutlierDetector, AutoencoderTransformer, VAETransformer
+
+FAST = dict(max_iter=2, random_state=0, device="cpu")
+
+
+def make_X(n_samples=60, n_features=8, seed=0):
+    rng = np.random.RandomState(seed)
+    return np.tanh(rng.randn(n_samples, 2) @ rng.randn(2, n_features)) + 0.1 * rng.randn(
+        n_samples, n_features
+    )
+
+
+class MyEncoder(torch.nn.Module):
+    def __init__(self, n_features, n_components, width=6):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(n_features, width), torch.nn.ReLU(), torch.nn.Linear(width, n_components)
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class MyDecoder(MyEncoder):
+    def __init__(self, n_features, n_components, width=6):
+        super().__init__(n_components, n_features, width)
+
+
+ESTIMATORS = {
+    "ae": AutoencoderTransformer(**FAST),
+    "ae-bn-es": AutoencoderTransformer(batch_norm=True, early_stopping=True, dropout=0.1, **FAST),
+    "ae-variants": AutoencoderTransformer(
+        noise="mask", noise_level=0.2, tied_weights=True, sparsity="kl",
+        layerwise_pretraining=True, pretraining_max_iter=1, **FAST,
+    ),
+    "ae-bce": AutoencoderTransformer(loss="bce", sparsity="l1", **FAST),
+    "conv": AutoencoderTransformer(input_shape=(2, 2, 2), hidden_layer_sizes=(4,),
+                                   batch_norm=True, **FAST),
+    "lstm": AutoencoderTransformer(input_shape=(4, 2), hidden_layer_sizes=(4, 3), **FAST),
+    "custom": AutoencoderTransformer(encoder=MyEncoder, decoder=MyDecoder, encoder__width=5,
+                                     **FAST),
+    "vae": VAETransformer(kl_warmup=2, n_importance_samples=3, **FAST),
+    "vae-bernoulli": VAETransformer(likelihood="bernoulli", **FAST),
+    "od": AEOutlierDetector(n_components=4, **FAST),
+    "od-robust": AEOutlierDetector(n_components=4, scaling="robust", contamination=0.1,
+                                   max_samples=40, **FAST),
+    "od-vae": AEOutlierDetector(backbone="vae", n_components=2, **FAST),
+    "od-estimator": AEOutlierDetector(
+        backbone=AutoencoderTransformer(n_components=2, **FAST), **FAST
+    ),
+}
+METHODS = ["transform", "inverse_transform", "score_samples", "decision_function", "predict",
+           "score"]
+
+
+def outputs(estimator, X):
+    results = {}
+    for name in METHODS:
+        if hasattr(estimator, name):
+            arg = estimator.transform(X) if name == "inverse_transform" else X
+            results[name] = getattr(estimator, name)(arg)
+    return results
+
+
+def data_for(key):
+    X = make_X()
+    if key in ("ae-bce", "vae-bernoulli"):
+        X = 1 / (1 + np.exp(-X))
+    return X
+
+
+def save_load(estimator, tmp_path, **load_options):
+    path = tmp_path / "model.safetensors"
+    estimator.save(path)
+    return sklearn_ae.load(path, **load_options)
+
+
+@pytest.mark.parametrize("key", ESTIMATORS)
+def test_round_trip_is_exact(key, tmp_path):
+    X = data_for(key)
+    estimator = ESTIMATORS[key].fit(X)
+    trusted = [MyEncoder, MyDecoder] if key == "custom" else None
+    loaded = save_load(estimator, tmp_path, trusted=trusted)
+    assert type(loaded) is type(estimator)
+    assert loaded.get_params().keys() == estimator.get_params().keys()
+    for name, value in estimator.get_params(deep=False).items():
+        if not hasattr(value, "get_params"):
+            assert loaded.get_params(deep=False)[name] == value, name
+    expected, got = outputs(estimator, X), outputs(loaded, X)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+        assert np.asarray(got[name]).dtype == np.asarray(expected[name]).dtype
+    # float32 input too
+    X32 = X.astype(np.float32)
+    for name, value in outputs(estimator, X32).items():
+        np.testing.assert_array_equal(outputs(loaded, X32)[name], value, err_msg=name)
+    for attr in ("n_features_in_", "n_iter_", "loss_curve_", "offset_", "validation_scores_"):
+        if hasattr(estimator, attr):
+            assert getattr(loaded, attr) == getattr(estimator, attr), attr
+    if hasattr(estimator, "net_"):
+        assert list(loaded.net_.history[:, "train_loss"]) == list(
+            estimator.net_.history[:, "train_loss"]
+        )
+
+
+def test_warm_start_after_load_continues_as_the_original(tmp_path):
+    X = make_X()
+    original = AutoencoderTransformer(dropout=0.1, **FAST).fit(X)
+    loaded = save_load(original, tmp_path)
+    for est in (original, loaded):
+        est.set_params(warm_start=True).fit(X)
+    assert loaded.n_iter_ == original.n_iter_ == 4
+    np.testing.assert_array_equal(loaded.transform(X), original.transform(X))
+
+
+def test_feature_names_and_unfitted_estimators_round_trip(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(make_X(), columns=[f"feature {i}" for i in range(8)])
+    ae = AutoencoderTransformer(**FAST).fit(X)
+    loaded = save_load(ae, tmp_path)
+    np.testing.assert_array_equal(loaded.feature_names_in_, ae.feature_names_in_)
+    assert loaded.feature_names_in_.dtype == ae.feature_names_in_.dtype
+    np.testing.assert_array_equal(loaded.get_feature_names_out(), ae.get_feature_names_out())
+    unfitted = save_load(VAETransformer(n_components=3, hidden_layer_sizes=(7, 5)), tmp_path)
+    assert unfitted.get_params()["hidden_layer_sizes"] == (7, 5)
+    with pytest.raises(NotFittedError):
+        unfitted.transform(X)
+
+
+def test_custom_networks_need_trusted_classes(tmp_path):
+    X = make_X()
+    ae = ESTIMATORS["custom"].fit(X)
+    path = tmp_path / "custom.safetensors"
+    ae.save(path)
+    with pytest.raises(ValueError, match=r"trusted=\[MyDecoder, MyEncoder\]"):
+        sklearn_ae.load(path)
+    with pytest.raises(ValueError, match=r"trusted=\[MyDecoder\]"):
+        sklearn_ae.load(path, trusted=[MyEncoder])
+    # A different class of the same name is not the trusted one.
+    impostor = type("MyDecoder", (MyDecoder,), {"__module__": "elsewhere"})
+    with pytest.raises(ValueError, match="MyDecoder"):
+        sklearn_ae.load(path, trusted=[MyEncoder, impostor])
+    loaded = sklearn_ae.load(path, trusted=[MyEncoder, MyDecoder])
+    np.testing.assert_array_equal(loaded.transform(X), ae.transform(X))
+
+
+def test_what_cannot_be_saved_is_refused_or_dropped_with_a_warning(tmp_path):
+    X = make_X()
+    instance = AutoencoderTransformer(
+        encoder=MyEncoder(8, 2), decoder=MyDecoder(8, 2), **FAST
+    ).fit(X)
+    with pytest.raises(ValueError, match="module instance"):
+        instance.save(tmp_path / "a.safetensors")
+    rng = AutoencoderTransformer(max_iter=1, random_state=np.random.RandomState(0))
+    with pytest.raises(ValueError, match="random_state"):
+        rng.save(tmp_path / "b.safetensors")
+
+    class Noop(Callback):
+        pass
+
+    with_callbacks = AutoencoderTransformer(callbacks=[("noop", Noop())], **FAST).fit(X)
+    with pytest.warns(UserWarning, match="callbacks are not saved"):
+        with_callbacks.save(tmp_path / "c.safetensors")
+    loaded = sklearn_ae.load(tmp_path / "c.safetensors")
+    assert loaded.callbacks is None
+    np.testing.assert_array_equal(loaded.transform(X), with_callbacks.transform(X))
+
+
+def rewrite(path, edit_tensors=None, edit_metadata=None):
+    """Rewrite a saved file with edited tensors or metadata (a tampering)."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if edit_tensors:
+        edit_tensors(tensors)
+    if edit_metadata:
+        edit_metadata(metadata)
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def test_tampered_or_mismatched_files_are_refused(tmp_path):
+    X = make_X()
+    ae = AutoencoderTransformer(**FAST).fit(X)
+    path = tmp_path / "ae.safetensors"
+
+    def fresh():
+        ae.save(path)
+        return path
+
+    def scale_weight(tensors):
+        name = next(k for k in tensors if k.endswith("encoder.0.weight"))
+        tensors[name] = tensors[name] * 2
+
+    rewrite(fresh(), edit_tensors=scale_weight)
+    with pytest.raises(ValueError, match="checksum"):
+        sklearn_ae.load(path)
+
+    def change_param(metadata):
+        metadata["document"] = metadata["document"].replace('"n_components": 2', '"n_components": 3')
+
+    rewrite(fresh(), edit_metadata=change_param)
+    with pytest.raises(ValueError, match="checksum"):
+        sklearn_ae.load(path)
+
+    # A consistent but mismatched file (checksum recomputed): the shapes are checked.
+    from sklearn_ae._persistence import _checksum
+
+    def mismatched(metadata):
+        change_param(metadata)
+
+    rewrite(fresh(), edit_metadata=mismatched)
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    metadata["sha256"] = _checksum(metadata["document"], tensors)
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ValueError, match="shape"):
+        sklearn_ae.load(path)
+
+    rewrite(fresh(), edit_metadata=lambda m: m.update(format_version="99"))
+    with pytest.raises(ValueError, match="version"):
+        sklearn_ae.load(path)
+
+    path.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ValueError, match="safetensors"):
+        sklearn_ae.load(path)
+    save_file({"x": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match="not a file saved by sklearn_ae"):
+        sklearn_ae.load(path)
+
+
+def test_load_never_unpickles(tmp_path, monkeypatch):
+    X = make_X()
+    od = AEOutlierDetector(backbone="vae", n_components=2, **FAST).fit(X)
+    od.save(tmp_path / "od.safetensors")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("load unpickled something")
+
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    loaded = sklearn_ae.load(tmp_path / "od.safetensors")
+    np.testing.assert_array_equal(loaded.predict(X), od.predict(X))
+    # The description is plain JSON.
+    with safe_open(str(tmp_path / "od.safetensors"), framework="pt", device="cpu") as f:
+        document = json.loads(f.metadata()["document"])
+    assert document["estimator"]["class"] == "AEOutlierDetector"
+
+
+def test_a_cuda_trained_model_loads_on_the_cpu(tmp_path, monkeypatch):
+    """The file records where the model was trained; tensors always load on
+    the CPU first, and stay there when CUDA is not available. CUDA is faked
+    here by recording device_ as 'cuda:0'."""
+    X = make_X()
+    ae = AutoencoderTransformer(**FAST).fit(X)
+    expected = ae.transform(X)
+    ae.device_ = torch.device("cuda:0")
+    ae.set_params(device="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ae.save(tmp_path / "gpu.safetensors")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    loaded = sklearn_ae.load(tmp_path / "gpu.safetensors")
+    assert loaded.device_ == torch.device("cpu")
+    assert loaded.net_.device == torch.device("cpu")
+    assert all(p.device.type == "cpu" for p in loaded.module_.parameters())
+    assert loaded.get_params()["device"] == "cuda"
+    np.testing.assert_array_equal(loaded.transform(X), expected)

@@ -1,0 +1,530 @@
+"""Issue 12, items 1-10: divergence, failed fits, threads, warm starts.
+
+Each test names the item of the issue it covers; each failed on the code
+before the fix.
+"""
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from joblib import parallel_backend
+from skorch.callbacks import Callback
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+
+from sklearn_ae import AEOutlierDetector, AutoencoderTransformer, VAETransformer
+from sklearn_ae._base import _threads_are_per_thread
+from sklearn_ae._engine import DIVERGENCE_FACTOR, diverged
+
+CPU = dict(device="cpu")
+
+
+def issue_X():
+    return np.random.RandomState(0).standard_normal((64, 8))
+
+
+class Raise(Callback):
+    """Raises ``error`` at ``hook`` in epoch ``epoch`` (1-based)."""
+
+    def __init__(self, hook="on_batch_end", epoch=1, error=KeyboardInterrupt):
+        self.hook = hook
+        self.epoch = epoch
+        self.error = error
+
+    def _maybe_raise(self, net, hook):
+        if hook == self.hook and (hook == "on_train_begin" or len(net.history) == self.epoch):
+            raise self.error("raised by the test")
+
+    def on_train_begin(self, net, **kwargs):
+        self._maybe_raise(net, "on_train_begin")
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._maybe_raise(net, "on_epoch_begin")
+
+    def on_batch_end(self, net, **kwargs):
+        self._maybe_raise(net, "on_batch_end")
+
+    def on_epoch_end(self, net, **kwargs):
+        self._maybe_raise(net, "on_epoch_end")
+
+
+# ----------------------------------------------------------- items 1 and 2
+def test_divergence_rule():
+    """Item 1: the documented rule, on numbers."""
+    assert diverged(float("nan"), 1.0)
+    assert diverged(float("inf"), 1.0)
+    assert not diverged(2.0, 1.0)
+    assert not diverged(1.0 + 0.9 * DIVERGENCE_FACTOR, 1.0)
+    assert diverged(1.0 + 1.1 * DIVERGENCE_FACTOR, 1.0)
+    # Losses near 0 are measured against a floor of 1, not against 0.
+    assert not diverged(100.0, 1e-6)
+    # Negative losses (a VAE's negative ELBO): measured on |initial loss|.
+    assert not diverged(-500.0, -10.0)
+    assert diverged(-10.0 + 11 * DIVERGENCE_FACTOR, -10.0)
+
+
+DIVERGING = [
+    AutoencoderTransformer(hidden_layer_sizes=(8,), learning_rate=1e3, max_iter=20, **CPU),
+    AutoencoderTransformer(
+        input_shape=(2, 2, 2), hidden_layer_sizes=(4,), learning_rate=1e3, max_iter=20, **CPU
+    ),
+    AutoencoderTransformer(
+        input_shape=(4, 2), hidden_layer_sizes=(4,), learning_rate=1e3, max_iter=20, **CPU
+    ),
+    AEOutlierDetector(learning_rate=1e3, max_iter=20, **CPU),
+    AEOutlierDetector(learning_rate=1e6, max_iter=20, **CPU),
+]
+
+
+@pytest.mark.parametrize("estimator", DIVERGING, ids=["mlp", "conv", "lstm", "od", "od-1e6"])
+def test_diverging_training_raises_naming_learning_rate(estimator):
+    """Item 1: the loss went from 1.1 to 1e26 and fit returned normally."""
+    with pytest.raises(ValueError, match="diverged.*learning_rate"):
+        estimator.fit(issue_X())
+    with pytest.raises(NotFittedError):
+        estimator.score_samples(issue_X())
+
+
+BLOWN_UP = [
+    AEOutlierDetector(learning_rate=1e30, max_iter=1, **CPU),
+    AutoencoderTransformer(learning_rate=1e30, max_iter=1, **CPU),
+    VAETransformer(learning_rate=1e30, max_iter=1, **CPU),
+    AutoencoderTransformer(
+        input_shape=(4, 2), hidden_layer_sizes=(4,), learning_rate=1e30, max_iter=1, **CPU
+    ),
+]
+
+
+@pytest.mark.parametrize("estimator", BLOWN_UP, ids=["od", "ae", "vae", "lstm"])
+def test_blow_up_in_the_last_step_is_caught(estimator):
+    """Item 2: one batch, one epoch: the recorded loss predates the step."""
+    with pytest.raises(ValueError, match="diverged.*learning_rate"):
+        estimator.fit(issue_X())
+
+
+def test_detector_with_non_finite_training_scores_does_not_fit(monkeypatch):
+    """Item 2: a detector never calls everything normal because its network
+    broke: non-finite scores of the training data fail the fit."""
+    detector = AEOutlierDetector(max_iter=2, random_state=0, **CPU)
+    monkeypatch.setattr(
+        AEOutlierDetector, "_score_samples", lambda self, X: np.full(len(X), -np.inf)
+    )
+    with pytest.raises(ValueError, match="learning_rate"):
+        detector.fit(issue_X())
+    with pytest.raises(NotFittedError):
+        detector.predict(issue_X())
+
+
+# ------------------------------------------------------------------ item 3
+X_HUGE = np.array([[1e30], [0.4]], np.float32)
+X_HUGE4 = np.array([[1e30] * 4, [0.4] * 4], np.float32)
+
+OVERFLOWING = [
+    (AutoencoderTransformer(n_components=1, hidden_layer_sizes=(), max_iter=1, **CPU), X_HUGE),
+    (
+        AutoencoderTransformer(
+            n_components=1, input_shape=(1, 2, 2), hidden_layer_sizes=(2,), max_iter=1, **CPU
+        ),
+        X_HUGE4,
+    ),
+    (
+        AutoencoderTransformer(
+            n_components=1, input_shape=(2, 2), hidden_layer_sizes=(2,), max_iter=1, **CPU
+        ),
+        X_HUGE4,
+    ),
+    (
+        AEOutlierDetector(
+            backbone="vae", n_components=1, hidden_layer_sizes=(), max_iter=1, **CPU
+        ),
+        X_HUGE,
+    ),
+    (
+        AEOutlierDetector(
+            backbone=AutoencoderTransformer(
+                n_components=1, hidden_layer_sizes=(), max_iter=1, **CPU
+            ),
+        ),
+        X_HUGE,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "estimator, X", OVERFLOWING, ids=["mlp", "conv", "lstm", "od-vae", "od-ae-backbone"]
+)
+def test_float32_scores_are_finite_where_float64_is(estimator, X):
+    """Item 3: errors in input units overflowed float32 to -inf."""
+    scores = estimator.fit(X).score_samples(X)
+    assert np.all(np.isfinite(scores))
+    scores64 = estimator.score_samples(X.astype(np.float64))
+    np.testing.assert_allclose(scores, scores64, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ item 4
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        AutoencoderTransformer(batch_size=1, max_iter=2, **CPU),
+        VAETransformer(batch_size=1, early_stopping=False, max_iter=2, **CPU),
+        AEOutlierDetector(batch_size=1, batch_norm=False, max_iter=2, **CPU),
+        AutoencoderTransformer(batch_size=1, max_iter=2, noise="mask", dropout=0.2, **CPU),
+    ],
+    ids=["ae", "vae", "od", "ae-noise"],
+)
+def test_batch_size_one_trains(estimator):
+    """Item 4: the engine dropped every one-row batch: KeyError 'train_loss'."""
+    estimator.fit(issue_X()[:10])
+    assert estimator.n_iter_ == 2
+    assert estimator.net_.history[-1, "train_batch_count"] == 10
+
+
+def test_batch_size_one_with_batch_norm_names_batch_size():
+    """Item 4: batch norm cannot train on one row: a clear error."""
+    with pytest.raises(ValueError, match="batch_size=1"):
+        AEOutlierDetector(batch_size=1, max_iter=2, **CPU).fit(issue_X())
+
+
+@pytest.mark.parametrize("batch_norm, n_batches", [(False, 3), (True, 2)])
+def test_a_last_one_row_batch_is_left_out_only_for_batch_norm(batch_norm, n_batches):
+    """Item 4: 5 rows in batches of 2: the last batch has one row."""
+    ae = AutoencoderTransformer(batch_size=2, batch_norm=batch_norm, max_iter=1, **CPU)
+    ae.fit(issue_X()[:5])
+    assert ae.net_.history[-1, "train_batch_count"] == n_batches
+
+
+# ------------------------------------------------------------------ item 5
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        AutoencoderTransformer(max_iter=3, **CPU),
+        VAETransformer(max_iter=3, **CPU),
+        AEOutlierDetector(max_iter=3, **CPU),
+    ],
+    ids=["ae", "vae", "od"],
+)
+@pytest.mark.parametrize(
+    "hook, error",
+    [
+        ("on_batch_end", KeyboardInterrupt),
+        ("on_epoch_begin", KeyboardInterrupt),
+        ("on_train_begin", RuntimeError),
+        ("on_epoch_end", RuntimeError),
+    ],
+)
+def test_failed_first_fit_leaves_the_estimator_unfitted(estimator, hook, error):
+    """Item 5: raw KeyError, and check_is_fitted passed on an untrained net."""
+    estimator.set_params(callbacks=[("raise", Raise(hook, error=error))])
+    with pytest.raises(error):
+        estimator.fit(issue_X())
+    assert not [k for k in vars(estimator) if k.endswith("_") and not k.startswith("_")]
+    with pytest.raises(NotFittedError):
+        estimator.score_samples(issue_X())
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_failed_refit_keeps_the_earlier_fit(error):
+    """Item 5: the untrained network replaced the good one; a refit on other
+    data also kept n_features_in_ and feature names of the failed call."""
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(issue_X(), columns=[f"f{i}" for i in range(8)])
+    ae = AutoencoderTransformer(max_iter=3, random_state=0, **CPU).fit(X)
+    before = ae.transform(X)
+    state = dict(vars(ae))
+    ae.set_params(callbacks=[("raise", Raise("on_batch_end", error=error))])
+    with pytest.raises(error):
+        ae.fit(issue_X()[:, :5])
+    assert ae.n_features_in_ == 8
+    assert list(ae.feature_names_in_) == list(X.columns)
+    assert vars(ae).keys() == state.keys()
+    assert ae.net_ is state["net_"]
+    np.testing.assert_array_equal(ae.transform(X), before)
+
+
+def test_interrupt_after_an_epoch_ends_the_fit_early():
+    """Item 5: as in skorch, an interrupt after the first epoch keeps what was
+    trained; the unfinished epoch is not counted."""
+    ae = AutoencoderTransformer(
+        max_iter=5, callbacks=[("raise", Raise("on_batch_end", epoch=3))], **CPU
+    )
+    ae.fit(issue_X())
+    assert ae.n_iter_ == 2
+    assert len(ae.loss_curve_) == 2
+    assert np.all(np.isfinite(ae.transform(issue_X())))
+
+
+# ------------------------------------------------------------------ item 6
+def test_numpy_integers_in_network_sizes():
+    """Item 6: torch's LSTM raised TypeError for np.int64 sizes."""
+    X = issue_X()
+    for params in [
+        dict(input_shape=(4, 2), n_components=np.int64(2)),
+        dict(input_shape=(np.int64(4), np.int64(2)), hidden_layer_sizes=(np.int64(3),)),
+        dict(input_shape=(np.int64(2), np.int64(2), np.int64(2)), n_components=np.int64(2),
+             hidden_layer_sizes=np.int64(3)),
+        dict(n_components=np.int64(2), hidden_layer_sizes=(np.int64(3),)),
+    ]:
+        ae = AutoencoderTransformer(max_iter=1, **params, **CPU).fit(X)
+        assert ae.transform(X).shape == (64, int(ae.n_components))
+    VAETransformer(n_components=np.int64(2), hidden_layer_sizes=np.int64(3), max_iter=1,
+                   **CPU).fit(X)
+    AEOutlierDetector(n_components=np.int64(2), hidden_layer_sizes=(np.int64(3),),
+                      n_estimators=np.int64(2), max_iter=1, **CPU).fit(X)
+
+
+def test_grid_search_over_numpy_integers():
+    """Item 6: a grid over np.arange failed every fit."""
+    search = GridSearchCV(
+        AutoencoderTransformer(input_shape=(4, 2), hidden_layer_sizes=(4,), max_iter=1, **CPU),
+        {"n_components": np.arange(1, 3)},
+        cv=2,
+        error_score="raise",
+    ).fit(issue_X())
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+# ------------------------------------------------------------------ item 7
+@pytest.mark.parametrize("device", ["meta", torch.device("meta")])
+def test_unsupported_device_names_device(device):
+    """Item 7: device='meta' gave a raw RuntimeError."""
+    with pytest.raises(ValueError, match="device="):
+        AutoencoderTransformer(device=device, max_iter=1).fit(issue_X())
+
+
+def test_batch_norm_error_names_max_samples():
+    """Item 7: the error spoke of n_samples=1 for 64 rows."""
+    with pytest.raises(ValueError, match="max_samples=1"):
+        AEOutlierDetector(max_samples=1, **CPU).fit(issue_X())
+
+
+def test_batch_norm_with_early_stopping_on_two_rows():
+    """Item 7: torch's 'Expected more than 1 value per channel'."""
+    with pytest.raises(ValueError, match="batch_norm=True needs at least 2 training rows"):
+        AutoencoderTransformer(batch_norm=True, early_stopping=True, **CPU).fit(issue_X()[:2])
+
+
+# ------------------------------------------------------------------ item 8
+class Rendezvous(Callback):
+    """Makes fits in several threads wait for each other at every epoch end,
+    so that they overlap. The barrier is a class attribute: skorch copies
+    callbacks, and a barrier cannot be copied."""
+
+    barrier = None
+
+    def on_epoch_end(self, net, **kwargs):
+        if type(self).barrier is not None:
+            type(self).barrier.wait(timeout=60)
+
+
+def run_in_threads(fns):
+    results = [None] * len(fns)
+    errors = []
+
+    def run(i):
+        try:
+            results[i] = fns[i]()
+        except BaseException as exc:  # reported in the main thread
+            errors.append(exc)
+            if Rendezvous.barrier is not None:
+                Rendezvous.barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+RANDOM_FITS = [
+    AutoencoderTransformer(
+        hidden_layer_sizes=(16,), dropout=0.3, noise="gaussian", batch_size=16, max_iter=3, **CPU
+    ),
+    AutoencoderTransformer(
+        input_shape=(4, 2), hidden_layer_sizes=(4, 4), dropout=0.3, batch_size=16, max_iter=3,
+        **CPU,
+    ),
+    VAETransformer(hidden_layer_sizes=(16,), dropout=0.3, batch_size=16, max_iter=3, **CPU),
+    AEOutlierDetector(n_components=4, batch_size=16, max_iter=3, **CPU),
+]
+
+
+@pytest.mark.parametrize("estimator", RANDOM_FITS, ids=["ae", "lstm", "vae", "od"])
+def test_fits_in_parallel_threads_match_serial_fits(estimator):
+    """Item 8: fits side by side in threads differed from serial fits and
+    changed torch's global random state."""
+    X = issue_X()
+    seeds = [0, 1, 2]
+    estimator = estimator.set_params(callbacks=[("rendezvous", Rendezvous())])
+
+    def fit(seed):
+        est = estimator.__class__(**estimator.get_params()).set_params(random_state=seed)
+        return est.fit(X).score_samples(X)
+
+    serial = [fit(seed) for seed in seeds]
+    rng_before = torch.get_rng_state()
+    Rendezvous.barrier = threading.Barrier(len(seeds))
+    try:
+        parallel = run_in_threads([lambda s=s: fit(s) for s in seeds])
+    finally:
+        Rendezvous.barrier = None
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(serial[0], serial[1])
+
+
+def test_fit_draws_nothing_from_torch_global_generator():
+    """Item 8: shuffling, dropout and noise draw from the fit's generator, so
+    reseeding torch globally mid-fit changes nothing."""
+
+    class Reseed(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            torch.manual_seed(len(net.history))
+
+    params = dict(hidden_layer_sizes=(16,), dropout=0.3, noise="mask", batch_size=16,
+                  max_iter=3, random_state=0, **CPU)
+    plain = AutoencoderTransformer(**params).fit(issue_X()).transform(issue_X())
+    with torch.random.fork_rng():
+        reseeded = AutoencoderTransformer(
+            **params, callbacks=[("reseed", Reseed())]
+        ).fit(issue_X()).transform(issue_X())
+    np.testing.assert_array_equal(plain, reseeded)
+
+
+def test_grid_search_in_threads_is_reproducible():
+    """Item 8: GridSearchCV(n_jobs=2) under threading gave new scores each run."""
+    X = issue_X()
+    search = GridSearchCV(
+        AutoencoderTransformer(hidden_layer_sizes=(16,), dropout=0.2, batch_size=16,
+                               max_iter=3, random_state=0, **CPU),
+        {"n_components": [1, 2], "noise": [None, "gaussian"]},
+        cv=2,
+        n_jobs=2,
+    )
+    with parallel_backend("threading", n_jobs=2):
+        first = search.fit(X).cv_results_["mean_test_score"]
+        second = search.fit(X).cv_results_["mean_test_score"]
+    serial = search.set_params(n_jobs=1).fit(X).cv_results_["mean_test_score"]
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first, serial)
+
+
+class TorchDropoutEncoder(torch.nn.Module):
+    """A user's network drawing from torch's global generator (nn.Dropout)."""
+
+    def __init__(self, n_features, n_components):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(n_features, 16), torch.nn.Dropout(0.3),
+            torch.nn.Linear(16, n_components),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class TorchDropoutDecoder(TorchDropoutEncoder):
+    def __init__(self, n_features, n_components):
+        super().__init__(n_components, n_features)
+
+
+def test_custom_network_with_global_draws_is_reproducible_in_threads():
+    """Item 8: a user's network that draws from torch's global generator is
+    trained with it forked and seeded, one such fit at a time."""
+    X = issue_X()
+
+    def fit(seed):
+        return AutoencoderTransformer(
+            encoder=TorchDropoutEncoder, decoder=TorchDropoutDecoder, batch_size=16,
+            max_iter=3, random_state=seed, **CPU,
+        ).fit(X).transform(X)
+
+    serial = [fit(0), fit(1)]
+    rng_before = torch.get_rng_state()
+    parallel = run_in_threads([lambda: fit(0), lambda: fit(1)])
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ item 9
+@pytest.mark.skipif(
+    not _threads_are_per_thread(),
+    reason="torch's thread count is process-wide in this build (no OpenMP)",
+)
+def test_thread_count_restored_in_each_thread_when_fits_overlap():
+    """Item 9: the thread that finished first was left at 1 torch thread."""
+    b_started = threading.Event()
+    a_done = threading.Event()
+
+    class WaitForB(Callback):
+        def on_train_begin(self, net, **kwargs):
+            assert b_started.wait(timeout=60)
+
+    class StartThenWaitForA(Callback):
+        def on_train_begin(self, net, **kwargs):
+            b_started.set()
+
+        def on_train_end(self, net, **kwargs):
+            assert a_done.wait(timeout=60)
+
+    def run(own_threads, callback, done=None):
+        # torch gives a new thread the last count set anywhere on its first
+        # use, which a set_num_threads before that use does not count as:
+        # use torch first, so that the thread's own setting sticks.
+        torch.get_num_threads()
+        torch.set_num_threads(own_threads)
+        AutoencoderTransformer(max_iter=2, n_jobs=1, callbacks=[("cb", callback)], **CPU).fit(
+            issue_X()
+        )
+        seen = torch.get_num_threads()
+        if done is not None:
+            done.set()
+        return seen
+
+    caller = torch.get_num_threads()
+    seen_a, seen_b = run_in_threads(
+        [lambda: run(3, WaitForB(), a_done), lambda: run(2, StartThenWaitForA())]
+    )
+    assert (seen_a, seen_b) == (3, 2)
+    assert torch.get_num_threads() == caller
+
+
+# ----------------------------------------------------------------- item 10
+@pytest.mark.parametrize(
+    "estimator, change",
+    [
+        (AutoencoderTransformer(max_iter=2, **CPU), dict(n_components=3)),
+        (AutoencoderTransformer(max_iter=2, **CPU), dict(hidden_layer_sizes=(8,))),
+        (AutoencoderTransformer(input_shape=(4, 2), hidden_layer_sizes=(4,), max_iter=2, **CPU),
+         dict(input_shape=(2, 4))),
+        (VAETransformer(max_iter=2, **CPU), dict(n_components=3)),
+        (AEOutlierDetector(max_iter=2, **CPU), dict(hidden_layer_sizes=(8,))),
+        (AEOutlierDetector(max_iter=2, **CPU), dict(n_estimators=2)),
+    ],
+)
+def test_warm_start_with_a_changed_network_raises(estimator, change):
+    """Item 10: transform kept the old width, get_feature_names_out the new."""
+    X = issue_X()
+    estimator.set_params(warm_start=True, random_state=0).fit(X)
+    before = estimator.score_samples(X)
+    original = {name: estimator.get_params()[name] for name in change}
+    with pytest.raises(ValueError, match="warm_start"):
+        estimator.set_params(**change).fit(X)
+    estimator.set_params(**original)
+    np.testing.assert_array_equal(estimator.score_samples(X), before)
+
+
+def test_warm_start_with_the_same_network_continues():
+    X = issue_X()
+    ae = AutoencoderTransformer(max_iter=2, warm_start=True, random_state=0, **CPU).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ae.set_params(learning_rate=1e-4).fit(X)
+    assert ae.n_iter_ == 4
