@@ -52,10 +52,6 @@ ae = AutoencoderTransformer(
 ).fit(X_train)
 pca = PCA(n_components=n_components, random_state=0).fit(X_train)
 
-for name, model in [("autoencoder", ae), ("PCA", pca)]:
-    error = -neg_reconstruction_error(model, X_test)
-    print(f"{name:12s} held-out mean squared error per pixel: {error:.4f}")
-
 # %%
 # Originals and reconstructions
 # -----------------------------
@@ -90,6 +86,12 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# Upsampled digits have only 64 degrees of freedom, so a linear method with
-# 16 components already captures most of them: compare the printed errors
-# above rather than expecting the network to win by a wide margin.
+# Which model reconstructs better?
+# ---------------------------------
+# PCA minimises exactly this squared error among all linear maps to 16
+# values, and upsampled digits have only 64 degrees of freedom, so it is a
+# strong baseline here; the network gets 60 epochs of a cross-entropy loss.
+errors = {name: -neg_reconstruction_error(m, X_test) for name, m in [("autoencoder", ae), ("PCA", pca)]}
+winner = min(errors, key=errors.get)
+print(f"lower held-out error: {winner} ({errors[winner]:.4f} against "
+      f"{max(errors.values()):.4f})")
