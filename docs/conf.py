@@ -28,7 +28,13 @@ extensions = [
     "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    # Markdown: the benchmark tables are included from benchmarks/*.md.
+    "myst_parser",
 ]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# The included benchmark files link to scripts and files beside them in the
+# repository, which are not documents here, and may skip heading levels.
+suppress_warnings = ["myst.xref_missing", "myst.header"]
 
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
@@ -93,7 +99,6 @@ sphinx_gallery_conf = {
     # "Examples using this class" at the end of each API page.
     "doc_module": ("sklearn_ae",),
     "backreferences_dir": "generated/backreferences",
-    "reference_url": {"sklearn_ae": None},
     "download_all_examples": False,
     "remove_config_comments": True,
     "matplotlib_animations": False,
