@@ -114,6 +114,13 @@ html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
     "header_links_before_dropdown": 6,
+    # Gallery pages need the width for code and figures more than an
+    # on-page table of contents.
+    "secondary_sidebar_items": {
+        page: ["page-toc"]
+        for page in ["index", "user_guide", "variants", "api", "benchmarks/*", "generated/*"]
+    },
 }
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_show_sourcelink = False

@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 # example file -> (index of its figure, 1-based; output name)
 FIGURES = {
-    "plot_latent_space_2d.py": (1, "latent_space_2d.png"),
-    "plot_outlier_detection.py": (1, "outlier_roc.png"),
+    "plot_12_latent_space_2d.py": (1, "latent_space_2d.png"),
+    "plot_14_outlier_detection.py": (1, "outlier_roc.png"),
 }
 
 

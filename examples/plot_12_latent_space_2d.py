@@ -8,8 +8,9 @@ digits of each class land, and what the decoder makes of every point of a
 grid. A plain autoencoder places the classes wherever its loss likes, with
 gaps between them and no say over the points in between; a variational
 autoencoder is trained to keep its codes close to a standard normal
-distribution, so the latent space is centred and its points decode to
-plausible digits: the reason VAEs are used to generate data.
+distribution, so the latent space is centred and any point drawn from that
+distribution has been trained to decode to something like the data: the
+reason VAEs are used to generate data.
 """
 
 # %%
@@ -48,8 +49,9 @@ print(f"VAE trained {vae.n_iter_} epochs (early stopping on a validation split)"
 # is the posterior mean). Right: a 15x15 grid of latent points decoded with
 # ``inverse_transform``: for the autoencoder, spread evenly over the range
 # its codes take; for the VAE, at evenly spaced quantiles of its N(0, 1)
-# prior. The autoencoder's grid has regions between classes that decode to
-# blurs, the VAE's changes smoothly from one digit to the next.
+# prior. Nothing in the autoencoder's training says what the points between
+# its clusters of codes decode to; the VAE's prior covers the whole grid,
+# and its KL term keeps the codes near the origin (printed below).
 def decoded_grid(model, axis_values):
     z1, z2 = np.meshgrid(axis_values[0], axis_values[1][::-1])
     images = model.inverse_transform(np.c_[z1.ravel(), z2.ravel()]).reshape(-1, 8, 8)
