@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image  # noqa: E402  (a dependency of matplotlib)
 
 ROOT = Path(__file__).resolve().parent.parent
 # example file -> (index of its figure, 1-based; output name)
@@ -31,6 +32,8 @@ def run(example, figure_index, output):
             shown.append(number)
             if len(shown) == figure_index:
                 plt.figure(number).savefig(output, dpi=55, bbox_inches="tight")
+                # A 256-colour palette keeps the file small for the repository.
+                Image.open(output).convert("RGB").quantize(256).save(output, optimize=True)
         plt.close("all")
 
     plt.show = show
