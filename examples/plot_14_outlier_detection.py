@@ -14,7 +14,8 @@ file is missing we make up a set with the same shape.
 
 The file ``6_cardio.npz`` comes from the ADBench repository
 (https://github.com/Minqi824/ADBench, folder ``adbench/datasets``); this
-example looks for it in ``shared/datasets/adbench`` beside the project.
+example looks for it in a folder ``shared/datasets/adbench`` beside the
+project (or in any folder above this file).
 """
 
 # %%
@@ -31,11 +32,14 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_ae import AEOutlierDetector
 
+# Look for shared/datasets/adbench in this file's folder and every folder
+# above it (the gallery runs a copy of this file from inside docs/).
 try:
-    root = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parent
 except NameError:  # run interactively
-    root = Path.cwd()
-path = root.parent / "shared" / "datasets" / "adbench" / "6_cardio.npz"
+    here = Path.cwd()
+candidates = [d / "shared" / "datasets" / "adbench" / "6_cardio.npz" for d in [here, *here.parents]]
+path = next((p for p in candidates if p.exists()), candidates[0])
 if path.exists():
     data = np.load(path)
     X, y = data["X"], data["y"].astype(int)  # y: 1 = outlier
