@@ -70,6 +70,8 @@ _REF = re.compile(r":ref:`([^`<]+?)\s*<[^`>]+>`|:ref:`([^`]+)`")
 # A bare ``n_features_in_`` in a shape is a hyperlink reference to
 # reStructuredText; shown as the attribute name, as scikit-learn writes it.
 _TRAILING_UNDERSCORE = re.compile(r"(?<![`\w])(n_features_in_)(?![`\w])")
+# ... but not where an Attributes section defines it (numpydoc's field name).
+_ATTRIBUTE_ENTRY = re.compile(r"^\s*n_features_in_\s*:")
 
 
 def _offline_docstrings(app, what, name, obj, options, lines):
@@ -77,7 +79,9 @@ def _offline_docstrings(app, what, name, obj, options, lines):
     for i, line in enumerate(lines):
         if inherited and not intersphinx_mapping:
             line = _REF.sub(lambda m: (m.group(1) or m.group(2)).strip(), line)
-        lines[i] = _TRAILING_UNDERSCORE.sub(r"`\1`", line)
+        if not _ATTRIBUTE_ENTRY.match(line):
+            line = _TRAILING_UNDERSCORE.sub(r"`\1`", line)
+        lines[i] = line
 
 
 def setup(app):

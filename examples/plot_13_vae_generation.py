@@ -48,9 +48,9 @@ for name, model in models.items():
     scores[name] = model.fit(X_train).score(X_test)
     print(f"{name:15s} held-out log-likelihood: {scores[name]:8.1f} nats per digit")
 vae = models["VAE"]
-print(f"VAE, importance-weighted bound (100 draws): "
-      f"{vae.set_params(n_importance_samples=100).score(X_test):8.1f} nats per digit")
+iwae = vae.set_params(n_importance_samples=100).score(X_test)
 vae.set_params(n_importance_samples=1)
+print(f"VAE, importance-weighted bound (100 draws): {iwae:8.1f} nats per digit")
 
 # %%
 # The figure shows each model's mean held-out log-likelihood (higher is
