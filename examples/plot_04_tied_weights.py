@@ -58,22 +58,19 @@ for name, model in models.items():
 # The figure shows the number of trainable parameters (left), the held-out
 # reconstruction error (middle) and eight held-out digits with both
 # reconstructions (right: originals, untied, tied).
-fig = plt.figure(figsize=(11, 3.4))
-grid = fig.add_gridspec(3, 12)
-ax = fig.add_subplot(grid[:, :2])
-ax.bar(list(counts), list(counts.values()), color=["C0", "C1"])
-ax.set_title("parameters")
-ax = fig.add_subplot(grid[:, 2:4])
-ax.bar(list(errors), list(errors.values()), color=["C0", "C1"])
-ax.set_title("held-out MSE")
+fig = plt.figure(figsize=(11, 3.6), layout="constrained")
+left, right = fig.subfigures(1, 2, width_ratios=[1, 2])
+ax1, ax2 = left.subplots(1, 2)
+ax1.bar(list(counts), list(counts.values()), color=["C0", "C1"])
+ax1.set_title("parameters")
+ax2.bar(list(errors), list(errors.values()), color=["C0", "C1"])
+ax2.set_title("held-out MSE")
+axes = right.subplots(3, 8)
 rows = [X_test[:8]] + [m.inverse_transform(m.transform(X_test[:8])) for m in models.values()]
 for r, (label, images) in enumerate(zip(["original", "untied", "tied"], rows)):
     for c in range(8):
-        ax = fig.add_subplot(grid[r, 4 + c])
-        ax.imshow(images[c].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if c == 0:
-            ax.set_ylabel(label, fontsize=8)
-fig.tight_layout()
+        axes[r, c].imshow(images[c].reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+        axes[r, c].set_xticks([])
+        axes[r, c].set_yticks([])
+    axes[r, 0].set_ylabel(label, fontsize=9)
 plt.show()

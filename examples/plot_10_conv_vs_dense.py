@@ -56,7 +56,7 @@ ax = fig.add_subplot(grid[:, :3])
 ax.bar(list(errors), list(errors.values()), color=["C3", "C0", "C7"])
 ax.set_ylabel("held-out MSE per pixel")
 ax.tick_params(axis="x", labelsize=8)
-rows = {"original": X_test[:10]}
+rows = {"original": X_test[:10]}  # then one row per model
 rows.update({name: m.inverse_transform(m.transform(X_test[:10])) for name, m in models.items()})
 for r, (label, images) in enumerate(rows.items()):
     for c in range(10):
@@ -65,6 +65,6 @@ for r, (label, images) in enumerate(rows.items()):
         ax.set_xticks([])
         ax.set_yticks([])
         if c == 0:
-            ax.set_ylabel(label[:5], fontsize=8)
+            ax.set_ylabel({"convolutional": "conv"}.get(label, label), fontsize=8)
 fig.tight_layout()
 plt.show()
