@@ -87,15 +87,16 @@ def mlp(layer_sizes, *, activation="relu", dropout=0.0, batch_norm=False, tied_t
 
 
 class WithLinearPath(nn.Module):
-    """A linear map plus a (nonlinear) branch: ``linear(x) + gate * branch(x)``.
+    """A linear map plus a (nonlinear) branch: ``linear(x) + branch(x)``.
 
     The linear path carries a linear model (PCA's projection or
     reconstruction, see :meth:`Autoencoder.start_from_linear`); the branch
-    adds what the linear model misses. The branch's contribution starts at
-    zero, either because its output layer is zero (:func:`zero_output_layer`:
-    the output layer still gets gradients, so the branch starts learning at
-    the first step) or, where that layer cannot be zeroed (its weight is tied
-    to a layer the network needs), through a scalar ``gate`` that starts at 0.
+    adds what the linear model misses. :meth:`silence_branch` makes the
+    branch's contribution zero by zeroing its output layer
+    (:func:`zero_output_layer`), which still gets gradients, so the branch
+    starts learning at the first step. (A scalar gate at zero would learn
+    too, but the branch's contribution would then grow as the product of
+    two small factors, slowly.)
 
     Parameters
     ----------
@@ -104,37 +105,44 @@ class WithLinearPath(nn.Module):
     branch : nn.Module or None
         The branch, with the same input and output sizes; None for a purely
         linear map.
-    gated : bool, default=False
-        Whether the branch's output is multiplied by a learned scalar that
-        starts at 0.
     """
 
-    def __init__(self, linear, branch=None, *, gated=False):
+    def __init__(self, linear, branch=None):
         super().__init__()
         self.linear = linear
         self.branch = branch
-        self.gate = nn.Parameter(torch.zeros(())) if gated and branch is not None else None
 
     def forward(self, x):
         out = self.linear(x)
         if self.branch is None:
             return out
-        branch = self.branch(x)
-        if self.gate is not None:
-            branch = self.gate * branch
-        return out + branch
+        return out + self.branch(x)
 
     def silence_branch(self):
-        """Make the branch's contribution exactly zero (its output layer, or the gate)."""
-        if self.branch is None:
+        """Make the branch's contribution zero, in place.
+
+        Its output layer is zeroed; a :class:`TiedLinear` output layer (whose
+        weight is another layer's) keeps its weight, and its bias cancels
+        the branch's output instead, which is exact to float rounding when
+        that output is constant: in a tied decoder, whose first layer is the
+        transpose of the zeroed output layer of the encoder's branch.
+        """
+        if self.branch is None or zero_output_layer(self.branch):
             return
-        if self.gate is not None:
-            with torch.no_grad():
-                self.gate.zero_()
-        elif not zero_output_layer(self.branch):
-            raise ValueError(
-                f"the branch {type(self.branch).__name__} has no output layer to zero"
-            )
+        last = [m for m in self.branch.modules() if isinstance(m, TiedLinear)][-1]
+        training = self.branch.training
+        self.branch.eval()
+        with torch.no_grad():
+            probe = torch.randn(2, self.linear.in_features, generator=torch.Generator().manual_seed(0))
+            probe = probe.to(last.bias.device)
+            outputs = self.branch(probe)
+            if not torch.allclose(outputs[0], outputs[1]):
+                raise ValueError(
+                    "the branch's output layer is tied and its output depends on "
+                    "the input: it cannot be silenced"
+                )
+            last.bias.sub_(outputs[0])
+        self.branch.train(training)
 
 
 def zero_output_layer(module):
@@ -145,8 +153,13 @@ def zero_output_layer(module):
     False (and changes nothing) when there is none, or when it is a
     :class:`TiedLinear`, whose weight belongs to another layer.
     """
+    # A TiedLinear holds the layer it is tied to as a child: not this
+    # module's own layer.
+    borrowed = {id(m.tied_to) for m in module.modules() if isinstance(m, TiedLinear)}
     last = None
     for layer in module.modules():
+        if id(layer) in borrowed:
+            continue
         if isinstance(layer, nn.Linear | nn.Conv2d | nn.ConvTranspose2d | TiedLinear):
             last = layer
     if last is None or isinstance(last, TiedLinear):
@@ -296,9 +309,9 @@ class MLPAutoencoder(Autoencoder):
     tied_weights : bool, default=False
         Whether each decoder layer uses the transposed weight of its mirror
         encoder layer (with its own bias), halving the number of weights;
-        the decoder's linear path uses the encoder's. The decoder's branch,
-        whose output layer is then the encoder branch's first layer, is
-        gated by a scalar that starts at zero.
+        the decoder's linear path uses the encoder's. The decoder branch's
+        output layer is then the encoder branch's first layer and cannot be
+        zeroed: its bias cancels the branch's (constant) starting output.
     **options
         ``noise``, ``noise_level``, ``code_activation``, ``return_code``:
         see :class:`Autoencoder`.
@@ -332,9 +345,7 @@ class MLPAutoencoder(Autoencoder):
             branch = mlp(
                 [n_components, *hidden[::-1], n_features], tied_to=tied_to, **layer_options
             )
-        # A tied decoder's output layer is the encoder's first layer, which
-        # cannot be zero: its branch is gated instead.
-        decoder = WithLinearPath(decoder_linear, branch, gated=tied_weights)
+        decoder = WithLinearPath(decoder_linear, branch)
         encoder.silence_branch()
         decoder.silence_branch()
         super().__init__(encoder, decoder, **options)

@@ -36,10 +36,11 @@ def _run_network(fn, x, role):
 # a tenth of a second in float64 on one core): rows * n_features**2 for the
 # covariance. Below it (all of most data sets) the start is PCA on every
 # training row; above it, on evenly spaced rows, at least _PCA_MIN_ROWS; never
-# more than _PCA_MAX_ROWS (a float64 copy of them is made).
+# more than _PCA_MAX_ROWS. Rows are read in blocks of _PCA_BLOCK_VALUES values.
 _PCA_BUDGET = 2e9
 _PCA_MIN_ROWS = 2000
 _PCA_MAX_ROWS = 50_000
+_PCA_BLOCK_VALUES = 2**22
 
 
 def principal_axes(data, n_components):
@@ -56,23 +57,40 @@ def principal_axes(data, n_components):
     """
     n, d = len(data), data.n_features
     n_rows = min(n, _PCA_MAX_ROWS, max(_PCA_MIN_ROWS, int(_PCA_BUDGET / d**2)))
-    if n_rows < n:
-        index = torch.as_tensor(np.linspace(0, n - 1, n_rows).round().astype(np.int64))
-        if data.resident:
-            index = index.to(data.device)
-        else:
-            index = index.numpy()
-        rows = data.take(index)
+    if n_rows <= d:
+        # the SVD path holds the rows at once: at most _PCA_BLOCK_VALUES
+        n_rows = min(n_rows, max(100, _PCA_BLOCK_VALUES // d))
+    block_rows = max(1, _PCA_BLOCK_VALUES // d)
+    index = np.arange(n) if n_rows == n else np.linspace(0, n - 1, n_rows).round()
+    index = torch.as_tensor(index.astype(np.int64))
+    if data.resident:
+        index = index.to(data.device)
     else:
-        rows = data.take(slice(0, n))
-    rows = rows.to(torch.float64)
-    mean = rows.mean(dim=0)
-    rows = rows - mean
+        index = index.numpy()
     if n_rows > d:
-        values, vectors = torch.linalg.eigh(rows.T @ rows / n_rows)
+        # Covariance accumulated over blocks of rows (sparse rows are
+        # densified a block at a time), centred at the first block's mean
+        # so that the sums do not cancel.
+        shift = None
+        total = gram = None
+        for start in range(0, n_rows, block_rows):
+            block = data.take(index[start : start + block_rows]).to(torch.float64)
+            if shift is None:
+                shift = block.mean(dim=0)
+                total = torch.zeros_like(shift)
+                gram = torch.zeros(d, d, dtype=torch.float64, device=block.device)
+            block = block - shift
+            total += block.sum(dim=0)
+            gram += block.T @ block
+        offset = total / n_rows
+        mean = shift + offset
+        covariance = gram / n_rows - torch.outer(offset, offset)
+        values, vectors = torch.linalg.eigh(covariance)
         values, axes = values.flip(0), vectors.flip(1).T
     else:
-        _, singular, axes = torch.linalg.svd(rows, full_matrices=False)
+        rows = data.take(index).to(torch.float64)
+        mean = rows.mean(dim=0)
+        _, singular, axes = torch.linalg.svd(rows - mean, full_matrices=False)
         values = singular.square() / n_rows
     values = values.clamp_min(0)[:n_components].cpu().numpy()
     axes = axes[:n_components].cpu().numpy()
