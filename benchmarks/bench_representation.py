@@ -75,7 +75,7 @@ def load_panel(data_dir, quick):
     adbench = sorted((data_dir / "adbench").glob("*.npz"))
     cifar = data_dir / "embeddings" / "CIFAR10_0.npz"
     if quick:
-        adbench = [p for p in adbench if p.stem in ("14_glass", "45_wine")]
+        adbench = [p for p in adbench if p.stem == "14_glass"]
     for path in adbench:
         sets.append((path.stem, np.load(path)["X"].astype(np.float64)))
     if cifar.exists():
@@ -103,8 +103,9 @@ def load_panel(data_dir, quick):
             sets.append(("synthetic 300x200", _synthetic(300, 200, 1)))
     X, _ = load_breast_cancer(return_X_y=True)
     sets.append(("breast cancer", X))
-    X, _ = load_digits(return_X_y=True)
-    sets.append(("digits", X[:300] if quick else X))
+    if not quick:
+        X, _ = load_digits(return_X_y=True)
+        sets.append(("digits", X))
     return sorted(sets, key=lambda item: item[0].lower())
 
 
@@ -146,8 +147,8 @@ def reconstruction_row(name, X_train, X_test, seed, ae_options):
             X_train
         )
     )
-    initial = dict(ae.net_.callbacks_)["early_stopping"].initial_score_
-    kept_start = (
+    initial = getattr(dict(ae.net_.callbacks_)["early_stopping"], "initial_score_", None)
+    kept_start = bool(
         ae.early_stopping and initial is not None
         and ae.best_validation_score_ == -initial
     )
@@ -160,10 +161,10 @@ def reconstruction_row(name, X_train, X_test, seed, ae_options):
     }
 
 
-def likelihood_rows(name, X_train, X_test, seed, vae_options):
+def likelihood_rows(name, X_train, X_test, seed, vae_options, quick=False):
     rows = []
     d = X_train.shape[1]
-    for k in LIKELIHOOD_COMPONENTS:
+    for k in LIKELIHOOD_COMPONENTS[:1] if quick else LIKELIHOOD_COMPONENTS:
         if k >= d or k >= len(X_train):
             continue
         row = {"set": name, "seed": seed, "n_features": d, "k": k}
@@ -371,7 +372,8 @@ def main(argv=None):
             print(f"{name} seed {seed}: AE/PCA {row['ratio']:.3f} "
                   f"({row['epochs']} epochs, {row['fit_s']:.1f} s)", flush=True)
             if not args.skip_likelihood:
-                for lrow in likelihood_rows(name, X_train, X_test, seed, vae_options):
+                for lrow in likelihood_rows(name, X_train, X_test, seed, vae_options,
+                                             args.quick):
                     likelihood.append(lrow)
                     print(f"  k={lrow['k']}: PCA {lrow.get('pca')} FA {lrow.get('fa')} "
                           f"VAE {lrow.get('vae')}", flush=True)

@@ -463,12 +463,16 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         """Greedy layer-wise pretraining of ``net``'s module (if asked), then
         the PCA start of its linear paths, in place.
 
-        Only the training part is used, so that the rows held out for early
-        stopping stay unseen.
+        Pretraining uses only the training part, so that the rows held out
+        for early stopping stay unseen. The PCA start uses every row: it is
+        the PCA a user would fit on X, and training has to beat it on the
+        validation rows (which it has seen, to its advantage) to replace it.
+        On small data sets a PCA fitted on 10% fewer rows would be a worse
+        start than the PCA it is compared with.
         """
-        train_data = net.get_split_datasets(data)[0]
         curves = None
         if self.layerwise_pretraining:
+            train_data = net.get_split_datasets(data)[0]
             curves = pretrain_layerwise(
                 net.module_,
                 train_data,
@@ -481,11 +485,11 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
                 mixed_precision=self.mixed_precision,
             )
         if net.module_.has_linear_path:
-            self._start_from_pca(net.module_, train_data)
+            self._start_from_pca(net.module_, data)
         return {"pretraining_loss_curves_": curves}
 
-    def _start_from_pca(self, module, train_data):
-        """Set ``module``'s linear paths to PCA's solution on ``train_data``
+    def _start_from_pca(self, module, data):
+        """Set ``module``'s linear paths to PCA's solution on ``data``
         (rows as the network sees them) and silence its nonlinear branches.
 
         The encoder's linear path gives PCA's scores and the decoder's the
@@ -497,7 +501,7 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         that ignores the code, since a linear map of the data is no logit.
         """
         k = self.n_components
-        mean, components, variances = principal_axes(train_data, k)
+        mean, components, variances = principal_axes(data, k)
         encoder_weight = components
         decoder_weight = components.T.copy()
         if self.sparsity == "kl":

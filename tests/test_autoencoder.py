@@ -397,11 +397,8 @@ def test_network_starts_as_pca_of_the_scaled_training_rows(params):
         **{**FAST, "n_components": 3, **params}, callbacks=[("start", StartOfTraining())]
     ).fit(X)
     Xs = (X - ae.mean_) / ae.scale_  # X as the network sees it
-    train = Xs
-    if ae.early_stopping:  # PCA of the training part only
-        data = TensorData(X, mean=ae.mean_, scale=ae.scale_, resident=True)
-        train = ae.net_.get_split_datasets(data)[0].X.numpy()
-    pca = PCA(n_components=3).fit(train)
+    # every row, the validation rows of early stopping included
+    pca = PCA(n_components=3).fit(Xs)
     _at_start(ae)
     expected = pca.inverse_transform(pca.transform(Xs)) * ae.scale_ + ae.mean_
     # float32 weights: agreement to float32 precision, relative to X's scale
