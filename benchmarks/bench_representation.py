@@ -303,6 +303,12 @@ def write_report(path, recon, likelihood, half, args, command, load_before, load
         f"- All sets: {ae_summary(recon)}.",
         f"- Half A: {ae_summary([r for r in recon if half[r['set']] == 'A'])}.",
         f"- Half B: {ae_summary([r for r in recon if half[r['set']] == 'B'])}.",
+    ]
+    if args.skip_likelihood:
+        lines += ["", "Log-likelihood: not run (`--skip-likelihood`)."]
+        Path(path).write_text("\n".join(lines) + "\n")
+        return
+    lines += [
         "",
         "## Log-likelihood (held out, nats per sample)",
         "",
