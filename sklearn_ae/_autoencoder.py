@@ -22,14 +22,28 @@ class AutoencoderTransformer(
     It drops into a :class:`~sklearn.pipeline.Pipeline` wherever
     :class:`~sklearn.decomposition.PCA` does.
 
+    The autoencoder contains PCA and starts as PCA. Encoder and decoder are
+    each a linear map plus a nonlinear branch through the hidden layers;
+    before the first training step the linear maps hold PCA's solution on
+    the training rows as the network sees them (after ``standardize``) and
+    the branches' output layers are zero, so that ``transform`` returns
+    PCA's scores and ``inverse_transform(transform(X))`` PCA's
+    reconstruction. Training moves on from there, and with
+    ``early_stopping`` (the default) the start is a candidate like every
+    epoch: if no epoch beats PCA on the validation rows, ``fit`` returns
+    PCA. Where a nonlinear code helps, the branches learn it.
+
     Parameters
     ----------
     n_components : int, default=2
         Number of latent dimensions (the code size).
 
     hidden_layer_sizes : int or tuple of int, default=(64, 32)
-        Sizes of the encoder's hidden layers, input side first. The decoder
-        uses them in reverse order. ``()`` gives a shallow autoencoder.
+        Sizes of the nonlinear branch's hidden layers in the encoder, input
+        side first. The decoder uses them in reverse order. ``()`` leaves
+        only the linear maps: with ``activation='identity'`` (which then has
+        no layer to act on) a linear autoencoder, which starts at PCA's
+        solution and stays there up to the optimizer's noise.
 
     activation : {'relu', 'tanh', 'logistic', 'identity', 'elu', 'gelu', \
 'selu', 'leaky_relu'}, default='relu'
@@ -69,12 +83,19 @@ class AutoencoderTransformer(
         ``tol`` for ``n_iter_no_change`` consecutive epochs.
 
     n_iter_no_change : int, default=10
-        Epochs without improvement allowed before stopping.
+        Epochs without improvement allowed before stopping. With
+        ``early_stopping``, at least as many epochs as make 100 optimizer
+        steps: on a small data set an epoch is one or two steps, and 10 of
+        them say nothing yet about a network that started at PCA.
 
-    early_stopping : bool, default=False
+    early_stopping : bool, default=True
         Whether to hold out ``validation_fraction`` of the training data,
         stop when its loss stops improving, and restore the weights of the
-        best epoch.
+        best epoch. The network before the first epoch (PCA, see above)
+        counts as epoch 0: when no epoch beats it by ``tol``, it is what
+        ``fit`` returns, so the held-out error is not meant to end up worse
+        than PCA's. Needs at least 2 samples; set it to False to train on
+        every row for a fixed schedule.
 
     validation_fraction : float, default=0.1
         Fraction of the training data held out when ``early_stopping=True``.
@@ -83,13 +104,13 @@ class AutoencoderTransformer(
         Whether to z-score each feature internally before training, so that
         features in large units do not dominate the loss. ``transform``
         applies the same scaling, ``inverse_transform`` undoes it, and scores
-        are reported in the units of X. Ignored with ``loss='bce'``. As with
-        :class:`~sklearn.preprocessing.StandardScaler`, a feature that is
-        almost constant in the training data (a border pixel that is
-        nearly always 0) gets a tiny scale, so a rare value at ``transform``
-        time becomes a very large z-score; for features in one shared unit
-        (pixels, embeddings) ``standardize=False`` is often the better
-        choice (the digits demo uses it).
+        are reported in the units of X. Ignored with ``loss='bce'``. Unlike
+        :class:`~sklearn.preprocessing.StandardScaler`, no feature's scale
+        is below a tenth of the median feature's standard deviation: a
+        feature that is almost constant in the training data (a border
+        pixel that is nearly always 0) would otherwise get a tiny scale, and
+        a rare value at ``transform`` time a z-score of hundreds that
+        dominates the loss.
 
     device : str or torch.device, default='auto'
         Where the network is trained and run. ``'auto'`` picks CUDA when
@@ -154,7 +175,12 @@ class AutoencoderTransformer(
     tied_weights : bool, default=False
         Whether each decoder layer uses the transpose of its mirror encoder
         layer's weight (with its own bias): half the weights to learn, and a
-        decoder that cannot drift from the encoder.
+        decoder that cannot drift from the encoder. The linear maps are tied
+        too (PCA's decoder is its encoder's transpose), so the start is
+        still PCA; the decoder branch's output layer is then the encoder
+        branch's first layer, which cannot start at zero, and its bias
+        cancels the branch's (constant) starting output instead. In our
+        tests the tied branches improve on PCA more slowly than untied ones.
 
     sparsity : {'kl', 'l1'} or None, default=None
         Penalty on the code added to the training loss, for a sparse
@@ -163,7 +189,11 @@ class AutoencoderTransformer(
         ``sparsity_target`` and each code unit's mean activation over the
         batch (summed over units); ``'l1'`` adds ``sparsity_weight`` times the
         mean L1 norm of the (linear) code. Scores stay the pure
-        reconstruction error.
+        reconstruction error. With ``'kl'`` the start cannot be PCA exactly:
+        each PCA score is scaled into the sigmoid's near-linear range (one
+        standard deviation to half a logit unit; a fixed factor 2 with
+        ``tied_weights``) and the decoder undoes the scaling, so the start
+        is PCA up to the sigmoid's curvature.
 
     sparsity_weight : float, default=0.1
         Weight of the sparsity penalty, relative to the reconstruction loss
@@ -181,7 +211,9 @@ class AutoencoderTransformer(
         ``pretraining_max_iter`` epochs on the codes of the layers below
         (with the input corruption of ``noise``, if any: stacked denoising
         autoencoders), then the stack is fine-tuned for up to ``max_iter``
-        epochs. Not used with ``warm_start`` continuations.
+        epochs. Not used with ``warm_start`` continuations. It pretrains
+        the nonlinear branches; their output layers are then zeroed so that
+        fine-tuning still starts at PCA, from pretrained hidden layers.
 
     pretraining_max_iter : int, default=20
         Epochs of each shallow autoencoder in ``layerwise_pretraining``.
@@ -197,7 +229,9 @@ class AutoencoderTransformer(
         the decoder), for windows of a time series stored time-major;
         ``activation`` does not apply to it, ``dropout`` is applied between
         LSTM layers and ``batch_norm`` is not available. None: fully
-        connected networks.
+        connected networks. The convolutional and LSTM networks are the
+        branches of linear maps on the flat rows, with their output layers
+        zeroed: they start at PCA too.
 
     encoder : class, callable or torch.nn.Module, default=None
         A custom encoder network replacing the built-in one (then
@@ -210,7 +244,8 @@ class AutoencoderTransformer(
         ``n_features`` and ``n_components`` when its signature takes them;
         a module instance is copied. The parameters can be searched with
         :class:`~sklearn.model_selection.GridSearchCV`. Shapes are checked
-        at fit.
+        at fit. Custom networks are used as given: no linear map is added
+        and training starts from their own initialisation, not from PCA.
 
     decoder : class, callable or torch.nn.Module, default=None
         The matching custom decoder, from codes of shape ``(n, n_components)``
@@ -255,7 +290,8 @@ class AutoencoderTransformer(
         None.
 
     best_validation_score_ : float or None
-        Largest value of ``validation_scores_``, whose weights were restored.
+        Largest negative validation loss among the epochs and the network
+        before training (epoch 0, PCA); its weights were restored.
 
     n_iter_ : int
         Number of epochs run (across warm starts).
@@ -312,6 +348,9 @@ class AutoencoderTransformer(
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Data to encode.
+
+        Before training the codes are PCA's scores of the (standardized)
+        rows; the trained encoder adds its nonlinear branch to them.
 
         Returns
         -------

@@ -16,14 +16,13 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from joblib import effective_n_jobs
-from skorch.callbacks import EarlyStopping
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._callbacks import EpochProgressBar
+from ._callbacks import EarlyStoppingFromStart, EpochProgressBar
 from ._data import TensorData, feature_scaling
 from ._engine import AutoencoderNet, DivergenceError, HoldoutSplit, has_batch_norm
 from ._losses import reconstruction_of
@@ -36,6 +35,11 @@ _DTYPES = (np.float64, np.float32)
 # Rows per forward pass at inference: large enough to amortise the per-call
 # cost, small enough that a batch of wide rows stays a few tens of MB.
 _INFERENCE_ROWS = 8192
+# With early_stopping, patience is at least as many epochs as make this many
+# optimizer steps: on 100 rows an epoch is a single step, and 10 epochs
+# without progress say nothing yet about a network that started at a good
+# linear model.
+_MIN_PATIENCE_STEPS = 100
 
 
 def resolve_device(device):
@@ -517,12 +521,15 @@ class _BaseAutoencoder(BaseEstimator):
         callbacks = [
             (
                 "early_stopping",
-                EarlyStopping(
+                EarlyStoppingFromStart(
                     monitor=monitor,
                     patience=self.n_iter_no_change,
                     threshold=self.tol,
                     threshold_mode="abs",
                     load_best=self.early_stopping,
+                    min_patience_steps=(
+                        _MIN_PATIENCE_STEPS if self.early_stopping else 0
+                    ),
                 ),
             )
         ]
@@ -560,7 +567,11 @@ class _BaseAutoencoder(BaseEstimator):
         if self.early_stopping:
             scores = [-float(v) for v in history[:, "valid_loss"]]
             self.validation_scores_ = scores
-            self.best_validation_score_ = max(scores)
+            # The network before training was a candidate too (see
+            # EarlyStoppingFromStart), and is what was restored if it won.
+            initial = dict(self.net_.callbacks_)["early_stopping"].initial_score_
+            candidates = scores if initial is None else [*scores, -initial]
+            self.best_validation_score_ = max(candidates)
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None

@@ -1,6 +1,9 @@
 """skorch callbacks used by the estimators."""
 
-from skorch.callbacks import Callback
+import copy
+import math
+
+from skorch.callbacks import Callback, EarlyStopping
 
 
 class EpochProgressBar(Callback):
@@ -52,3 +55,83 @@ class KLWarmup(Callback):
             weight = min(1.0, epoch / self.n_epochs)
         net.criterion_.kl_weight = weight
         net.history.record("kl_weight", weight)
+
+
+class EarlyStoppingFromStart(EarlyStopping):
+    """skorch's ``EarlyStopping`` in which the network as training found it
+    is the first candidate for the best.
+
+    Before the first epoch of each training run the monitored validation
+    loss of the initial network is computed on the validation split; it is
+    the score to beat (recorded as epoch 0, or as the last epoch of an
+    earlier run when training continues), and with ``load_best`` its
+    weights are the ones restored when no epoch beats it by ``threshold``.
+    A network that starts from a good model (PCA, factor analysis) thus
+    never comes out of training worse on held-out data than it went in.
+
+    Parameters
+    ----------
+    min_patience_steps : int, default=0
+        Patience is at least as many epochs as make this many optimizer
+        steps (at the epoch's number of training batches): on a small data
+        set, where an epoch is one or two steps, ``patience`` epochs would
+        stop training before the network has moved.
+    **kwargs
+        Those of :class:`skorch.callbacks.EarlyStopping`.
+
+    Attributes
+    ----------
+    initial_score_ : float or None
+        The monitored validation loss of the network before the run's first
+        epoch (None when there is no validation split, or when the monitor
+        is not a validation loss).
+    """
+
+    def __init__(self, *, min_patience_steps=0, **kwargs):
+        super().__init__(**kwargs)
+        self.min_patience_steps = min_patience_steps
+
+    def on_train_begin(self, net, **kwargs):
+        super().on_train_begin(net, **kwargs)
+        self.initial_score_ = None
+        self._pending_start = self.monitor.startswith("valid")
+
+    def on_epoch_begin(self, net, dataset_valid=None, **kwargs):
+        if not self._pending_start:
+            return
+        self._pending_start = False
+        if dataset_valid is None:
+            return
+        score = self._validation_loss(net, dataset_valid)
+        if not math.isfinite(score):
+            return
+        self.initial_score_ = score
+        self.dynamic_threshold_ = self._calc_new_threshold(score)
+        # The row of this epoch is already open; the start is the row before.
+        self.best_epoch_ = len(net.history) - 1
+        if self.load_best:
+            self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
+
+    @staticmethod
+    def _validation_loss(net, dataset_valid):
+        """Mean validation loss of the current network, as an epoch computes it."""
+        net._set_training(False)
+        total, n_rows = 0.0, 0
+        for batch in net.get_iterator(dataset_valid, training=False):
+            step = net.validation_step(batch)
+            total += float(step["loss"]) * len(batch[0])
+            n_rows += len(batch[0])
+        return total / n_rows if n_rows else math.nan
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.min_patience_steps:
+            batches = net.history[-1].get("train_batch_count") or 1
+            needed = math.ceil(self.min_patience_steps / batches)
+            if self.patience < needed:
+                # skorch compares misses_ with patience: lend it the larger one.
+                stored, self.patience = self.patience, needed
+                try:
+                    return super().on_epoch_end(net, **kwargs)
+                finally:
+                    self.patience = stored
+        return super().on_epoch_end(net, **kwargs)

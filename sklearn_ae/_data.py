@@ -36,11 +36,25 @@ def fits_on_device(nbytes, device):
     return nbytes <= RESIDENT_SHARE * free
 
 
+# Smallest scale a feature gets, as a fraction of the median standard
+# deviation of the (non-constant) features: see feature_scaling.
+SCALE_FLOOR = 0.1
+
+
 def feature_scaling(X):
     """Return per-feature ``(mean, scale)`` for z-scoring ``X`` (dense or sparse).
 
-    Moments are accumulated in float64. Constant features get a scale of 1
-    so they map to 0 instead of NaN.
+    Moments are accumulated in float64. ``scale`` is each feature's standard
+    deviation, floored at :data:`SCALE_FLOOR` (0.1) times the median standard
+    deviation of the non-constant features. Without the floor, a feature
+    that is almost constant in the training data (a border pixel that is
+    nearly always 0, a rare binary flag) gets a tiny scale, and a value
+    that is ordinary in the feature's own units turns into a z-score of
+    hundreds on new data, which then dominates a squared error. With it, no
+    feature is blown up by more than 10 times the typical feature's factor;
+    features at least a tenth as spread as the typical one are z-scored as
+    usual. Constant features (and all features when every one is constant)
+    get the floor, or 1, so they map to 0 instead of NaN.
     """
     if sp.issparse(X):
         from sklearn.utils.sparsefuncs import mean_variance_axis
@@ -50,7 +64,10 @@ def feature_scaling(X):
         mean, var = _blockwise_mean_var(np.asarray(X))
     scale = np.sqrt(var)
     tiny = 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
-    scale[scale < tiny] = 1.0
+    varying = scale >= tiny
+    floor = SCALE_FLOOR * np.median(scale[varying]) if varying.any() else 0.0
+    scale[~varying] = floor if floor > 0 else 1.0
+    np.maximum(scale, floor, out=scale)
     return mean, scale
 
 

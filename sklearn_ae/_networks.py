@@ -88,6 +88,91 @@ def mlp(layer_sizes, *, activation="relu", dropout=0.0, batch_norm=False, tied_t
     return nn.Sequential(*layers)
 
 
+class WithLinearPath(nn.Module):
+    """A linear map plus a (nonlinear) branch: ``linear(x) + branch(x)``.
+
+    The linear path carries a linear model (PCA's projection or
+    reconstruction, see :meth:`Autoencoder.start_from_linear`); the branch
+    adds what the linear model misses. :meth:`silence_branch` makes the
+    branch's contribution zero by zeroing its output layer
+    (:func:`zero_output_layer`), which still gets gradients, so the branch
+    starts learning at the first step. (A scalar gate at zero would learn
+    too, but the branch's contribution would then grow as the product of
+    two small factors, slowly.)
+
+    Parameters
+    ----------
+    linear : nn.Linear or TiedLinear
+        The linear path.
+    branch : nn.Module or None
+        The branch, with the same input and output sizes; None for a purely
+        linear map.
+    """
+
+    def __init__(self, linear, branch=None):
+        super().__init__()
+        self.linear = linear
+        self.branch = branch
+
+    def forward(self, x):
+        out = self.linear(x)
+        if self.branch is None:
+            return out
+        return out + self.branch(x)
+
+    def silence_branch(self):
+        """Make the branch's contribution zero, in place.
+
+        Its output layer is zeroed; a :class:`TiedLinear` output layer (whose
+        weight is another layer's) keeps its weight, and its bias cancels
+        the branch's output instead, which is exact to float rounding when
+        that output is constant: in a tied decoder, whose first layer is the
+        transpose of the zeroed output layer of the encoder's branch.
+        """
+        if self.branch is None or zero_output_layer(self.branch):
+            return
+        last = [m for m in self.branch.modules() if isinstance(m, TiedLinear)][-1]
+        training = self.branch.training
+        self.branch.eval()
+        with torch.no_grad():
+            probe = torch.randn(2, self.linear.in_features, generator=torch.Generator().manual_seed(0))
+            probe = probe.to(last.bias.device)
+            outputs = self.branch(probe)
+            if not torch.allclose(outputs[0], outputs[1]):
+                raise ValueError(
+                    "the branch's output layer is tied and its output depends on "
+                    "the input: it cannot be silenced"
+                )
+            last.bias.sub_(outputs[0])
+        self.branch.train(training)
+
+
+def zero_output_layer(module):
+    """Set the weight and bias of ``module``'s output layer to zero, in place.
+
+    The output layer is the last linear or (transposed) convolution layer in
+    registration order, as in :func:`mlp` and the built-in networks. Returns
+    False (and changes nothing) when there is none, or when it is a
+    :class:`TiedLinear`, whose weight belongs to another layer.
+    """
+    # A TiedLinear holds the layer it is tied to as a child: not this
+    # module's own layer.
+    borrowed = {id(m.tied_to) for m in module.modules() if isinstance(m, TiedLinear)}
+    last = None
+    for layer in module.modules():
+        if id(layer) in borrowed:
+            continue
+        if isinstance(layer, nn.Linear | nn.Conv2d | nn.ConvTranspose2d | TiedLinear):
+            last = layer
+    if last is None or isinstance(last, TiedLinear):
+        return False
+    with torch.no_grad():
+        last.weight.zero_()
+        if last.bias is not None:
+            last.bias.zero_()
+    return True
+
+
 class Corruption(nn.Module):
     """Input corruption of a denoising autoencoder, applied in training only.
 
@@ -171,9 +256,46 @@ class Autoencoder(nn.Module):
         reconstruction = self.decode(code)
         return (reconstruction, code) if self.return_code else reconstruction
 
+    @property
+    def has_linear_path(self):
+        """Whether encoder and decoder are :class:`WithLinearPath` maps."""
+        return isinstance(self.encoder, WithLinearPath) and isinstance(
+            self.decoder, WithLinearPath
+        )
+
+    def start_from_linear(self, encoder_weight, encoder_bias, decoder_weight, decoder_bias):
+        """Set the linear paths to the given linear encoder and decoder, and
+        make the branches' contributions exactly zero.
+
+        The network then computes ``decode(encode(x))`` of the linear model
+        (up to the code activation). Weights are ``(out, in)`` arrays or
+        tensors, as in ``nn.Linear``; a tied decoder keeps the encoder's
+        transposed weight and takes only ``decoder_bias``.
+        """
+        if not self.has_linear_path:
+            raise ValueError("this network has no linear path to start from")
+        with torch.no_grad():
+            for path, weight, bias in (
+                (self.encoder, encoder_weight, encoder_bias),
+                (self.decoder, decoder_weight, decoder_bias),
+            ):
+                linear = path.linear
+                if not isinstance(linear, TiedLinear):
+                    linear.weight.copy_(torch.as_tensor(weight))
+                linear.bias.copy_(torch.as_tensor(bias))
+                path.silence_branch()
+
 
 class MLPAutoencoder(Autoencoder):
-    """A fully connected encoder and a decoder that mirrors it.
+    """A fully connected encoder and a decoder that mirrors it, each a linear
+    path plus a nonlinear branch.
+
+    Encoder and decoder are :class:`WithLinearPath` maps: a linear layer
+    from input to output, plus an :func:`mlp` branch through the hidden
+    layers whose output layer starts at zero (no branch without hidden
+    layers). Until trained, or until :meth:`Autoencoder.start_from_linear`
+    sets the linear paths (to PCA's solution, say), the network is a linear
+    autoencoder.
 
     Parameters
     ----------
@@ -188,7 +310,10 @@ class MLPAutoencoder(Autoencoder):
         See :func:`mlp`.
     tied_weights : bool, default=False
         Whether each decoder layer uses the transposed weight of its mirror
-        encoder layer (with its own bias), halving the number of weights.
+        encoder layer (with its own bias), halving the number of weights;
+        the decoder's linear path uses the encoder's. The decoder branch's
+        output layer is then the encoder branch's first layer and cannot be
+        zeroed: its bias cancels the branch's (constant) starting output.
     **options
         ``noise``, ``noise_level``, ``code_activation``, ``return_code``:
         see :class:`Autoencoder`.
@@ -208,14 +333,34 @@ class MLPAutoencoder(Autoencoder):
     ):
         hidden = list(hidden_layer_sizes)
         layer_options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
-        encoder = mlp([n_features, *hidden, n_components], **layer_options)
-        tied_to = None
-        if tied_weights:
-            tied_to = [m for m in encoder if isinstance(m, nn.Linear)][::-1]
-        decoder = mlp(
-            [n_components, *hidden[::-1], n_features], tied_to=tied_to, **layer_options
-        )
+        linear = nn.Linear(n_features, n_components)
+        branch = None
+        if hidden:
+            branch = mlp([n_features, *hidden, n_components], **layer_options)
+        encoder = WithLinearPath(linear, branch)
+        decoder_linear = TiedLinear(linear) if tied_weights else nn.Linear(n_components, n_features)
+        branch = None
+        if hidden:
+            tied_to = None
+            if tied_weights:
+                tied_to = [m for m in encoder.branch if isinstance(m, nn.Linear)][::-1]
+            branch = mlp(
+                [n_components, *hidden[::-1], n_features], tied_to=tied_to, **layer_options
+            )
+        decoder = WithLinearPath(decoder_linear, branch)
+        encoder.silence_branch()
+        decoder.silence_branch()
         super().__init__(encoder, decoder, **options)
+
+
+def _linear_paths(n_features, n_components, encoder, decoder):
+    """Wrap a structured encoder and decoder as branches of linear paths on
+    flat rows, their output layers zeroed (see :class:`WithLinearPath`)."""
+    encoder = WithLinearPath(nn.Linear(n_features, n_components), encoder)
+    decoder = WithLinearPath(nn.Linear(n_components, n_features), decoder)
+    encoder.silence_branch()
+    decoder.silence_branch()
+    return encoder, decoder
 
 
 def _halved(size):
@@ -300,7 +445,9 @@ class ConvDecoder(nn.Module):
 
 class ConvAutoencoder(Autoencoder):
     """Convolutional encoder and transposed-convolutional decoder for images
-    given as flat rows of ``prod(input_shape)`` values.
+    given as flat rows of ``prod(input_shape)`` values, each the branch of a
+    linear path on the flat rows (see :class:`WithLinearPath`) with its
+    output layer zeroed.
 
     ``channels``, ``activation``, ``dropout`` and ``batch_norm`` are those of
     :class:`ConvEncoder`; ``**options`` those of :class:`Autoencoder`.
@@ -310,8 +457,12 @@ class ConvAutoencoder(Autoencoder):
                  activation="relu", dropout=0.0, batch_norm=False, **options):
         layer_options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
         super().__init__(
-            ConvEncoder(input_shape, n_components, channels, **layer_options),
-            ConvDecoder(input_shape, n_components, channels, **layer_options),
+            *_linear_paths(
+                math.prod(input_shape),
+                n_components,
+                ConvEncoder(input_shape, n_components, channels, **layer_options),
+                ConvDecoder(input_shape, n_components, channels, **layer_options),
+            ),
             **options,
         )
 
@@ -376,13 +527,19 @@ class LSTMDecoder(nn.Module):
 
 class LSTMAutoencoder(Autoencoder):
     """Sequence-to-sequence LSTM autoencoder for windows of a time series
-    given as flat rows of ``n_timesteps * n_channels`` values."""
+    given as flat rows of ``n_timesteps * n_channels`` values; encoder and
+    decoder are the branches of linear paths on the flat rows (see
+    :class:`WithLinearPath`), with their output layers zeroed."""
 
     def __init__(self, input_shape, n_components, hidden_sizes=(32,), *,
                  dropout=0.0, **options):
         super().__init__(
-            LSTMEncoder(input_shape, n_components, hidden_sizes, dropout=dropout),
-            LSTMDecoder(input_shape, n_components, hidden_sizes, dropout=dropout),
+            *_linear_paths(
+                math.prod(input_shape),
+                n_components,
+                LSTMEncoder(input_shape, n_components, hidden_sizes, dropout=dropout),
+                LSTMDecoder(input_shape, n_components, hidden_sizes, dropout=dropout),
+            ),
             **options,
         )
 
@@ -538,6 +695,8 @@ __all__ = [
     "TiedLinear",
     "VAEOutput",
     "VariationalAutoencoder",
+    "WithLinearPath",
     "count_parameters",
     "mlp",
+    "zero_output_layer",
 ]

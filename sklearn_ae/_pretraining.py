@@ -3,6 +3,8 @@
 Each encoder layer and its mirror decoder layer form a shallow autoencoder,
 trained on the codes of the layers below it; the layers are trained in place,
 so after the last one the deep network starts fine-tuning from the stack.
+In a network with linear paths (:class:`~sklearn_ae._networks.WithLinearPath`)
+the layers pretrained are those of the nonlinear branches.
 """
 
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 from ._data import TensorData
 from ._engine import AutoencoderNet
 from ._losses import ReconstructionLoss
-from ._networks import Corruption, TiedLinear
+from ._networks import Corruption, TiedLinear, WithLinearPath
 
 
 def layer_blocks(sequential):
@@ -44,7 +46,9 @@ def pretrain_layerwise(module, data, *, loss, max_epochs, batch_size, lr, device
     Parameters
     ----------
     module : MLPAutoencoder
-        The deep network; its ``encoder`` and ``decoder`` are ``mlp`` stacks.
+        The deep network; its ``encoder`` and ``decoder`` are ``mlp`` stacks,
+        or linear paths whose branches are (a network without hidden
+        layers has no branch: nothing is pretrained).
     data : TensorData
         The (standardized) training rows.
     loss : {'mse', 'bce'}
@@ -58,8 +62,13 @@ def pretrain_layerwise(module, data, *, loss, max_epochs, batch_size, lr, device
     loss_curves : list of list of float
         The training loss of each epoch, for each layer, input side first.
     """
-    encoder = layer_blocks(module.encoder)
-    decoder = layer_blocks(module.decoder)[::-1]
+    encoder_stack, decoder_stack = module.encoder, module.decoder
+    if isinstance(encoder_stack, WithLinearPath):
+        encoder_stack, decoder_stack = encoder_stack.branch, decoder_stack.branch
+    if encoder_stack is None:
+        return []
+    encoder = layer_blocks(encoder_stack)
+    decoder = layer_blocks(decoder_stack)[::-1]
     corruption = module.corruption
     loss_curves = []
     inputs = data

@@ -76,3 +76,27 @@ def test_bench_outliers_quick_without_data_uses_synthetic_sets(tmp_path):
     output = tmp_path / "results.md"
     assert bench.main(["--quick", "--data", str(tmp_path), "--output", str(output)]) == 0
     assert "synthetic" in output.read_text()
+
+
+def test_bench_representation_quick(tmp_path):
+    output = tmp_path / "REPRESENTATION_RESULTS.md"
+    recon, likelihood = load_script("bench_representation").main(
+        ["--quick", "--output", str(output)]
+    )
+    names = {row["set"] for row in recon}
+    assert "breast cancer" in names
+    assert all(np.isfinite(row["pca"]) and np.isfinite(row["ae"]) for row in recon)
+    assert {row["k"] for row in likelihood} == {4}
+    text = output.read_text()
+    assert "| breast cancer | " in text
+    assert "Half A:" in text and "Half B:" in text
+    assert "Load average" in text
+
+
+def test_bench_representation_without_data_uses_synthetic_sets(tmp_path):
+    output = tmp_path / "REPRESENTATION_RESULTS.md"
+    recon, _ = load_script("bench_representation").main(
+        ["--quick", "--data", str(tmp_path / "none"), "--output", str(output),
+         "--skip-likelihood"]
+    )
+    assert {row["set"] for row in recon} == {"breast cancer", "synthetic 400x12"}

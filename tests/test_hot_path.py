@@ -97,7 +97,8 @@ def test_epoch_loss_is_the_mean_loss_over_rows():
     # frozen (lr=0 keeps them at their initial values).
     X = make_data(n_samples=150)
     ae = AutoencoderTransformer(
-        **{**FAST, "max_iter": 1}, batch_size=64, learning_rate=1e-30
+        **{**FAST, "max_iter": 1}, batch_size=64, learning_rate=1e-30,
+        early_stopping=False,
     ).fit(X)
     Xs = torch.as_tensor((X - ae.mean_) / ae.scale_, dtype=torch.float32)
     with torch.no_grad():
@@ -119,12 +120,12 @@ def test_float64_inference_does_not_depend_on_the_batch():
 def test_blockwise_scaling_matches_numpy(monkeypatch, dtype):
     monkeypatch.setattr(sklearn_ae._data, "_SCALING_ROWS", 7)
     X = make_data(n_samples=50, dtype=dtype)
-    X[:, 2] = 4.0  # a constant feature gets scale 1
+    X[:, 2] = 4.0  # a constant feature gets the scale floor
     mean, scale = feature_scaling(X)
     X64 = X.astype(np.float64)
     np.testing.assert_allclose(mean, X64.mean(axis=0), rtol=1e-12)
     expected = X64.std(axis=0)
-    expected[2] = 1.0
+    expected[2] = sklearn_ae._data.SCALE_FLOOR * np.median(np.delete(expected, 2))
     np.testing.assert_allclose(scale, expected, rtol=1e-10)
 
 
@@ -193,7 +194,9 @@ def test_training_data_that_does_not_fit_the_device_streams_from_the_host(
     assert _training_data_seen(resident) == [True]
     assert _training_data_seen(streamed) == [False]
     np.testing.assert_allclose(streamed.loss_curve_, resident.loss_curve_, rtol=1e-5)
-    np.testing.assert_allclose(streamed.transform(X), resident.transform(X), atol=1e-4)
+    # atol 1e-3: from the PCA start (a stationary point of the linear paths)
+    # Adam's normalised steps follow float rounding more than from a random one
+    np.testing.assert_allclose(streamed.transform(X), resident.transform(X), atol=1e-3)
 
 
 def test_out_of_memory_while_moving_the_training_set_falls_back_to_the_host(

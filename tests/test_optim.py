@@ -19,7 +19,7 @@ def _train(
     torch.manual_seed(0)
     module = MLPAutoencoder(7, 2, (5,)).to(device)
     if freeze:
-        module.decoder[0].bias.requires_grad_(False)
+        module.decoder.linear.bias.requires_grad_(False)
     opt = optimizer_cls(
         [p for p in module.parameters() if p.requires_grad], lr=0.01, fused=True, **options
     )
