@@ -273,7 +273,9 @@ def fit_torch_loop(X, spec, seed, device, fast_step=False):
         torch.manual_seed(seed)
         Xt = torch.from_numpy(X).to(device)
         model = MLPAutoencoder(X.shape[1], spec["latent"], spec["hidden"]).to(device)
-        opt = FusedAdam(model.parameters(), lr=LEARNING_RATE, fused=True)
+        # torch's own Adam for the floor (FusedAdam.step skips a decorator).
+        optimizer = FusedAdam if fast_step else torch.optim.Adam
+        opt = optimizer(model.parameters(), lr=LEARNING_RATE, fused=True)
         step = opt.fast_step if fast_step else opt.step
         model.train()
         n, batch = len(Xt), spec["batch_size"]
@@ -617,7 +619,10 @@ class BackgroundLoad:
         return (
             f"{self.n} background process(es) started by this script for the "
             "whole run, each a seeded loop of 512 x 512 float32 `torch.mm` + "
-            f"`relu_` at torch's default thread count ({each})"
+            f"`relu_` at torch's default thread count ({each}). They are "
+            "children of this process, in its session: where the kernel "
+            "schedules by session (autogroup), they take their CPU from "
+            "this process's share"
         )
 
 

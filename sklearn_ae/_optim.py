@@ -98,7 +98,11 @@ def _without_dynamo_guard(name):
         return plain(self, *args, **kwargs)
 
     method.__name__ = method.__qualname__ = name
-    method.__doc__ = decorated.__doc__
+    # torch's docstring (and its examples) stays on torch's method.
+    method.__doc__ = (
+        f"``torch.optim.Optimizer.{name}``, without importing ``torch._dynamo`` "
+        "outside ``torch.compile``."
+    )
     return method
 
 
