@@ -109,9 +109,9 @@ def _without_dynamo_guard(name):
 class FusedAdam(torch.optim.Adam):
     """``torch.optim.Adam`` whose :meth:`fast_step` skips per-step bookkeeping.
 
-    ``step`` is torch's own. ``fast_step`` makes the same update, bit for
-    bit, by calling the fused kernel that ``step`` calls, with the state
-    lists built on the first call. It falls back to ``step`` for anything it
+    ``step`` runs torch's ``Adam.step`` code. ``fast_step`` makes the same
+    update, bit for bit, by calling the fused kernel that ``step`` calls,
+    with the state lists built on the first call. It falls back to ``step`` for anything it
     does not cover: ``fused`` off, ``amsgrad``, ``capturable``,
     ``differentiable``, decoupled weight decay, tensor hyperparameters, step
     hooks, a gradient scaler, a parameter without a gradient, parameters of
