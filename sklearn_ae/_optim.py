@@ -1,4 +1,4 @@
-"""Adam with a leaner step for small networks.
+"""Adam with a leaner step for small networks, and no import of torch._dynamo.
 
 On a small tabular network, ``torch.optim.Adam(fused=True).step()`` spends
 more time in Python bookkeeping (profiler records, hook loops, per-parameter
@@ -6,10 +6,21 @@ state look-ups, regrouping tensors by device) than in its fused kernel. The
 training engine calls :meth:`FusedAdam.fast_step` instead, which feeds the
 same kernel from lists built once.
 
-That kernel (``torch._fused_adam_``) and the registries of global optimizer
-hooks are private torch APIs (tested with torch 2.13). Where a torch release
-lacks any of them, ``fast_step`` is plain ``step`` and nothing else changes.
+Several ``Optimizer`` methods (``add_param_group``, called by ``__init__``;
+``zero_grad``; ``state_dict``; ``load_state_dict``; and ``step``, through
+``_use_grad_for_differentiable``) carry decorators that import
+``torch._dynamo`` on their first call: about 800 modules and a second or more,
+paid by the first fit of every process (every joblib worker of a grid search,
+every short script). Those decorators only matter while ``torch.compile``
+traces the call; outside it, :class:`FusedAdam` calls the functions they wrap.
+
+The fused kernel (``torch._fused_adam_``), the registries of global optimizer
+hooks, ``Adam._init_group`` and the functions under torch's decorators are
+private torch APIs (tested with torch 2.13). Where a torch release lacks any
+of them, the method concerned is torch's own and nothing else changes.
 """
+
+import inspect
 
 import torch
 from torch.optim import optimizer as _torch_optimizer
@@ -17,6 +28,42 @@ from torch.optim import optimizer as _torch_optimizer
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)
 _GLOBAL_PRE_HOOKS = getattr(_torch_optimizer, "_global_optimizer_pre_hooks", None)
 _GLOBAL_POST_HOOKS = getattr(_torch_optimizer, "_global_optimizer_post_hooks", None)
+_INIT_GROUP_ARGS = (
+    "self", "group", "params_with_grad", "grads", "exp_avgs", "exp_avg_sqs",
+    "max_exp_avg_sqs", "state_steps",
+)
+
+
+def _init_group_available():
+    init_group = getattr(torch.optim.Adam, "_init_group", None)
+    try:
+        return tuple(inspect.signature(init_group).parameters) == _INIT_GROUP_ARGS
+    except (TypeError, ValueError):
+        return False
+
+
+_INIT_GROUP = _init_group_available()
+
+
+def _undecorated(function, name):
+    """Return the plain function under torch's decorators of ``function``, or None.
+
+    None when ``function`` carries no decorator (nothing to skip) or what is
+    under it is not a plain function of that name.
+    """
+    if function is None:
+        return None
+    plain = inspect.unwrap(function)
+    if plain is function or not inspect.isfunction(plain) or plain.__name__ != name:
+        return None
+    return plain
+
+
+_PLAIN = {
+    name: _undecorated(getattr(torch.optim.Optimizer, name, None), name)
+    for name in ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+}
+_PLAIN["step"] = _undecorated(getattr(torch.optim.Adam, "step", None), "step")
 
 
 def fast_path_available():
@@ -25,30 +72,90 @@ def fast_path_available():
         _FUSED_ADAM is not None
         and _GLOBAL_PRE_HOOKS is not None
         and _GLOBAL_POST_HOOKS is not None
+        and _INIT_GROUP
     )
+
+
+def dynamo_free_methods():
+    """Return the names of the ``FusedAdam`` methods that skip torch's decorators."""
+    return sorted(name for name, plain in _PLAIN.items() if plain is not None)
+
+
+def _compiling():
+    return torch.compiler.is_compiling()
+
+
+def _without_dynamo_guard(name):
+    """``Optimizer.<name>`` calling the plain function unless torch.compile traces."""
+    plain = _PLAIN[name]
+    decorated = getattr(torch.optim.Optimizer, name)
+    if plain is None:
+        return decorated
+
+    def method(self, *args, **kwargs):
+        if _compiling():
+            return decorated(self, *args, **kwargs)
+        return plain(self, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    # torch's docstring (and its examples) stays on torch's method.
+    method.__doc__ = (
+        f"``torch.optim.Optimizer.{name}``, without importing ``torch._dynamo`` "
+        "outside ``torch.compile``."
+    )
+    return method
 
 
 class FusedAdam(torch.optim.Adam):
     """``torch.optim.Adam`` whose :meth:`fast_step` skips per-step bookkeeping.
 
-    ``step`` is torch's own. ``fast_step`` makes the same update, bit for
-    bit, by calling the fused kernel that ``step`` calls, with the state
-    lists built on the first call. It falls back to ``step`` for anything it
+    ``step`` runs torch's ``Adam.step`` code. ``fast_step`` makes the same
+    update, bit for bit, by calling the fused kernel that ``step`` calls,
+    with the state lists built on the first call. It falls back to ``step`` for anything it
     does not cover: ``fused`` off, ``amsgrad``, ``capturable``,
     ``differentiable``, decoupled weight decay, tensor hyperparameters, step
     hooks, a gradient scaler, a parameter without a gradient, parameters of
     mixed devices or dtypes, parameter groups or state changed since the
     lists were built (``add_param_group``, ``load_state_dict``), and a torch
     without the private APIs it calls (:func:`fast_path_available`).
+
+    ``__init__`` (through ``add_param_group``), ``zero_grad``, ``state_dict``,
+    ``load_state_dict``, ``step`` and ``fast_step`` do not import
+    ``torch._dynamo`` (see :func:`dynamo_free_methods`); under
+    ``torch.compile`` they are torch's own, decorators included.
     """
+
+    add_param_group = _without_dynamo_guard("add_param_group")
+    zero_grad = _without_dynamo_guard("zero_grad")
+    state_dict = _without_dynamo_guard("state_dict")
+    load_state_dict = _without_dynamo_guard("load_state_dict")
+
+    def step(self, closure=None):
+        """Make one optimisation step, as ``torch.optim.Adam.step`` does.
+
+        Outside ``torch.compile`` this runs torch's ``Adam.step`` without the
+        decorator that imports ``torch._dynamo`` for its graph breaks; the
+        grad mode it sets, the profiler record and the step hooks (added by
+        ``Optimizer``) are kept.
+        """
+        plain = _PLAIN["step"]
+        if plain is None or _compiling():
+            return _decorated_adam_step()(self, closure)
+        grad_enabled = torch.is_grad_enabled()
+        try:
+            torch.set_grad_enabled(self.defaults["differentiable"])
+            return plain(self, closure)
+        finally:
+            torch.set_grad_enabled(grad_enabled)
 
     def fast_step(self):
         """Make one optimisation step; return nothing."""
         plan = getattr(self, "_fast_plan", None)
         if plan is None or not self._plan_is_current(plan):
-            self.step()
-            self._fast_plan = self._make_plan()
-            return
+            plan = self._fast_plan = self._make_plan()
+            if plan is None:
+                self.step()
+                return
         grads = [[p.grad for p in entry[1]] for entry in plan["groups"]]
         if any(g is None for group_grads in grads for g in group_grads):
             # torch's step skips such parameters (and their step counts).
@@ -82,12 +189,21 @@ class FusedAdam(torch.optim.Adam):
         """Return the lists ``fast_step`` feeds the kernel, or None if it cannot."""
         if not fast_path_available() or not self._hooks_free():
             return None
+        if not all(
+            group["params"] and self._group_is_plain(group)
+            for group in self.param_groups
+        ):
+            return None
         groups = []
         for group in self.param_groups:
             params = list(group["params"])
-            if not params or not self._group_is_plain(group):
-                return None
             first = params[0]
+            if any(p.grad is None for p in params):
+                return None
+            if any(not self.state.get(p) for p in params):
+                # Adam's own lazy state creation (what step() would do first),
+                # including its checks of device and dtype for the fused kernel.
+                self._init_group(group, [], [], [], [], [], [])
             states = [self.state.get(p) for p in params]
             if any(
                 not state
@@ -155,3 +271,13 @@ class FusedAdam(torch.optim.Adam):
             )
         )
 
+
+
+def _decorated_adam_step():
+    """``torch.optim.Adam.step`` with its decorators, without the profiler
+    wrapper that ``Optimizer`` adds to a class's ``step`` (which
+    ``FusedAdam.step`` already has)."""
+    step = torch.optim.Adam.step
+    if getattr(step, "hooked", False):
+        step = step.__wrapped__
+    return step

@@ -3,6 +3,7 @@
 import importlib.util
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +38,50 @@ def test_bench_speed_quick(tmp_path):
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "bench_speed.py"), "--quick",
          "--data", str(tmp_path / "no-data"), "--output", str(output)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "not found: skipping the real-data workload" in result.stdout
     report = output.read_text()
-    for heading in ("### W1", "### W2", "### W3", "### Inference", "## Targets"):
+    for heading in (
+        "### W1", "### W2", "### W3", "### Inference", "## Targets",
+        "### First fit in a fresh process", "### Grid search",
+    ):
         assert heading in report
+    assert "- Background load: none (no --background-load)." in report
+    # The first-fit row ran in a process that never imported torch._dynamo.
+    first_fit = report.split("### First fit in a fresh process")[1].split("###")[0]
+    assert "| 1 |" in first_fit and "| no |" in first_fit
+    for row in (
+        "| AutoencoderTransformer | 1 |", "| AutoencoderTransformer | 2 |",
+        "| PCA | 1 |", "| PCA | 2 |", "| first fit (fresh process) |",
+        "| grid search, n_jobs=2 |", "Start-up of one fresh worker",
+    ):
+        assert row in report
     for method in (
         "sklearn_ae", "sklearn_ae bf16", "pyod train", "MLPRegressor", "torch loop", "PCA"
     ):
         assert f"| {method}" in report
+
+
+def test_bench_speed_background_load_stops_its_processes():
+    bench = load_script("bench_speed")
+    with bench.BackgroundLoad(2) as load:
+        processes = list(load.processes)
+        assert len(processes) == 2
+        assert all(p.poll() is None for p in processes)  # running
+        time.sleep(1)
+    assert all(p.poll() is not None for p in processes)  # stopped
+    assert len(load.report) == 2  # each said its thread count and rate
+    assert "2 background process(es)" in load.describe()
+    assert "products/s" in load.describe()
+    try:
+        with bench.BackgroundLoad(1) as load:
+            processes = list(load.processes)
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert all(p.poll() is not None for p in processes)  # stopped on error too
 
 
 def test_layerwise_pretraining_quick(tmp_path):
