@@ -14,6 +14,7 @@ from ._data import TensorData
 from ._engine import AutoencoderNet
 from ._losses import ReconstructionLoss
 from ._networks import Corruption, TiedLinear, WithLinearPath
+from ._optim import FusedAdam
 
 
 def layer_blocks(sequential):
@@ -82,7 +83,7 @@ def pretrain_layerwise(module, data, *, loss, max_epochs, batch_size, lr, device
         net = AutoencoderNet(
             module=shallow,
             criterion=ReconstructionLoss(loss if depth == 0 else "mse"),
-            optimizer=torch.optim.Adam,
+            optimizer=FusedAdam,
             lr=lr,
             max_epochs=max_epochs,
             batch_size=min(batch_size, len(inputs)),
