@@ -250,3 +250,34 @@ def test_first_fit_in_a_process_does_not_import_dynamo():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+VARIANT_FITS = """
+import sys
+import warnings
+
+import numpy as np
+
+from sklearn_ae import AEOutlierDetector, AutoencoderTransformer, VAETransformer
+
+warnings.simplefilter("ignore")
+X = np.random.RandomState(0).standard_normal((300, 12)).astype(np.float32)
+AutoencoderTransformer(
+    n_components=3, layerwise_pretraining=True, pretraining_max_iter=1, max_iter=1,
+    random_state=0,
+).fit(X)
+VAETransformer(n_components=3, max_iter=1, random_state=0).fit(X)
+AEOutlierDetector(n_components=3, max_iter=1, random_state=0).fit(X)
+assert "torch._dynamo" not in sys.modules, "a fit imported torch._dynamo"
+print("ok")
+"""
+
+
+def test_pretraining_vae_and_detector_fits_do_not_import_dynamo():
+    # Layer-wise pretraining built torch.optim.Adam, whose constructor imports
+    # torch._dynamo (a second-long first fit).
+    result = subprocess.run(
+        [sys.executable, "-c", VARIANT_FITS], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
