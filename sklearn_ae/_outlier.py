@@ -7,14 +7,66 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import OutlierMixin, _fit_context, clone
+from sklearn.covariance import ledoit_wolf
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ._base import _BaseAutoencoder
+from ._base import _BaseAutoencoder, resolve_n_jobs, torch_threads
 from ._data import feature_scaling
-from ._ensemble import EnsembleAutoencoder, TrimmedEnsembleLoss
+from ._ensemble import EnsembleAutoencoder, TrimmedEnsembleLoss, squared_mahalanobis
+
+# The threshold and the scales of the score's parts are estimated on at most
+# this many training rows (all rows below it): quantiles of 65,536 rows are
+# within a fraction of a percentile of the full pass, which on millions of
+# rows would cost more than training.
+_CALIBRATION_ROWS = 65_536
+# Scoring pads every batch to the same number of rows (for a fitted model),
+# so the same float32 kernels run for every row: a row's score is then the
+# same whichever rows share its batch. Each batch's largest temporary,
+# (n_estimators, rows, n_features), is kept to about 2**22 values (16 MB).
+_SCORE_ROWS = 1024
+_SCORE_VALUES = 2**22
+
+
+def _robust_center_scale(values):
+    """Return the median of ``values`` and its IQR / 1.349 (the standard
+    deviation where the IQR is 0, and 1 where that is 0 too)."""
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    scale = (q3 - q1) / 1.349
+    tiny = 1e-12 * max(1.0, abs(median))
+    if not scale > tiny:
+        scale = np.std(values)
+    if not scale > tiny:
+        scale = 1.0
+    return float(median), float(scale)
+
+
+def _code_distribution(codes, trim_fraction):
+    """Return ``(center, whitening)`` of codes ``(n_rows, k)`` in float64.
+
+    A Ledoit-Wolf shrunk covariance (invertible however few rows, and
+    however flat the codes), re-estimated once without the ``trim_fraction``
+    of rows farthest from the first estimate, so that outliers in the
+    training data do not widen the distribution they are measured against.
+    """
+    center, cov = codes.mean(axis=0), ledoit_wolf(codes)[0]
+    n_keep = len(codes) - int(trim_fraction * len(codes))
+    if 2 <= n_keep < len(codes):
+        whitening = _whitening(cov)
+        distances = np.square((codes - center) @ whitening).sum(axis=1)
+        kept = codes[np.argsort(distances, kind="stable")[:n_keep]]
+        center, cov = kept.mean(axis=0), ledoit_wolf(kept)[0]
+    return center, _whitening(cov)
+
+
+def _whitening(cov):
+    """Return ``L`` with ``L @ L.T`` the inverse of ``cov`` (with a tiny ridge)."""
+    k = cov.shape[0]
+    ridge = 1e-9 * max(np.trace(cov) / k, np.finfo(np.float64).tiny)
+    precision = np.linalg.inv(cov + ridge * np.eye(k))
+    return np.linalg.cholesky((precision + precision.T) / 2)
 
 
 def robust_scaling(X):
@@ -287,6 +339,7 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         "max_features": [Interval(Real, 0, 1, closed="right")],
         "max_samples": [Interval(Integral, 1, None, closed="left"), None],
         "trim_fraction": [Interval(Real, 0, 1, closed="left")],
+        "latent_weight": [Interval(Real, 0, None, closed="left")],
         "scaling": [StrOptions({"standard", "robust"}), None],
     }
 
@@ -300,6 +353,7 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         max_features=0.75,
         max_samples=1024,
         trim_fraction=0.2,
+        latent_weight=1.0,
         scaling="standard",
         hidden_layer_sizes=(64,),
         activation="relu",
@@ -328,6 +382,7 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         self.max_features = max_features
         self.max_samples = max_samples
         self.trim_fraction = trim_fraction
+        self.latent_weight = latent_weight
         self.scaling = scaling
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -401,9 +456,10 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         self : object
             Fitted estimator.
         """
+        rng = check_random_state(self.random_state)
         if isinstance(self.backbone, str) and self.backbone == "ae":
             self.backbone_ = None
-            self._fit_ensemble(X)
+            self._fit_ensemble(X, rng)
             X = self._validate_X(X, reset=False)
         else:
             X = self._validate_X(X, reset=True)
@@ -413,6 +469,9 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
                 self.backbone_ = clone(self._backbone_estimator()).fit(X)
             if hasattr(self.backbone_, "n_iter_"):
                 self.n_iter_ = self.backbone_.n_iter_
+        X = self._calibration_sample(X, rng)
+        if self.backbone_ is None:
+            self._fit_score_scales(X)
         scores = self._score_samples(X)
         if self.contamination == "auto":
             q1, q3 = np.percentile(scores, [25, 75])
@@ -421,16 +480,24 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         return self
 
-    def _fit_ensemble(self, X):
+    @staticmethod
+    def _row_sample(X, n_rows, rng):
+        """Return at most ``n_rows`` rows of ``X`` drawn without replacement."""
         n_samples = _num_samples(X)
-        if self.max_samples is not None and n_samples > self.max_samples and not (
-            self.warm_start and hasattr(self, "net_")
-        ):
-            if sp.issparse(X):
-                X = X.tocsr()  # COO, DIA... cannot be indexed by row
-            rng = check_random_state(self.random_state)
-            rows = np.sort(rng.choice(n_samples, self.max_samples, replace=False))
-            X = _safe_indexing(X, rows)
+        if n_samples <= n_rows:
+            return X
+        if sp.issparse(X):
+            X = X.tocsr()  # COO, DIA... cannot be indexed by row
+        rows = np.sort(rng.choice(n_samples, n_rows, replace=False))
+        return _safe_indexing(X, rows)
+
+    def _calibration_sample(self, X, rng):
+        """The training rows that set ``offset_`` and the score's scales."""
+        return self._row_sample(X, _CALIBRATION_ROWS, rng)
+
+    def _fit_ensemble(self, X, rng):
+        if self.max_samples is not None and not (self.warm_start and hasattr(self, "net_")):
+            X = self._row_sample(X, self.max_samples, rng)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             self._fit(X)
@@ -444,26 +511,82 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
             return VAETransformer(standardize=self.scaling is not None, **params)
         return self.backbone
 
-    def _member_errors(self, X):
-        """Return ``(n_samples, n_estimators)``: each member's mean squared
-        error over its features, in scaled units."""
+    # ---------------------------------------------------------------- scoring
+    def _fixed_batches(self, X, fn):
+        """Return ``fn(module, batch)`` over validated ``X`` as float32 numpy.
 
-        # Asking _map_batches for float64 gives a float64 copy of the module
-        # in eval mode: a row's score is then the same to the last digits
-        # whether it is scored alone or in a batch (float32 batched products
-        # round differently for one row and for many).
-        counts = self.module_.feature_mask.sum(dim=1).double()
+        Every batch is padded with zero rows to the same shape, so the same
+        float32 kernels compute every row, and a row's result does not
+        depend on the other rows of its batch (float32 products of
+        different shapes round differently). ``fn`` returns tensors with the
+        batch's rows first; only one batch is in memory at a time.
+        """
+        module = self.net_.module_
+        module.eval()
+        n_members, n_features = module.feature_mask.shape
+        n_rows = max(1, min(_SCORE_ROWS, _SCORE_VALUES // (n_members * n_features)))
+        data = self._tensor_data(X, torch.float32)
+        n_samples = len(data)
+        out = None
+        with torch_threads(resolve_n_jobs(self.n_jobs)), torch.inference_mode():
+            for start in range(0, n_samples, n_rows):
+                batch = data.take(slice(start, start + n_rows))
+                size = len(batch)
+                if size < n_rows:
+                    batch = torch.cat([batch, batch.new_zeros(n_rows - size, n_features)])
+                result = fn(module, batch)[:size].cpu().numpy()
+                if out is None:
+                    out = np.empty((n_samples, *result.shape[1:]), dtype=np.float32)
+                out[start : start + size] = result
+        return out
 
-        def errors(module, xb):
-            squared = (module(xb) - xb.unsqueeze(0)).square()
-            return (squared.sum(dim=2) / counts.to(xb.device).unsqueeze(1)).T
+    def _fit_score_scales(self, X):
+        """Fit the code distribution and the scales of the score's parts on
+        the calibration rows ``X``."""
+        if self.latent_weight > 0:
+            codes = self._fixed_batches(X, lambda m, xb: m.encode(xb).transpose(0, 1))
+            center, whitening = zip(
+                *(
+                    _code_distribution(codes[:, j].astype(np.float64), self.trim_fraction)
+                    for j in range(codes.shape[1])
+                )
+            )
+            device = self.net_.device
+            self.code_center_ = torch.as_tensor(np.stack(center), dtype=torch.float32, device=device)
+            self.code_whitening_ = torch.as_tensor(
+                np.stack(whitening), dtype=torch.float32, device=device
+            )
+        else:
+            self.code_center_ = self.code_whitening_ = None
+        parts = self._parts(X)
+        self.score_scales_ = np.array([_robust_center_scale(p) for p in parts.T])
 
-        return self._map_batches(X, errors, np.float64)
+    def _parts(self, X):
+        """Return ``(n_samples, 1 or 2)`` float64: each row's reconstruction
+        error averaged over the members (scaled units) and, with
+        ``latent_weight > 0``, its squared Mahalanobis distance per code
+        dimension, averaged over the members."""
+        center, whitening = self.code_center_, self.code_whitening_
+
+        def parts(module, xb):
+            errors, codes = module.errors_and_codes(xb)
+            error = errors.mean(dim=0)
+            if center is None:
+                return error.unsqueeze(1)
+            distance = squared_mahalanobis(codes, center, whitening).mean(dim=0)
+            return torch.stack([error, distance / codes.shape[2]], dim=1)
+
+        return self._fixed_batches(X, parts).astype(np.float64)
 
     def _score_samples(self, X):
-        if self.backbone_ is None:
-            return -np.mean(self._member_errors(X), axis=1)
-        return np.asarray(self.backbone_.score_samples(X), dtype=np.float64)
+        if self.backbone_ is not None:
+            return np.asarray(self.backbone_.score_samples(X), dtype=np.float64)
+        center, scale = self.score_scales_.T
+        z = (self._parts(X) - center) / scale
+        if z.shape[1] == 1:
+            return -z[:, 0]
+        # Elementwise (no BLAS): the same rounding for every row.
+        return -(z[:, 0] + self.latent_weight * z[:, 1])
 
     # -------------------------------------------------------------- inference
     def score_samples(self, X):
