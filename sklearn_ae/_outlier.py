@@ -471,8 +471,9 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
                 self.n_iter_ = self.backbone_.n_iter_
         X = self._calibration_sample(X, rng)
         if self.backbone_ is None:
-            self._fit_score_scales(X)
-        scores = self._score_samples(X)
+            scores = self._combine(self._fit_score_scales(X))
+        else:
+            scores = self._score_samples(X)
         if self.contamination == "auto":
             q1, q3 = np.percentile(scores, [25, 75])
             self.offset_ = float(q1 - 1.5 * (q3 - q1))
@@ -523,32 +524,62 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         """
         module = self.net_.module_
         module.eval()
-        n_members, n_features = module.feature_mask.shape
-        n_rows = max(1, min(_SCORE_ROWS, _SCORE_VALUES // (n_members * n_features)))
         data = self._tensor_data(X, torch.float32)
-        n_samples = len(data)
+        return self._padded_map(
+            len(data), lambda rows: data.take(rows), lambda xb: fn(module, xb)
+        )
+
+    def _padded_map(self, n_samples, take, fn):
+        """Apply ``fn`` to ``take(slice)`` batches padded to one fixed shape."""
+        n_members, n_features = self.net_.module_.feature_mask.shape
+        n_rows = max(1, min(_SCORE_ROWS, _SCORE_VALUES // (n_members * n_features)))
         out = None
         with torch_threads(resolve_n_jobs(self.n_jobs)), torch.inference_mode():
             for start in range(0, n_samples, n_rows):
-                batch = data.take(slice(start, start + n_rows))
+                batch = take(slice(start, start + n_rows))
                 size = len(batch)
                 if size < n_rows:
-                    batch = torch.cat([batch, batch.new_zeros(n_rows - size, n_features)])
-                result = fn(module, batch)[:size].cpu().numpy()
+                    padding = batch.new_zeros(n_rows - size, *batch.shape[1:])
+                    batch = torch.cat([batch, padding])
+                result = fn(batch)[:size].cpu().numpy()
                 if out is None:
                     out = np.empty((n_samples, *result.shape[1:]), dtype=np.float32)
                 out[start : start + size] = result
         return out
 
+    @staticmethod
+    def _errors_and_codes(module, xb):
+        """Each row's reconstruction error averaged over the members, and its
+        codes as ``(n_members, B, n_components)``."""
+        errors, codes = module.errors_and_codes(xb)
+        return errors.mean(dim=0), codes
+
+    def _code_distances(self, codes):
+        """Squared Mahalanobis distance per code dimension of ``(n_members, B,
+        k)`` codes, averaged over the members: ``(B,)``."""
+        codes = codes.contiguous()  # the same kernel whichever way they came
+        squared = squared_mahalanobis(codes, self.code_center_, self.code_whitening_)
+        return squared.mean(dim=0) / codes.shape[2]
+
     def _fit_score_scales(self, X):
         """Fit the code distribution and the scales of the score's parts on
-        the calibration rows ``X``."""
-        if self.latent_weight > 0:
-            codes = self._fixed_batches(X, lambda m, xb: m.encode(xb).transpose(0, 1))
+        the calibration rows ``X``, in one pass over them."""
+        self.code_center_ = self.code_whitening_ = None
+        if self.latent_weight == 0:
+            parts = self._parts(X)
+        else:
+
+            def errors_and_codes(module, xb):
+                error, codes = self._errors_and_codes(module, xb)
+                return torch.cat([error.unsqueeze(1), codes.transpose(0, 1).flatten(1)], dim=1)
+
+            values = self._fixed_batches(X, errors_and_codes)
+            n_members = self.net_.module_.feature_mask.shape[0]
+            codes = values[:, 1:].reshape(len(values), n_members, -1)
             center, whitening = zip(
                 *(
                     _code_distribution(codes[:, j].astype(np.float64), self.trim_fraction)
-                    for j in range(codes.shape[1])
+                    for j in range(n_members)
                 )
             )
             device = self.net_.device
@@ -556,37 +587,46 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
             self.code_whitening_ = torch.as_tensor(
                 np.stack(whitening), dtype=torch.float32, device=device
             )
-        else:
-            self.code_center_ = self.code_whitening_ = None
-        parts = self._parts(X)
+            # The codes computed above, in the batches scoring would use:
+            # the same distances as score_samples gives these rows.
+            codes_t = torch.from_numpy(codes).to(device)
+            distances = self._padded_map(
+                len(codes),
+                lambda rows: codes_t[rows],
+                lambda cb: self._code_distances(cb.transpose(0, 1)),
+            )
+            parts = np.column_stack([values[:, 0], distances]).astype(np.float64)
         self.score_scales_ = np.array([_robust_center_scale(p) for p in parts.T])
+        return parts
 
     def _parts(self, X):
         """Return ``(n_samples, 1 or 2)`` float64: each row's reconstruction
         error averaged over the members (scaled units) and, with
         ``latent_weight > 0``, its squared Mahalanobis distance per code
         dimension, averaged over the members."""
-        center, whitening = self.code_center_, self.code_whitening_
 
         def parts(module, xb):
-            errors, codes = module.errors_and_codes(xb)
-            error = errors.mean(dim=0)
-            if center is None:
+            error, codes = self._errors_and_codes(module, xb)
+            if self.code_center_ is None:
                 return error.unsqueeze(1)
-            distance = squared_mahalanobis(codes, center, whitening).mean(dim=0)
-            return torch.stack([error, distance / codes.shape[2]], dim=1)
+            return torch.stack([error, self._code_distances(codes)], dim=1)
 
         return self._fixed_batches(X, parts).astype(np.float64)
 
-    def _score_samples(self, X):
-        if self.backbone_ is not None:
-            return np.asarray(self.backbone_.score_samples(X), dtype=np.float64)
+    def _combine(self, parts):
+        """The score from its parts, each standardized by its training
+        median and IQR: minus (error + ``latent_weight`` x code distance)."""
         center, scale = self.score_scales_.T
-        z = (self._parts(X) - center) / scale
+        z = (parts - center) / scale
         if z.shape[1] == 1:
             return -z[:, 0]
         # Elementwise (no BLAS): the same rounding for every row.
         return -(z[:, 0] + self.latent_weight * z[:, 1])
+
+    def _score_samples(self, X):
+        if self.backbone_ is not None:
+            return np.asarray(self.backbone_.score_samples(X), dtype=np.float64)
+        return self._combine(self._parts(X))
 
     # -------------------------------------------------------------- inference
     def score_samples(self, X):
