@@ -635,7 +635,9 @@ n_components) or None
                 )
             )
             device = self.net_.device
-            self.code_center_ = torch.as_tensor(np.stack(center), dtype=torch.float32, device=device)
+            self.code_center_ = torch.as_tensor(
+                np.stack(center), dtype=torch.float32, device=device
+            )
             self.code_whitening_ = torch.as_tensor(
                 np.stack(whitening), dtype=torch.float32, device=device
             )

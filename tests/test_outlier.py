@@ -336,7 +336,9 @@ def test_offset_is_estimated_on_a_bounded_sample_of_rows(monkeypatch):
     det = AEOutlierDetector(contamination=0.1, **FAST)
     seen = []
     original = det._fixed_batches
-    monkeypatch.setattr(det, "_fixed_batches", lambda X, fn: seen.append(len(X)) or original(X, fn))
+    monkeypatch.setattr(
+        det, "_fixed_batches", lambda X, fn: seen.append(len(X)) or original(X, fn)
+    )
     det.fit(X)
     # fit scores only the sample (training goes through the net, not here).
     assert seen == [300]
