@@ -111,6 +111,10 @@ CANDIDATES = {
     "recon+code, 8 members on half": {
         "latent_weight": 1.0, "n_estimators": 8, "max_features": 0.5,
     },
+    # Issue 4 chose trim_fraction=0.2 on these sets; choosing it again
+    # inside the folds puts that choice into the out-of-fold figure too.
+    "reconstruction, trim 0.1": {"trim_fraction": 0.1},
+    "reconstruction, trim 0.3": {"trim_fraction": 0.3},
 }
 # Bump when a change to the detector's code changes its scores: old cache
 # entries then no longer match.
@@ -514,11 +518,12 @@ def report(results, candidates, baselines, folds, seeds, sets_note, command, thr
         "## Candidates",
         "",
         "Parameters beyond the common base "
-        f"`{json.dumps(BASE)}`. Train = mean over the training folds' sets "
-        "(averaged over the folds), held out = mean over all sets, each scored "
-        "in the fold that held it out; chosen = folds that chose it.",
+        f"`{json.dumps(BASE)}`. Training folds = mean over the training folds' "
+        "sets, averaged over the 5 folds; all sets = mean over every set (a "
+        "fixed candidate chooses nothing, so this is also its held-out "
+        "figure); chosen = the folds whose training sets rated it best.",
         "",
-        "| candidate | overrides | mean on training folds | mean on held-out folds | chosen in folds | fit+score seconds |",
+        "| candidate | overrides | mean on training folds | mean on all sets | chosen in folds | fit+score seconds |",
         "|---|---|---:|---:|---|---:|",
     ]
     fold_ids = sorted(set(folds.values()))
