@@ -1,43 +1,57 @@
-"""ADBench protocol: AEOutlierDetector against IsolationForest, PCA and PyOD.
+"""Leave-sets-out ADBench protocol for AEOutlierDetector, and a large-size run.
 
-For every ``*.npz`` in ``DATA/adbench/`` and every seed: a stratified 70/30
+**Within a set** (ADBench's protocol): for every seed, a stratified 70/30
 split, each part capped at 20,000 rows by stratified subsampling, fit on the
 training part without labels, ROC-AUC of the test part's scores (higher =
-more abnormal). Time is wall-clock seconds of ``fit`` plus scoring the test
-part, summed over sets and seeds. Writes a Markdown table (per-set mean
-ROC-AUC over seeds, the overall mean, the total time per method, machine,
-date and versions).
+more abnormal). A set's AUC is the mean over seeds.
 
-Methods (same run, same splits):
+**Across sets** (leave-sets-out): the sets (the 17 ``DATA/adbench/*.npz``
+and ``DATA/embeddings/CIFAR10_0.npz``) are split into the fixed folds of
+``FOLDS``. For each fold, every candidate setting of ``CANDIDATES`` is
+rated by its mean AUC over the *other* folds' sets, and the best one is
+scored on the held-out fold's sets. The **out-of-fold** mean is the mean
+over all sets of the AUC of the candidate chosen without that set; the
+**in-sample** mean is that of the candidate chosen on all sets (the one the
+detector's defaults are set to). IsolationForest(random_state=0) runs on
+the same splits (it has nothing to choose: both figures are the same).
+Time is wall-clock seconds of ``fit`` plus scoring the test part.
 
-- ``AEOutlierDetector``: sklearn_ae's detector with its defaults
-  (``random_state`` set to the seed for reproducibility); ``--params`` passes
-  overrides as JSON for research runs.
-- ``IsolationForest``: ``IsolationForest(random_state=0)``.
-- ``PCA``: z-scored features, ``PCA(n_components=0.9)`` (90% of the
-  variance), squared reconstruction error in z-scored units.
-- ``PyOD-AutoEncoder``: ``pyod.models.auto_encoder.AutoEncoder`` with its
-  defaults but ``verbose=0`` (no progress bar); skipped with a note when
-  pyod is not installed (it is a ``benchmarks`` extra, not a dependency).
+Each (candidate, set, seed) AUC and time is cached in ``--cache`` (JSON),
+keyed by the candidate's full parameters, so adding a candidate does not
+recompute the others; ``--fresh`` ignores (and rewrites) the cache, for a
+run whose times are all measured side by side.
 
-torch runs with ``--threads`` threads (default 1) for every method: on the
-shared 2-core machine these runs were made on, two threads made a training
-step of these small networks 10 to 100 times slower whenever another process
-held a core, and one thread is as fast otherwise.
+**Large size**: a synthetic 2,000,000 x 100 float32 set with 2% outliers
+(``--quick``: 20,000 x 100). Each method runs in a fresh subprocess that
+builds the data, then fits on all rows and scores all rows; it reports
+the time and the peak resident memory during fit and scoring (``VmHWM``,
+reset through ``/proc/self/clear_refs`` once the data are built; else
+``getrusage`` max RSS) above the RSS at that point, as a multiple of the
+input's size.
+
+torch and the BLAS libraries run with ``--threads`` threads (default 1)
+for every method.
+
+Candidates' results may come from the cache; the baselines and the
+setting chosen on all sets are measured afresh in every run, one after the
+other on each split, so their times are compared under the same load.
 
 Usage::
 
-    python benchmarks/bench_outliers.py                 # the full run
-    python benchmarks/bench_outliers.py --quick         # seconds: smoke test
-    python benchmarks/bench_outliers.py --seeds 0 --sets cardio letter \\
-        --methods AEOutlierDetector --params '{"n_estimators": 1}' --output -
+    python benchmarks/bench_outliers.py --fresh          # the full run
+    python benchmarks/bench_outliers.py --quick          # seconds: smoke test
+    python benchmarks/bench_outliers.py --candidates recon+code   # research
+    python benchmarks/bench_outliers.py --skip-large --output -
 """
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import platform
+import resource
+import subprocess
 import sys
 import time
 import warnings
@@ -51,12 +65,64 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "OUTLIER_RESULTS.md"
-METHODS = ("AEOutlierDetector", "IsolationForest", "PCA", "PyOD-AutoEncoder")
+DEFAULT_CACHE = Path(__file__).resolve().parent / "outlier_auc_cache.json"
 CAP = 20_000
+DETECTOR = "AEOutlierDetector"
+BASELINES = ("IsolationForest", "PCA", "PyOD-AutoEncoder")
+
+# Fixed folds of sets, recorded here so every run uses the same ones: mixed
+# sizes, dimensions and outlier rates in each fold. Sets not listed (other
+# data, synthetic sets) are dealt round-robin in name order.
+FOLDS = (
+    ("annthyroid", "cardio", "letter", "WBC"),
+    ("breastw", "cover", "mnist", "wine"),
+    ("fault", "Ionosphere", "satellite", "thyroid"),
+    ("glass", "mammography", "CIFAR10_0"),
+    ("Pima", "shuttle", "vowels"),
+)
+
+# Every parameter a candidate may change is pinned here, so a cached AUC
+# stays valid when the detector's defaults change. BASE is the setting of
+# issue 4 (reconstruction error only).
+BASE = {
+    "n_components": 32,
+    "hidden_layer_sizes": [64],
+    "dropout": 0.2,
+    "batch_norm": True,
+    "n_estimators": 4,
+    "max_features": 0.75,
+    "max_samples": 1024,
+    "trim_fraction": 0.2,
+    "max_iter": 30,
+    "scaling": "standard",
+    "latent_weight": 0.0,
+}
+CANDIDATES = {
+    "reconstruction": {},
+    "recon+code/2": {"latent_weight": 0.5},
+    "recon+code": {"latent_weight": 1.0},
+    "recon+2code": {"latent_weight": 2.0},
+    "recon+code, 4096 rows": {"latent_weight": 1.0, "max_samples": 4096},
+    "recon+code, 8 members on half": {
+        "latent_weight": 1.0, "n_estimators": 8, "max_features": 0.5,
+    },
+    # Issue 4 chose trim_fraction=0.2 on these sets; choosing it again
+    # inside the folds puts that choice into the out-of-fold figure too.
+    "reconstruction, trim 0.1": {"trim_fraction": 0.1},
+    "reconstruction, trim 0.3": {"trim_fraction": 0.3},
+}
+# Bump when a change to the detector's code changes its scores: old cache
+# entries then no longer match.
+CODE_VERSION = "issue11-1"
+
+LARGE = (2_000_000, 100)
+LARGE_QUICK = (20_000, 100)
+LARGE_OUTLIERS = 0.02
 
 
 # ------------------------------------------------------------------ methods
@@ -74,15 +140,20 @@ class PCAReconstruction:
         return np.square(Z - pca.inverse_transform(pca.transform(Z))).sum(axis=1)
 
 
-def make_method(name, seed, params, quick):
-    """Return ``(fit, outlier_scores)`` callables for method ``name``."""
-    if name == "AEOutlierDetector":
+def detector_params(candidate, quick=False):
+    params = {**BASE, **CANDIDATES[candidate]}
+    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    if quick:
+        params["max_iter"] = 5
+    return params
+
+
+def make_method(name, seed, quick=False):
+    """Return ``(fit, outlier_scores)`` for a baseline or ``'AE:<candidate>'``."""
+    if name.startswith("AE:"):
         from sklearn_ae import AEOutlierDetector
 
-        options = {"random_state": seed, **params}
-        if quick:
-            options.setdefault("max_iter", 5)
-        det = AEOutlierDetector(**options)
+        det = AEOutlierDetector(random_state=seed, **detector_params(name[3:], quick))
         return det.fit, lambda X: -det.score_samples(X)
     if name == "IsolationForest":
         det = IsolationForest(random_state=0)
@@ -95,7 +166,7 @@ def make_method(name, seed, params, quick):
 
         det = AutoEncoder(verbose=0, **({"epoch_num": 1} if quick else {}))
         return det.fit, det.decision_function
-    raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
+    raise ValueError(f"unknown method {name!r}")
 
 
 def pyod_version():
@@ -124,58 +195,246 @@ def split(X, y, seed, cap=CAP):
     return X_train, X_test, y_train, y_test
 
 
-def load_sets(folder, names=None):
-    """Return ``[(name, X, y)]`` for the ``.npz`` files in ``folder``."""
-    sets = []
-    for path in sorted(folder.glob("*.npz"), key=lambda p: int(p.stem.split("_")[0])):
-        name = path.stem.split("_", 1)[1]
-        if names and not any(n.lower() in name.lower() for n in names):
-            continue
-        with np.load(path, allow_pickle=False) as data:
-            sets.append((name, np.asarray(data["X"], dtype=np.float64), data["y"].astype(int)))
-    return sets
+def _load(path):
+    with np.load(path, allow_pickle=False) as data:
+        return np.asarray(data["X"], dtype=np.float64), data["y"].astype(int)
 
 
-def synthetic_sets():
-    """Two small contaminated sets for ``--quick`` when no data folder exists."""
+def load_sets(data, names=None):
+    """Return ``[(name, X, y)]``: ``data/adbench/*.npz`` and CIFAR10_0's embeddings."""
+    paths = sorted((data / "adbench").glob("*.npz"), key=lambda p: int(p.stem.split("_")[0]))
+    cifar = data / "embeddings" / "CIFAR10_0.npz"
+    entries = [(p.stem.split("_", 1)[1], p) for p in paths]
+    if cifar.is_file():
+        entries.append((cifar.stem, cifar))
+    return [
+        (name, *_load(path))
+        for name, path in entries
+        if not names or any(n.lower() in name.lower() for n in names)
+    ]
+
+
+def synthetic_sets(n_sets=4):
+    """Small contaminated sets for ``--quick`` when no data folder exists."""
     rng = np.random.RandomState(0)
     sets = []
-    for name, n, d in (("synthetic-a", 300, 8), ("synthetic-b", 200, 12)):
+    for i in range(n_sets):
+        n, d = 200 + 50 * i, 8 + 2 * i
         W = rng.randn(2, d)
         X = np.tanh(rng.randn(n, 2) @ W) + 0.05 * rng.randn(n, d)
         y = np.zeros(n, dtype=int)
         y[: n // 10] = 1
         X[y == 1] = rng.uniform(-2, 2, size=(n // 10, d))
-        sets.append((name, X, y))
+        sets.append((f"synthetic-{'abcdefgh'[i]}", X, y))
     return sets
 
 
+def assign_folds(names, n_folds=len(FOLDS)):
+    """Return ``{set name: fold}``: ``FOLDS`` for the listed sets, round-robin else."""
+    fold_of = {name: f for f, members in enumerate(FOLDS) for name in members}
+    n_folds = min(n_folds, len(names))
+    out, others = {}, sorted(n for n in names if n not in fold_of)
+    for name in names:
+        if name in fold_of and fold_of[name] < n_folds:
+            out[name] = fold_of[name]
+    for i, name in enumerate(others + [n for n in names if n in fold_of and n not in out]):
+        out[name] = i % n_folds
+    return out
+
+
+# -------------------------------------------------------------------- cache
+class Cache:
+    """``{key: {"auc": float, "seconds": float}}`` in a JSON file (or memory)."""
+
+    def __init__(self, path, fresh):
+        self.path = path
+        self.entries = {}
+        if path is not None and path.is_file() and not fresh:
+            self.entries = json.loads(path.read_text())
+        self.hits = 0
+
+    @staticmethod
+    def key(method, name, seed, cap, quick):
+        if method.startswith("AE:"):
+            method = "AE " + CODE_VERSION + " " + json.dumps(
+                detector_params(method[3:]), sort_keys=True
+            )
+        return f"{method}|{name}|seed={seed}|cap={cap}|quick={quick}"
+
+    def get(self, key):
+        entry = self.entries.get(key)
+        self.hits += entry is not None
+        return entry
+
+    def put(self, key, auc, seconds):
+        self.entries[key] = {"auc": auc, "seconds": seconds}
+        return self.entries[key]
+
+    def save(self):
+        if self.path is not None:
+            self.path.write_text(json.dumps(self.entries, indent=0, sort_keys=True) + "\n")
+
+
 # ---------------------------------------------------------------------- run
-def run(sets, methods, seeds, params, quick, cap, log=print):
-    """Return ``{method: {set: [auc per seed]}}`` and ``{method: seconds}``."""
-    aucs = {m: {} for m in methods}
-    seconds = dict.fromkeys(methods, 0.0)
+def run(sets, methods, seeds, cap, cache, quick=False, log=print):
+    """Return ``{method: {set: [(auc, seconds) per seed]}}``.
+
+    Methods run one after the other on each split (interleaved over sets
+    and seeds), so their times are taken under the same load.
+    """
+    results = {m: {} for m in methods}
     for name, X, y in sets:
         for seed in seeds:
-            X_train, X_test, _, y_test = split(X, y, seed, cap)
+            X_train = None
             for method in methods:
-                fit, outlier_scores = make_method(method, seed, params, quick)
-                start = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fit(X_train)
-                    scores = outlier_scores(X_test)
-                seconds[method] += time.perf_counter() - start
-                if not np.all(np.isfinite(scores)):
-                    raise RuntimeError(f"{method} gave non-finite scores on {name}")
-                aucs[method].setdefault(name, []).append(roc_auc_score(y_test, scores))
-            log(
-                f"{name:<14} seed {seed}: "
-                + "  ".join(f"{m}={aucs[m][name][-1]:.3f}" for m in methods),
-            )
-    return aucs, seconds
+                key = cache.key(method, name, seed, cap, quick)
+                entry = cache.get(key)
+                if entry is None:
+                    if X_train is None:
+                        X_train, X_test, _, y_test = split(X, y, seed, cap)
+                    fit, outlier_scores = make_method(method, seed, quick)
+                    start = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        fit(X_train)
+                        scores = outlier_scores(X_test)
+                    seconds = time.perf_counter() - start
+                    if not np.all(np.isfinite(scores)):
+                        raise RuntimeError(f"{method} gave non-finite scores on {name}")
+                    entry = cache.put(key, float(roc_auc_score(y_test, scores)), seconds)
+                results[method].setdefault(name, []).append((entry["auc"], entry["seconds"]))
+            log(f"{name:<12} seed {seed}: " + "  ".join(
+                f"{m.removeprefix('AE:')}={results[m][name][-1][0]:.3f}" for m in methods
+            ))
+        cache.save()
+    return results
 
 
+def set_auc(results, method):
+    """``{set: mean AUC over seeds}``."""
+    return {name: float(np.mean([a for a, _ in v])) for name, v in results[method].items()}
+
+
+def total_seconds(results, method):
+    return float(sum(s for v in results[method].values() for _, s in v))
+
+
+def leave_sets_out(results, candidates, folds):
+    """Choose a candidate on each fold's training sets, score it on the fold.
+
+    Returns ``(chosen per fold, out-of-fold AUC per set, in-sample choice)``.
+    """
+    auc = {c: set_auc(results, "AE:" + c) for c in candidates}
+    names = list(folds)
+    chosen, oof = {}, {}
+    for fold in sorted(set(folds.values())):
+        train = [n for n in names if folds[n] != fold]
+        best = max(candidates, key=lambda c: np.mean([auc[c][n] for n in train]))
+        chosen[fold] = best
+        for n in names:
+            if folds[n] == fold:
+                oof[n] = auc[best][n]
+    in_sample = max(candidates, key=lambda c: np.mean([auc[c][n] for n in names]))
+    return chosen, oof, in_sample
+
+
+# --------------------------------------------------------------- large size
+def large_data(n_rows, n_features, seed=0, chunk=10_000):
+    """Synthetic float32 rows near a 5-d nonlinear surface; 2% off it.
+
+    Built chunk by chunk into one float32 array, so building it peaks at
+    the input's size plus one chunk. Outliers have independent features of
+    a similar range (only the dependence between features gives them away).
+    """
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(5, n_features)) / np.sqrt(5)
+    X = np.empty((n_rows, n_features), dtype=np.float32)
+    y = (rng.random(n_rows) < LARGE_OUTLIERS).astype(int)
+    for start in range(0, n_rows, chunk):
+        stop = min(start + chunk, n_rows)
+        rows = np.tanh(rng.normal(size=(stop - start, 5)) @ W)
+        rows += 0.1 * rng.normal(size=rows.shape)
+        out = y[start:stop] == 1
+        rows[out] = np.tanh(rng.normal(size=(out.sum(), n_features))) + 0.1 * rng.normal(
+            size=(out.sum(), n_features)
+        )
+        X[start:stop] = rows
+    return X, y
+
+
+def _max_rss_bytes():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _status_bytes(field):
+    """``VmRSS``, ``VmHWM``... of this process from /proc (Linux), or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss():
+    """Reset this process's peak RSS to its current RSS (Linux >= 4.0).
+
+    Building the data leaves temporaries behind in the peak; without the
+    reset they would hide a method's smaller peak. Returns whether it worked.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _status_bytes("VmHWM") is not None
+
+
+def large_worker(method, n_rows, n_features, threads):
+    """Run in a fresh process: build the data, fit + score all rows, print JSON."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if method.startswith("AE:"):
+        import sklearn_ae  # noqa: F401  (import cost is not the method's memory)
+    X, y = large_data(n_rows, n_features)
+    fit, outlier_scores = make_method(method, 0)
+    gc.collect()
+    reset = _reset_peak_rss()
+    before = _status_bytes("VmRSS") if reset else _max_rss_bytes()
+    start = time.perf_counter()
+    with warnings.catch_warnings(), threadpool_limits(threads):
+        warnings.simplefilter("ignore")
+        fit(X)
+        fitted = time.perf_counter()
+        scores = outlier_scores(X)
+    end = time.perf_counter()
+    print(json.dumps({
+        "fit_s": fitted - start,
+        "score_s": end - fitted,
+        "peak_increase_bytes": (_status_bytes("VmHWM") if reset else _max_rss_bytes()) - before,
+        "peak_reset": reset,
+        "input_bytes": X.nbytes,
+        "auc": float(roc_auc_score(y, scores)),
+    }))
+
+
+def large_run(methods, size, threads, log=print):
+    out = {}
+    for method in methods:
+        command = [sys.executable, str(Path(__file__).resolve()), "--large-worker", method,
+                   "--large-size", str(size[0]), str(size[1]), "--threads", str(threads)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"large run of {method} failed:\n{done.stderr[-3000:]}")
+        out[method] = json.loads(done.stdout.strip().splitlines()[-1])
+        r = out[method]
+        log(f"large {method}: fit {r['fit_s']:.1f} s, score {r['score_s']:.1f} s, "
+            f"+{r['peak_increase_bytes'] / r['input_bytes']:.2f}x input, AUC {r['auc']:.3f}")
+    return out
+
+
+# ------------------------------------------------------------------- report
 def machine():
     cpu = platform.processor() or platform.machine()
     try:
@@ -188,43 +447,146 @@ def machine():
     return f"{cpu}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
 
 
-def report(aucs, seconds, seeds, params, sets_note, command, threads):
+def load():
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def report(results, candidates, baselines, folds, seeds, sets_note, command, threads,
+           loads, cache, large=None, large_size=None):
     import torch
 
-    methods = list(aucs)
-    names = list(next(iter(aucs.values())))
-    means = {m: float(np.mean([np.mean(v) for v in aucs[m].values()])) for m in methods}
+    names = list(folds)
+    chosen, oof, in_sample = leave_sets_out(results, candidates, folds)
+    auc = {c: set_auc(results, "AE:" + c) for c in candidates}
+    base_auc = {b: set_auc(results, b) for b in baselines}
+    final = "AE:" + in_sample
+    mean = lambda d: float(np.mean([d[n] for n in names]))  # noqa: E731
+    oof_mean, in_mean = mean(oof), mean(auc[in_sample])
+    if_mean = mean(base_auc["IsolationForest"]) if "IsolationForest" in baselines else None
     lines = [
-        "# Outlier detection on ADBench (written by `benchmarks/bench_outliers.py`)",
+        "# Outlier detection: leave-sets-out ADBench protocol "
+        "(written by `benchmarks/bench_outliers.py`)",
         "",
         f"- command: `{command}`",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+        f"load average (1/5/15 min) at start {loads[0]}, at end {loads[-1]}",
         f"- machine: {machine()} (shared with other jobs: times are noisy); "
         f"torch threads: {threads}",
         f"- versions: python {platform.python_version()}, numpy {np.__version__}, "
         f"scikit-learn {sklearn.__version__}, torch {torch.__version__}, "
         f"pyod {pyod_version()}",
-        f"- protocol: {sets_note}; stratified 70/30 split per seed (seeds "
-        f"{', '.join(map(str, seeds))}), train and test parts each capped at "
-        f"{CAP:,} rows by stratified subsampling, fit on train without labels, "
-        "ROC-AUC on test; the table shows the mean over seeds.",
-        "- AEOutlierDetector: defaults, `random_state=seed`"
-        + (f", overrides `{json.dumps(params)}`" if params else "")
-        + "; IsolationForest(random_state=0); PCA: z-scored, 90% of the variance, "
-        "squared reconstruction error; PyOD AutoEncoder: defaults with verbose=0.",
+        f"- data: {sets_note}; within a set: stratified 70/30 split per seed (seeds "
+        f"{', '.join(map(str, seeds))}), each part capped at {CAP:,} rows, fit on "
+        "train without labels, ROC-AUC of the test part; a set's AUC is the mean over seeds.",
+        "- leave-sets-out: folds "
+        + "; ".join(
+            f"{f}: " + ", ".join(n for n in names if folds[n] == f)
+            for f in sorted(set(folds.values()))
+        )
+        + ". Each fold's candidate is the best mean AUC on the other folds' sets.",
+        f"- cache: {cache.hits} of the candidates' (set, seed) results were read from "
+        f"`{cache.path.name if cache.path else None}` (the candidates table's seconds "
+        "then come from the run that computed them); the summary and per-set "
+        "tables' methods were all measured in this run, interleaved on each split"
+        if cache.hits else "- cache: none used; every result was measured in this run",
         "",
-        "| data set | " + " | ".join(methods) + " |",
-        "|---|" + "---:|" * len(methods),
+        "## Summary",
+        "",
+        "| method | in-sample mean ROC-AUC | out-of-fold mean ROC-AUC | fit+score seconds | time / IsolationForest |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for name in names:
-        row = [f"{np.mean(aucs[m][name]):.3f}" for m in methods]
-        lines.append(f"| {name} | " + " | ".join(row) + " |")
-    lines.append("| **mean ROC-AUC** | " + " | ".join(f"**{means[m]:.3f}**" for m in methods) + " |")
+    if_seconds = total_seconds(results, "IsolationForest") if if_mean is not None else None
+    ratio = lambda s: f"{s / if_seconds:.2f}x" if if_seconds else "-"  # noqa: E731
+    s = total_seconds(results, final)
     lines.append(
-        "| fit+score seconds (total) | " + " | ".join(f"{seconds[m]:.1f}" for m in methods) + " |"
+        f"| AEOutlierDetector, chosen per fold (in-sample: `{in_sample}`) | "
+        f"{in_mean:.4f} | {oof_mean:.4f} | {s:.1f} | {ratio(s)} |"
     )
+    for b in baselines:
+        s = total_seconds(results, b)
+        m = mean(base_auc[b])
+        lines.append(f"| {b} | {m:.4f} | {m:.4f} | {s:.1f} | {ratio(s)} |")
+    if if_mean is not None:
+        lines += [
+            "",
+            f"Out-of-fold margin over IsolationForest: **{oof_mean - if_mean:+.4f}** "
+            f"(in-sample: {in_mean - if_mean:+.4f}). Time of the chosen setting "
+            f"(`{in_sample}`) over IsolationForest's on the same splits: {ratio(total_seconds(results, final))}.",
+        ]
+    lines += [
+        "",
+        "## Candidates",
+        "",
+        "Parameters beyond the common base "
+        f"`{json.dumps(BASE)}`. Training folds = mean over the training folds' "
+        "sets, averaged over the 5 folds; all sets = mean over every set (a "
+        "fixed candidate chooses nothing, so this is also its held-out "
+        "figure); chosen = the folds whose training sets rated it best.",
+        "",
+        "| candidate | overrides | mean on training folds | mean on all sets | chosen in folds | fit+score seconds |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    fold_ids = sorted(set(folds.values()))
+    for c in candidates:
+        train = np.mean([
+            np.mean([auc[c][n] for n in names if folds[n] != f]) for f in fold_ids
+        ])
+        picked = ", ".join(str(f) for f in fold_ids if chosen[f] == c) or "-"
+        lines.append(
+            f"| `{c}` | `{json.dumps(CANDIDATES[c])}` | {train:.4f} | {mean(auc[c]):.4f} | "
+            f"{picked} | {total_seconds(results, 'AE:' + c):.1f} |"
+        )
+    lines += [
+        "",
+        "## Per set",
+        "",
+        "Out-of-fold = the candidate chosen without the set's fold.",
+        "",
+        "| data set | fold | chosen | out-of-fold | in-sample (`" + in_sample + "`) | "
+        + " | ".join(baselines) + " |",
+        "|---|---:|---|---:|---:|" + "---:|" * len(baselines),
+    ]
+    for n in names:
+        lines.append(
+            f"| {n} | {folds[n]} | `{chosen[folds[n]]}` | {oof[n]:.3f} | {auc[in_sample][n]:.3f} | "
+            + " | ".join(f"{base_auc[b][n]:.3f}" for b in baselines) + " |"
+        )
+    lines.append(
+        f"| **mean ROC-AUC** | | | **{oof_mean:.3f}** | **{in_mean:.3f}** | "
+        + " | ".join(f"**{mean(base_auc[b]):.3f}**" for b in baselines) + " |"
+    )
+    lines.append(
+        "| fit+score seconds | | | | "
+        f"{total_seconds(results, final):.1f} | "
+        + " | ".join(f"{total_seconds(results, b):.1f}" for b in baselines) + " |"
+    )
+    if large:
+        n, d = large_size
+        lines += [
+            "",
+            f"## Large size: {n:,} x {d} float32 (synthetic, {LARGE_OUTLIERS:.0%} outliers)",
+            "",
+            "Fresh process per method; fit on all rows, then score all rows. Peak "
+            "memory = peak RSS during fit and scoring above the RSS once the data "
+            "were built (the peak reset there through /proc/self/clear_refs"
+            + ("" if all(r.get("peak_reset") for r in large.values()) else
+               "; NOT available here: max RSS since the start, which includes building the data")
+            + "), over the input's size (excludes imports).",
+            "",
+            "| method | fit s | score s | fit+score s | time / IsolationForest | peak memory / input | ROC-AUC |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        ref = large.get("IsolationForest")
+        for m, r in large.items():
+            t = r["fit_s"] + r["score_s"]
+            rel = f"{t / (ref['fit_s'] + ref['score_s']):.2f}x" if ref else "-"
+            lines.append(
+                f"| {m.removeprefix('AE:')} | {r['fit_s']:.1f} | {r['score_s']:.1f} | {t:.1f} | "
+                f"{rel} | +{r['peak_increase_bytes'] / r['input_bytes']:.2f}x | {r['auc']:.3f} |"
+            )
     lines.append("")
-    return "\n".join(lines), means
+    return "\n".join(lines), {"oof": oof_mean, "in_sample": in_mean, "chosen": in_sample,
+                              "IsolationForest": if_mean}
 
 
 def main(argv=None):
@@ -234,61 +596,88 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sets", nargs="+", default=None,
                         help="only sets whose name contains one of these")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--params", default="{}",
-                        help="JSON dict of AEOutlierDetector parameter overrides")
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES),
+                        choices=list(CANDIDATES))
+    parser.add_argument("--baselines", nargs="+", default=["IsolationForest", "PCA"],
+                        choices=BASELINES)
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT),
                         help="Markdown file to write, '-' for stdout only")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="JSON cache of per-(method, set, seed) results")
+    parser.add_argument("--fresh", action="store_true",
+                        help="ignore the cache's entries (and rewrite them)")
+    parser.add_argument("--skip-large", action="store_true", help="no large-size run")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for every method (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke test: two small sets, one seed, a few epochs")
+                        help="smoke test: small sets, one seed, a few epochs, no cache")
+    parser.add_argument("--large-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--large-size", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    params = json.loads(args.params)
-    methods = list(args.methods)
-    if "PyOD-AutoEncoder" in methods and pyod_version() is None:
+    if args.large_worker:
+        large_worker(args.large_worker, *args.large_size, args.threads)
+        return 0
+    baselines = list(args.baselines)
+    if "IsolationForest" not in baselines:
+        baselines.insert(0, "IsolationForest")
+    if "PyOD-AutoEncoder" in baselines and pyod_version() is None:
         print("pyod is not installed (pip install -e '.[benchmarks]'); "
               "skipping PyOD-AutoEncoder.")
-        methods.remove("PyOD-AutoEncoder")
+        baselines.remove("PyOD-AutoEncoder")
+    candidates = list(args.candidates)
 
-    folder = args.data / "adbench"
     cap, seeds, names = CAP, args.seeds, args.sets
+    cache = Cache(None if args.quick else args.cache, args.fresh)
     if args.quick:
         cap, seeds = 300, args.seeds[:1]
-        names = names or ["wine", "glass"]
-    if folder.is_dir():
-        sets = load_sets(folder, names)
-        sets_note = f"{len(sets)} sets from `{folder.name}/`"
+        names = names or ["wine", "glass", "WBC", "breastw"]
+        candidates = candidates[:2] if args.candidates == list(CANDIDATES) else candidates
+    if (args.data / "adbench").is_dir():
+        sets = load_sets(args.data, names)
+        sets_note = f"{len(sets)} sets: " + ", ".join(n for n, _, _ in sets)
     elif args.quick:
-        print(f"no data folder at {folder}; --quick uses synthetic sets.")
-        sets, sets_note = synthetic_sets(), "2 synthetic sets"
+        print(f"no data folder at {args.data / 'adbench'}; --quick uses synthetic sets.")
+        sets = synthetic_sets()
+        sets_note = f"{len(sets)} synthetic sets"
     else:
-        print(f"no data folder at {folder}: pass --data DIR holding adbench/*.npz. Skipping.")
+        print(f"no data folder at {args.data / 'adbench'}: pass --data DIR. Skipping.")
         return 0
-    if not sets:
-        print(f"no set in {folder} matches --sets {names}. Skipping.")
+    if len(sets) < 2:
+        print(f"leave-sets-out needs at least 2 sets; {len(sets)} match --sets {names}.")
         return 0
+    folds = assign_folds([n for n, _, _ in sets])
 
     import torch
 
+    loads = [load()]
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        aucs, seconds = run(sets, methods, seeds, params, args.quick, cap)
+        with threadpool_limits(args.threads):
+            results = run(sets, ["AE:" + c for c in candidates], seeds, cap, cache, args.quick)
+            # The setting chosen on all sets and the baselines are always
+            # measured again in this run, interleaved on the same splits, so
+            # their times (and the ratio) are side by side, never cached.
+            _, _, chosen = leave_sets_out(results, candidates, folds)
+            measured = run(sets, baselines + ["AE:" + chosen], seeds, cap,
+                           Cache(None, fresh=True), args.quick)
     finally:
         torch.set_num_threads(threads)
+    results.update(measured)
+    large = large_size = None
+    if not args.skip_large:
+        large_size = LARGE_QUICK if args.quick else LARGE
+        large = large_run(["IsolationForest", "AE:" + chosen], large_size, args.threads)
+    loads.append(load())
     command = "python benchmarks/bench_outliers.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
-    text, means = report(
-        aucs, seconds, seeds, params, sets_note, command.strip(), args.threads
-    )
+    text, _ = report(results, candidates, baselines, folds, seeds, sets_note,
+                     command.strip(), args.threads, loads, cache, large, large_size)
     print(text)
-    if args.output != "-" and not args.quick:
+    if args.output != "-" and not (args.quick and args.output == str(DEFAULT_OUTPUT)):
         Path(args.output).write_text(text)
         print(f"written to {args.output}")
-    elif args.output != "-" and args.quick and args.output != str(DEFAULT_OUTPUT):
-        Path(args.output).write_text(text)
     return 0
 
 

@@ -246,10 +246,14 @@ class AutoencoderNet(NeuralNet):
         else:
             epoch_loss = (total / n_rows).item()  # the one sync per epoch
         self.history.record(prefix + "_loss", epoch_loss)
-        if training and diverged(epoch_loss, getattr(self, "initial_loss_", None)):
+        # The validation loss counts too: it is measured after the epoch's
+        # last step, which the training loss predates, and early stopping
+        # would otherwise restore an earlier network without a word.
+        if diverged(epoch_loss, getattr(self, "initial_loss_", None)):
+            what = "training" if training else "validation"
             raise DivergenceError(
-                f"the training loss went from {self.initial_loss_:.4g} on the "
-                f"first batch to {epoch_loss:.4g} at epoch {len(self.history)}"
+                f"the {what} loss went from {self.initial_loss_:.4g} on the "
+                f"first training batch to {epoch_loss:.4g} at epoch {len(self.history)}"
             )
 
     def initialize(self):

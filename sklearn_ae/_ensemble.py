@@ -129,12 +129,40 @@ class EnsembleAutoencoder(nn.Module):
         self.encoder = _parallel_mlp(n_members, [n_features, *hidden, n_components], **options)
         self.decoder = _parallel_mlp(n_members, [n_components, *hidden[::-1], n_features], **options)
 
+    def encode(self, x):
+        """Return each member's code of ``x``: ``(n_members, B, n_components)``."""
+        masked = x.unsqueeze(0) * self.feature_mask.unsqueeze(1).to(x.dtype)
+        return self.encoder(masked)
+
+    def decode(self, codes, x):
+        """Return the reconstructions of ``x`` from its ``codes``.
+
+        Features outside a member's subset pass through from ``x`` unchanged,
+        so their error is exactly zero and the loss needs no mask.
+        """
+        return torch.where(self.feature_mask.unsqueeze(1), self.decoder(codes), x.unsqueeze(0))
+
     def forward(self, x):
-        mask = self.feature_mask.unsqueeze(1)
-        masked = x.unsqueeze(0) * mask.to(x.dtype)
-        # Features outside a member's subset pass through unchanged, so their
-        # error is exactly zero and the loss needs no mask.
-        return torch.where(mask, self.decoder(self.encoder(masked)), x.unsqueeze(0))
+        return self.decode(self.encode(x), x)
+
+    def errors_and_codes(self, x):
+        """Return each member's mean squared error over its own features,
+        ``(n_members, B)``, and its codes, ``(n_members, B, n_components)``."""
+        codes = self.encode(x)
+        squared = (self.decode(codes, x) - x.unsqueeze(0)).square()
+        counts = self.feature_mask.sum(dim=1, keepdim=True).to(x.dtype)
+        return squared.sum(dim=2) / counts, codes
+
+
+def squared_mahalanobis(codes, center, whitening):
+    """Return ``(n_members, B)`` squared distances of ``codes`` to ``center``.
+
+    ``codes`` has shape ``(n_members, B, k)``, ``center`` ``(n_members, k)``
+    and ``whitening`` ``(n_members, k, k)``, a matrix ``L`` with ``L @ L.T``
+    the precision (inverse covariance) of each member's codes, so that the
+    distance is ``||(z - center) @ L||^2``.
+    """
+    return torch.bmm(codes - center.unsqueeze(1), whitening).square().sum(dim=2)
 
 
 class TrimmedEnsembleLoss(nn.Module):

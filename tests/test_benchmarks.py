@@ -103,6 +103,8 @@ def test_bench_outliers_quick(tmp_path, capsys):
     assert "| **mean ROC-AUC** |" in text
     assert "AEOutlierDetector" in text and "IsolationForest" in text
     assert "fit+score seconds" in text
+    assert "out-of-fold mean ROC-AUC" in text and "Out-of-fold margin" in text
+    assert "## Large size: 20,000 x 100 float32" in text and "peak memory / input" in text
 
 
 def test_bench_outliers_quick_without_data_uses_synthetic_sets(tmp_path):

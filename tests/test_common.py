@@ -57,7 +57,7 @@ ESTIMATORS = [
     ),
     AEOutlierDetector(n_components=2, n_estimators=2, **FAST),
     AEOutlierDetector(
-        n_components=2, contamination=0.1, scaling="robust", max_samples=20,
+        n_components=2, contamination=0.1, scaling="robust", max_samples=20, latent_weight=1.0,
         early_stopping=True, batch_norm=False, mixed_precision=True, **FAST
     ),
     AEOutlierDetector(backbone="vae", n_components=2, **FAST),

@@ -294,3 +294,95 @@ def test_pandas_feature_names_and_pickle():
     restored = pickle.loads(pickle.dumps(det))
     np.testing.assert_array_equal(restored.predict(df), det.predict(df))
     np.testing.assert_array_equal(restored.score_samples(df), det.score_samples(df))
+
+
+# ------------------------------------------------------ scoring that scales
+@pytest.mark.parametrize("latent_weight", [0.0, 1.0])
+def test_a_row_scores_the_same_alone_and_in_any_batch(latent_weight):
+    # Scoring runs in float32 on batches padded to one shape: a row's score
+    # must not depend on the rows that share its batch, nor on its place.
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(latent_weight=latent_weight, **FAST).fit(X)
+    together = det.score_samples(X)
+    alone = np.array([det.score_samples(X[i : i + 1])[0] for i in range(0, len(X), 7)])
+    np.testing.assert_array_equal(alone, together[::7])
+    order = np.random.RandomState(0).permutation(len(X))
+    np.testing.assert_array_equal(det.score_samples(X[order]), together[order])
+
+
+def test_scoring_runs_fixed_shape_float32_batches(monkeypatch):
+    import sklearn_ae._outlier as outlier
+
+    monkeypatch.setattr(outlier, "_SCORE_ROWS", 64)
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(**FAST).fit(X)
+    shapes = []
+    original = det.module_.errors_and_codes
+
+    def spy(x):
+        shapes.append((tuple(x.shape), x.dtype))
+        return original(x)
+
+    monkeypatch.setattr(det.module_, "errors_and_codes", spy)
+    det.score_samples(X[:150])
+    assert shapes == [((64, X.shape[1]), torch.float32)] * 3
+
+
+def test_offset_is_estimated_on_a_bounded_sample_of_rows(monkeypatch):
+    import sklearn_ae._outlier as outlier
+
+    monkeypatch.setattr(outlier, "_CALIBRATION_ROWS", 300)
+    X, _ = make_contaminated(n_inliers=950, n_outliers=50)
+    det = AEOutlierDetector(contamination=0.1, **FAST)
+    seen = []
+    original = det._fixed_batches
+    monkeypatch.setattr(
+        det, "_fixed_batches", lambda X, fn: seen.append(len(X)) or original(X, fn)
+    )
+    det.fit(X)
+    # fit scores only the sample (training goes through the net, not here).
+    assert seen == [300]
+    # The 10th percentile of 300 rows' scores: about 10% of all rows flagged
+    # (3 standard deviations of the sample's quantile: 0.05).
+    assert abs(np.mean(det.predict(X) == -1) - 0.1) < 0.05
+
+
+def test_code_distribution_ignores_the_farthest_rows():
+    from sklearn_ae._outlier import _code_distribution
+
+    rng = np.random.RandomState(0)
+    codes = np.vstack([rng.normal(size=(450, 3)), rng.normal(size=(50, 3)) + 20])
+    center, whitening = _code_distribution(codes, trim_fraction=0.2)
+    assert np.all(np.abs(center) < 0.3)
+    # whitening @ whitening.T is the inverse covariance: about the identity.
+    precision = whitening @ whitening.T
+    np.testing.assert_allclose(np.diag(precision), 1.0, atol=0.5)
+    untrimmed, _ = _code_distribution(codes, trim_fraction=0.0)
+    assert np.all(untrimmed > 1.5)
+
+
+def test_score_adds_the_code_distance_to_the_reconstruction_error():
+    X, y = make_contaminated(seed=1)
+    det = AEOutlierDetector(latent_weight=1.0, random_state=0).fit(X)
+    parts = det._parts(X)
+    # The code distance alone separates the outliers: it is a signal of its own.
+    assert roc_auc_score(y, -parts[:, 1]) > 0.95
+    # Each part is standardized by its median and IQR on the training rows.
+    (error_center, error_scale), (code_center, code_scale) = det.score_scales_
+    expected = -((parts[:, 0] - error_center) / error_scale
+                 + det.latent_weight * (parts[:, 1] - code_center) / code_scale)
+    np.testing.assert_allclose(det.score_samples(X), expected)
+    np.testing.assert_allclose(np.median(parts, axis=0), [error_center, code_center])
+    # latent_weight=0 (the default) scores by the reconstruction error alone.
+    plain = AEOutlierDetector(random_state=0).fit(X)
+    assert plain.code_center_ is None and plain._parts(X).shape == (len(X), 1)
+    error_center, error_scale = plain.score_scales_[0]
+    np.testing.assert_allclose(
+        plain.score_samples(X), -(plain._parts(X)[:, 0] - error_center) / error_scale
+    )
+
+
+def test_negative_latent_weight_is_rejected_by_name():
+    X, _ = make_contaminated()
+    with pytest.raises(ValueError, match="latent_weight"):
+        AEOutlierDetector(latent_weight=-1.0, **FAST).fit(X)

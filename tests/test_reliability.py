@@ -109,8 +109,9 @@ def test_detector_with_non_finite_training_scores_does_not_fit(monkeypatch):
     """Item 2: a detector never calls everything normal because its network
     broke: non-finite scores of the training data fail the fit."""
     detector = AEOutlierDetector(max_iter=2, random_state=0, **CPU)
+    # _parts: the reconstruction errors that fit and score_samples build on.
     monkeypatch.setattr(
-        AEOutlierDetector, "_score_samples", lambda self, X: np.full(len(X), -np.inf)
+        AEOutlierDetector, "_parts", lambda self, X: np.full((len(X), 1), np.inf)
     )
     with pytest.raises(ValueError, match="learning_rate"):
         detector.fit(issue_X())
@@ -168,10 +169,12 @@ def test_float32_scores_are_finite_where_float64_is(estimator, X):
 @pytest.mark.parametrize(
     "estimator",
     [
-        AutoencoderTransformer(batch_size=1, max_iter=2, **CPU),
+        AutoencoderTransformer(batch_size=1, early_stopping=False, max_iter=2, **CPU),
         VAETransformer(batch_size=1, early_stopping=False, max_iter=2, **CPU),
         AEOutlierDetector(batch_size=1, batch_norm=False, max_iter=2, **CPU),
-        AutoencoderTransformer(batch_size=1, max_iter=2, noise="mask", dropout=0.2, **CPU),
+        AutoencoderTransformer(
+            batch_size=1, early_stopping=False, max_iter=2, noise="mask", dropout=0.2, **CPU
+        ),
     ],
     ids=["ae", "vae", "od", "ae-noise"],
 )
