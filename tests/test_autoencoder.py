@@ -449,7 +449,7 @@ def test_early_stopping_from_the_start_is_generic():
 
     X = make_data(n_samples=200)
     det = AEOutlierDetector(
-        hidden_layer_sizes=(8,), early_stopping=True, max_iter=3, learning_rate=10.0,
+        hidden_layer_sizes=(8,), early_stopping=True, max_iter=3, learning_rate=0.5,
         random_state=0, device="cpu", callbacks=[("start", StartOfTraining())],
     ).fit(X)
     start = dict(det.net_.callbacks_)["start"].state_

@@ -194,7 +194,9 @@ def test_batch_size_one_with_batch_norm_names_batch_size():
 @pytest.mark.parametrize("batch_norm, n_batches", [(False, 3), (True, 2)])
 def test_a_last_one_row_batch_is_left_out_only_for_batch_norm(batch_norm, n_batches):
     """Item 4: 5 rows in batches of 2: the last batch has one row."""
-    ae = AutoencoderTransformer(batch_size=2, batch_norm=batch_norm, max_iter=1, **CPU)
+    ae = AutoencoderTransformer(
+        batch_size=2, batch_norm=batch_norm, early_stopping=False, max_iter=1, **CPU
+    )
     ae.fit(issue_X()[:5])
     assert ae.net_.history[-1, "train_batch_count"] == n_batches
 
@@ -345,12 +347,15 @@ def run_in_threads(fns):
 
 
 RANDOM_FITS = [
+    # early_stopping=False: restoring the (deterministic) PCA start would
+    # hide the random draws this test is about.
     AutoencoderTransformer(
-        hidden_layer_sizes=(16,), dropout=0.3, noise="gaussian", batch_size=16, max_iter=3, **CPU
+        hidden_layer_sizes=(16,), dropout=0.3, noise="gaussian", batch_size=16, max_iter=3,
+        early_stopping=False, **CPU
     ),
     AutoencoderTransformer(
         input_shape=(4, 2), hidden_layer_sizes=(4, 4), dropout=0.3, batch_size=16, max_iter=3,
-        **CPU,
+        early_stopping=False, **CPU,
     ),
     VAETransformer(hidden_layer_sizes=(16,), dropout=0.3, batch_size=16, max_iter=3, **CPU),
     AEOutlierDetector(n_components=4, batch_size=16, max_iter=3, **CPU),
