@@ -1,15 +1,19 @@
 """``VAETransformer``: a variational autoencoder with a log-likelihood score."""
 
 import math
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
+from scipy.linalg import cho_factor, cho_solve
 from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     _fit_context,
 )
+from sklearn.decomposition import PCA, FactorAnalysis
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_is_fitted
@@ -19,10 +23,18 @@ from ._callbacks import KLWarmup
 from ._losses import NegativeELBO, gaussian_kl, log_importance_weight, log_likelihood
 from ._networks import VariationalAutoencoder
 
-# Smallest observation variance of the Gaussian decoder, in the units the
-# network sees (standardized units by default): a feature the decoder
-# predicts exactly then adds at most 0.5 * log(1e4) ~ 4.6 nats, not infinity.
-_MIN_VARIANCE = 1e-4
+# Smallest observation variance of the Gaussian decoder, as a fraction of
+# the feature's variance on the training rows in the units the network sees
+# (and at least that fraction of the features' mean variance, so that a
+# feature constant in training still gets a floor): a feature the decoder
+# predicts exactly then costs at most 0.5 * log(1 / _VARIANCE_FLOOR) nats
+# more than its marginal, never an infinite score on a new row.
+_VARIANCE_FLOOR = 1e-3
+# Most training rows the probabilistic PCA and factor-analysis fits of the
+# linear start see: FactorAnalysis's EM costs O(rows * features *
+# n_components) per iteration, and a few thousand rows pin down a
+# covariance of a few hundred features well.
+_LINEAR_START_ROWS = 5000
 # How far each training batch moves the decoder's variance toward the batch's
 # mean squared residual: about ten batches of memory.
 _VARIANCE_MOMENTUM = 0.1
@@ -62,6 +74,84 @@ def _posterior_draws(n_importance, n_components, *, balanced):
     cholesky = torch.linalg.cholesky(draws.T @ draws / n_pairs)
     draws = torch.linalg.solve_triangular(cholesky, draws.T, upper=False).T
     return torch.cat([draws, -draws])
+
+
+def linear_gaussian_log_likelihood(X, mean, W, noise_variance):
+    """Return log N(x; mean, W W^T + diag(noise_variance)) of each row of ``X``.
+
+    The density of probabilistic PCA and factor analysis, computed through
+    the k x k matrix ``M = I + W^T Psi^-1 W`` (Woodbury), in float64.
+    """
+    n_features, n_factors = W.shape
+    centered = X - mean
+    scaled = W / noise_variance[:, None]
+    M = np.eye(n_factors) + W.T @ scaled
+    factor = cho_factor(M, lower=True)
+    projected = centered @ scaled
+    quadratic = np.einsum("ij,ij->i", centered, centered / noise_variance) - np.einsum(
+        "ij,ij->i", projected, cho_solve(factor, projected.T).T
+    )
+    log_det = np.log(noise_variance).sum() + 2 * np.log(np.diag(factor[0])).sum()
+    return -0.5 * (quadratic + log_det + n_features * math.log(2 * math.pi))
+
+
+def _fit_linear_gaussian(kind, X, n_components, floor, seed):
+    """Fit probabilistic PCA (``'pca'``) or factor analysis to ``X``.
+
+    Returns ``(model, mean, W, noise_variance)``: the fitted scikit-learn
+    estimator and the parameters of x ~ N(mean, W W^T + diag(noise_variance))
+    with the noise variances raised to ``floor``. ``W`` has at most
+    ``n_components`` columns (fewer when ``X`` is too narrow or short).
+    """
+    n_samples, n_features = X.shape
+    n_factors = max(0, min(n_components, n_features - 1, n_samples - 1))
+    if n_factors == 0:
+        mean = X.mean(axis=0)
+        return None, mean, np.zeros((n_features, 0)), np.maximum(X.var(axis=0), floor)
+    if kind == "pca":
+        model = PCA(n_components=n_factors, random_state=seed).fit(X)
+        # The maximum-likelihood PPCA loadings (Tipping and Bishop, 1999),
+        # as in PCA.get_covariance.
+        excess = np.maximum(model.explained_variance_ - model.noise_variance_, 0.0)
+        W = model.components_.T * np.sqrt(excess)
+        noise_variance = np.full(n_features, float(model.noise_variance_))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = FactorAnalysis(n_components=n_factors, random_state=seed).fit(X)
+        W = model.components_.T
+        noise_variance = model.noise_variance_
+    noise_variance = np.maximum(noise_variance, floor)
+    if kind == "factor_analysis":
+        # So that model.score is the density the network starts from.
+        model.noise_variance_ = noise_variance
+    return model, model.mean_, W, noise_variance
+
+
+def _posterior_maps(W, noise_variance):
+    """Rotate ``W`` so that the exact posterior over z has diagonal covariance.
+
+    For x ~ N(mu, W W^T + Psi) the posterior of z given x is
+    N(M^-1 W^T Psi^-1 (x - mu), M^-1) with M = I + W^T Psi^-1 W. The
+    likelihood does not change when W is replaced by W V for an orthogonal
+    V; with V the eigenvectors of W^T Psi^-1 W, M becomes diagonal, and so
+    does the posterior covariance, which a diagonal Gaussian encoder can
+    then represent exactly. Returns ``(W V, A, log_var)`` with posterior
+    mean ``A (x - mu)`` and log-variances ``log_var``.
+    """
+    scaled = W / noise_variance[:, None]
+    eigenvalues, V = np.linalg.eigh(W.T @ scaled)
+    eigenvalues = np.maximum(eigenvalues, 0.0)
+    posterior_var = 1.0 / (1.0 + eigenvalues)
+    return W @ V, posterior_var[:, None] * (scaled @ V).T, np.log(posterior_var)
+
+
+def _network_rows(dataset, max_rows, rng):
+    """Return at most ``max_rows`` rows of a ``TensorData`` (drawn at random
+    when there are more) as float64 numpy, in the network's units."""
+    n = len(dataset)
+    index = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, max_rows, replace=False))
+    return dataset.take(index).detach().cpu().numpy().astype(np.float64)
 
 
 class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAutoencoder):
@@ -364,7 +454,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
             self.n_components,
             self._hidden_sizes(),
             likelihood=self.likelihood,
-            min_variance=_MIN_VARIANCE,
+            min_variance=_VARIANCE_FLOOR,
             variance_momentum=_VARIANCE_MOMENTUM,
             activation=self.activation,
             dropout=self.dropout,
@@ -373,6 +463,106 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
 
     def _build_criterion(self):
         return NegativeELBO(self.likelihood, beta=self.beta)
+
+    def _before_training(self, net, data, batch_size, device):
+        """Start the network from the better of PPCA and factor analysis.
+
+        Both are fitted to the training rows in the units the network sees
+        and compared on held-out rows: the early-stopping validation rows,
+        or without early stopping a ``validation_fraction`` of the rows
+        drawn here, the winner being refitted on all rows. The decoder's
+        linear path, the observation variances and the encoder's linear
+        path are set to the winner's loadings, noise variances and exact
+        posterior; the nonlinear branches start at zero, so the network's
+        ELBO before the first step is the winner's log-likelihood.
+        """
+        if self.likelihood != "gaussian":
+            return {"linear_start_": None, "linear_start_scores_": None}
+        # torch's generator is seeded by fit here: reproducible, and the
+        # caller's random_state object is not drawn from again.
+        seed = int(torch.randint(np.iinfo(np.int32).max, ()))
+        rng = np.random.RandomState(seed)
+        if self.early_stopping:
+            fit_part, held_out = net.train_split(data)
+        else:
+            fit_part, held_out = data, None
+            n_valid = math.ceil(self.validation_fraction * len(data))
+            if n_valid >= 1 and len(data) - n_valid >= 2:
+                order = rng.permutation(len(data))
+                fit_part = data.subset(np.sort(order[n_valid:]))
+                held_out = data.subset(np.sort(order[:n_valid]))
+        X_fit = _network_rows(fit_part, _LINEAR_START_ROWS, rng)
+        variance = X_fit.var(axis=0)
+        # A feature constant on these rows is floored relative to the
+        # typical feature instead of to nothing.
+        typical = variance.mean() if variance.any() else 1.0
+        floor = _VARIANCE_FLOOR * np.where(
+            variance > 1e-12 * typical, variance, typical
+        )
+        candidates = {
+            kind: _fit_linear_gaussian(kind, X_fit, self.n_components, floor, seed)
+            for kind in ("pca", "factor_analysis")
+        }
+        scores = None
+        chosen = "pca"
+        if held_out is not None:
+            X_held_out = _network_rows(held_out, _LINEAR_START_ROWS, rng)
+            shift = (
+                -float(np.sum(np.log(self._start_scale))) if self._scales_input() else 0.0
+            )
+            scores = {
+                kind: float(
+                    np.mean(linear_gaussian_log_likelihood(X_held_out, *fit[1:])) + shift
+                )
+                for kind, fit in candidates.items()
+            }
+            # A non-finite score (a failed fit) never wins.
+            finite = {k: v for k, v in scores.items() if np.isfinite(v)}
+            if finite:
+                chosen = max(finite, key=finite.get)
+            if not self.early_stopping:
+                X_all = _network_rows(data, _LINEAR_START_ROWS, rng)
+                candidates[chosen] = _fit_linear_gaussian(
+                    chosen, X_all, self.n_components, floor, seed
+                )
+        model, mean, W, noise_variance = candidates[chosen]
+        self._set_linear_start(net.module_, mean, W, noise_variance, floor)
+        return {
+            "linear_start_": chosen,
+            "linear_start_scores_": scores,
+            "linear_model_": model,
+        }
+
+    def _input_scaling(self, X):
+        mean, scale = super()._input_scaling(X)
+        # The scores of the linear start are reported in the units of X
+        # before fit sets scale_.
+        self._start_scale = scale
+        return mean, scale
+
+    def _set_linear_start(self, module, mean, W, noise_variance, floor):
+        """Write a linear-Gaussian model and its posterior into ``module``."""
+        n_components = self.n_components
+        W_rotated, posterior_mean, posterior_log_var = _posterior_maps(W, noise_variance)
+        n_factors = W.shape[1]
+        decoder_weight = np.zeros((len(mean), n_components))
+        decoder_weight[:, :n_factors] = W_rotated
+        encoder_weight = np.zeros((2 * n_components, len(mean)))
+        encoder_weight[:n_factors] = posterior_mean
+        encoder_bias = np.zeros(2 * n_components)
+        encoder_bias[:n_factors] = -posterior_mean @ mean
+        encoder_bias[n_components : n_components + n_factors] = posterior_log_var
+        values = {
+            module.decoder_linear.weight: decoder_weight,
+            module.decoder_linear.bias: mean,
+            module.encoder_linear.weight: encoder_weight,
+            module.encoder_linear.bias: encoder_bias,
+            module.observation_var: noise_variance,
+            module.variance_floor: floor,
+        }
+        with torch.no_grad():
+            for tensor, value in values.items():
+                tensor.copy_(torch.as_tensor(value, dtype=tensor.dtype))
 
     def _extra_callbacks(self):
         return [("kl_warmup", KLWarmup(self.kl_warmup))]
