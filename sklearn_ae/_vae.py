@@ -18,6 +18,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_is_fitted
 
+from skorch.callbacks import Callback
+
 from ._base import _BaseAutoencoder
 from ._callbacks import KLWarmup
 from ._losses import NegativeELBO, gaussian_kl, log_importance_weight, log_likelihood
@@ -38,11 +40,35 @@ _LINEAR_START_ROWS = 5000
 # How far each training batch moves the decoder's variance toward the batch's
 # mean squared residual: about ten batches of memory.
 _VARIANCE_MOMENTUM = 0.1
+# Epochs over which the learning rate rises linearly to learning_rate. The
+# network starts at the optimum of its linear model, where Adam's first
+# steps (each parameter moves by about the full step size, whatever its
+# gradient) knock it off: on breast cancer at n_components=16 the held-out
+# ELBO fell by 4 nats in the first epoch at full rate and took 15 epochs to
+# come back; with the ramp it fell by 0.3.
+_LR_WARMUP_EPOCHS = 10
 # Seed of the latent draws used by score_samples, so that scores are the same
 # on every call and never touch torch's global generator.
 _SCORE_SEED = 0
 # Fewest antithetic pairs of posterior draws averaged in the ELBO.
 _ELBO_PAIRS = 5
+
+
+class _LearningRateWarmup(Callback):
+    """Raise every parameter group's learning rate linearly over the first
+    ``n_epochs`` epochs of the net's history: epoch ``e`` (from 1) trains at
+    ``e / n_epochs * lr``. Later epochs are left alone, so a warm start
+    continues at full rate and a user's scheduler takes over afterwards."""
+
+    def __init__(self, n_epochs):
+        self.n_epochs = n_epochs
+
+    def on_epoch_begin(self, net, **kwargs):
+        epoch = len(net.history)  # skorch has already opened this epoch's row
+        if epoch > self.n_epochs:
+            return
+        for group in net.optimizer_.param_groups:
+            group["lr"] = epoch / self.n_epochs * net.lr
 
 
 def _posterior_draws(n_importance, n_components, *, balanced):
@@ -164,6 +190,21 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
     of p(x|z), and an encoder gives the Gaussian posterior q(z|x). Training
     maximises the evidence lower bound (ELBO) with Adam.
 
+    The network contains the linear models it generalises: encoder and
+    decoder each have a linear path beside their nonlinear branch, whose
+    last layer starts at zero. At fit, probabilistic PCA and factor
+    analysis are fitted to the training data (as the network sees it, after
+    the internal scaling), the better of the two on held-out rows is
+    written into the linear paths (the decoder's mean, the per-feature
+    observation variances, and the encoder's exact posterior), so that
+    before its first step the VAE *is* that model: its ELBO equals the
+    model's log-likelihood. Training moves on from there, and early
+    stopping on held-out rows keeps the best epoch. Starting from the
+    linear model rather than from random weights is what keeps the VAE from
+    losing to :class:`~sklearn.decomposition.PCA` and
+    :class:`~sklearn.decomposition.FactorAnalysis` on data where a linear
+    model is what there is to find.
+
     ``transform`` returns the posterior mean (deterministic),
     ``inverse_transform`` the decoder's mean in input units, ``sample`` draws
     new data from the model, and ``score_samples`` a lower bound on the
@@ -180,9 +221,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
 
     hidden_layer_sizes : int or tuple of int, default=(256,)
         Sizes of the encoder's hidden layers, input side first. The decoder
-        uses them in reverse order. ``()`` gives linear encoder and decoder
-        (with a Gaussian likelihood, a model of the same family as
-        :class:`~sklearn.decomposition.FactorAnalysis`). The default is wider
+        uses them in reverse order; these nonlinear branches are added to
+        the linear paths. ``()`` gives linear encoder and decoder only (with
+        a Gaussian likelihood, a factor-analysis model, which starts at
+        :class:`~sklearn.decomposition.FactorAnalysis`'s solution or
+        probabilistic PCA's and is trained further). The default is wider
         than :class:`AutoencoderTransformer`'s ``(64, 32)``: on the
         512-feature CIFAR10_0 embeddings the held-out log-likelihood rises
         from about 250 to about 300 nats per sample, with early stopping
@@ -201,11 +244,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
 
     likelihood : {'gaussian', 'bernoulli'}, default='gaussian'
         The decoder's distribution p(x|z). ``'gaussian'``: the decoder gives
-        the mean and each feature has a learned variance: during training it
-        tracks the mean squared residual of that feature (its
-        maximum-likelihood value), floored at 1e-4 in the units the network
-        sees so that a feature predicted exactly cannot make the likelihood
-        infinite. ``'bernoulli'``: the decoder gives the
+        the mean and each feature has a learned variance: it starts at the
+        linear model's noise variance, then tracks the mean squared residual
+        of that feature (its maximum-likelihood value), floored at 1e-3 times
+        the feature's variance in the units the network sees (1e-3 times
+        the mean variance for a feature constant in training), so that a
+        feature predicted exactly cannot make the likelihood of a new row
+        absurd. Only the Gaussian decoder starts from the linear model.
+        ``'bernoulli'``: the decoder gives the
         probability of each feature being 1; for data in [0, 1], which is not
         standardized. For non-binary data in [0, 1] its score is a
         cross-entropy, not a density.
@@ -232,7 +278,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         noisier per sample than the ELBO's balanced draws.
 
     learning_rate : float, default=1e-3
-        Adam's step size.
+        Adam's step size, reached linearly over the first 10 epochs: at full
+        rate, Adam's first steps knock the network off the linear model's
+        optimum it starts at.
 
     weight_decay : float, default=0.0
         L2 penalty on the weights (Adam's ``weight_decay``).
@@ -333,6 +381,26 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
 
     best_loss_ : float
         Smallest value of ``loss_curve_``.
+
+    linear_start_ : {'pca', 'factor_analysis'} or None
+        The linear model the network started from: the one of probabilistic
+        PCA and factor analysis with the higher log-likelihood on held-out
+        rows (the early-stopping validation rows, or without early stopping
+        a ``validation_fraction`` of the rows), refitted on all training
+        rows. Both are fitted to at most 5,000 rows drawn at random, which
+        keeps their cost small next to training's. With too few rows to
+        hold any out, probabilistic PCA. None for
+        ``likelihood='bernoulli'``.
+
+    linear_start_scores_ : dict or None
+        Held-out mean log-likelihood of each candidate, in nats per sample
+        of X's units, keyed by ``'pca'`` and ``'factor_analysis'``; None
+        where no rows were held out.
+
+    linear_model_ : PCA, FactorAnalysis or None
+        The fitted model named by ``linear_start_``, in the units the
+        network sees (``(X - mean_) / scale_``); for factor analysis with
+        the floored noise variances the network starts with.
 
     validation_scores_ : list of float or None
         With ``early_stopping``, the held-out ELBO per sample of each epoch
@@ -477,7 +545,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         ELBO before the first step is the winner's log-likelihood.
         """
         if self.likelihood != "gaussian":
-            return {"linear_start_": None, "linear_start_scores_": None}
+            return {"linear_start_": None, "linear_start_scores_": None, "linear_model_": None}
         # torch's generator is seeded by fit here: reproducible, and the
         # caller's random_state object is not drawn from again.
         seed = int(torch.randint(np.iinfo(np.int32).max, ()))
@@ -577,7 +645,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
                 tensor.copy_(torch.as_tensor(value, dtype=tensor.dtype))
 
     def _extra_callbacks(self):
-        return [("kl_warmup", KLWarmup(self.kl_warmup))]
+        return [
+            ("kl_warmup", KLWarmup(self.kl_warmup)),
+            ("lr_warmup", _LearningRateWarmup(_LR_WARMUP_EPOCHS)),
+        ]
 
     def _scales_input(self):
         return self.standardize and self.likelihood == "gaussian"
