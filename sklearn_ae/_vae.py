@@ -249,7 +249,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         The decoder's distribution p(x|z). ``'gaussian'``: the decoder gives
         the mean and each feature has a learned variance: it starts at the
         linear model's noise variance, then tracks the mean squared residual
-        of that feature (its maximum-likelihood value), floored at 1e-3 times
+        of that feature (its maximum-likelihood value; kept at PPCA's
+        sigma^2 when the network starts from PPCA, which means estimated
+        variances did not generalise to held-out rows), floored at 1e-3 times
         the feature's variance in the units the network sees (1e-3 times
         the mean variance for a feature constant in training), so that a
         feature predicted exactly cannot make the likelihood of a new row
@@ -300,8 +302,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         validation loss with ``early_stopping``) has not improved by at least
         ``tol`` nats per sample for ``n_iter_no_change`` consecutive epochs.
 
-    n_iter_no_change : int, default=10
-        Epochs without improvement allowed before stopping.
+    n_iter_no_change : int, default=30
+        Epochs without improvement allowed before stopping. Chosen among 5
+        to 59 on half of a panel of data sets (glass, wine, vowels,
+        annthyroid, 300 rows of CIFAR10_0, from the linear start with the
+        learning-rate ramp): 30 and more gave the best held-out ELBO,
+        fewer stopped while it was still rising.
 
     early_stopping : bool, default=True
         Whether to hold out ``validation_fraction`` of the training data,
@@ -481,7 +487,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         batch_size="auto",
         max_iter=200,
         tol=1e-4,
-        n_iter_no_change=10,
+        n_iter_no_change=30,
         early_stopping=True,
         validation_fraction=0.1,
         standardize=True,
@@ -590,6 +596,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
             candidates, floor = self._linear_candidates(X_all, ("pca", chosen), seed)
         model, mean, W, noise_variance = candidates[chosen]
         self._set_linear_start(net.module_, mean, W, noise_variance, floor)
+        # Where estimated noise variances did not generalise (PPCA won the
+        # held-out comparison), training keeps PPCA's sigma^2: left to track
+        # the training residuals, it shrinks, and on 300 rows of CIFAR10_0
+        # the test ELBO fell 180 nats below PPCA's in 11 epochs (one test
+        # value 339 standard deviations out dominates it) while the
+        # validation ELBO rose; kept fixed, the test ELBO stays at PPCA's.
+        if chosen == "pca":
+            net.module_.variance_momentum = 0.0
         return {
             "linear_start_": chosen,
             "linear_start_scores_": scores,

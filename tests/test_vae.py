@@ -439,6 +439,31 @@ def test_variances_do_not_collapse_on_near_constant_columns():
     assert torch.all(vae.module_.variance_floor > 0)
 
 
+def test_ppca_start_keeps_its_noise_variance():
+    # PPCA winning the held-out comparison says that estimated noise
+    # variances do not generalise: training keeps sigma^2.
+    X = make_wide()
+    vae = starting_vae(
+        VAETransformer(n_components=4, hidden_layer_sizes=(8,), random_state=0, device="cpu"),
+        X,
+    )
+    assert vae.linear_start_ == "pca"
+    start = vae.module_.observation_var.clone()
+    np.testing.assert_allclose(start.numpy(), vae.linear_model_.noise_variance_, rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        trained = vae.set_params(max_iter=5, callbacks=None).fit(X)
+    assert torch.equal(trained.module_.observation_var, start)
+    # A factor-analysis start tracks the residuals.
+    X = make_factor_data()
+    fa_vae = VAETransformer(n_components=3, **FAST).fit(X)
+    assert fa_vae.linear_start_ == "factor_analysis"
+    assert not torch.allclose(
+        fa_vae.module_.observation_var,
+        torch.as_tensor(fa_vae.linear_model_.noise_variance_, dtype=torch.float32),
+    )
+
+
 def test_bernoulli_has_no_linear_start():
     rng = np.random.RandomState(0)
     X = (rng.uniform(size=(50, 6)) < 0.3).astype(float)
