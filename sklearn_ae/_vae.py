@@ -245,8 +245,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         :class:`~sklearn.decomposition.FactorAnalysis`'s solution or
         probabilistic PCA's and is trained further). The default is wider
         than :class:`AutoencoderTransformer`'s ``(64, 32)``: on the
-        512-feature CIFAR10_0 embeddings the held-out log-likelihood rises
-        from about 250 to about 300 nats per sample, with early stopping
+        512-feature CIFAR10_0 embeddings the held-out log-likelihood rose
+        from about 250 to about 300 nats per sample (measured before the
+        linear start), with early stopping
         keeping the larger network from overfitting (see
         ``benchmarks/VAE_RESULTS.md``).
 
@@ -331,7 +332,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         :class:`AutoencoderTransformer`: a density model is judged on data it
         has not seen, and a VAE's held-out likelihood peaks long before its
         training likelihood does (on CIFAR10_0, about 305 nats held-out at
-        the best epoch, 288 after 200 epochs without stopping).
+        the best epoch, 288 after 200 epochs without stopping; measured
+        before the linear start).
 
     validation_fraction : float, default=0.1
         Fraction of the training data held out when ``early_stopping=True``.
