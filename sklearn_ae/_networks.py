@@ -577,7 +577,8 @@ class VariationalAutoencoder(nn.Module):
         ``'gaussian'``: the decoder outputs the mean, and each feature has its
         own variance (see below). ``'bernoulli'``: the decoder outputs logits.
     min_variance : float
-        Smallest observation variance of the Gaussian decoder; it keeps the
+        Smallest observation variance of the Gaussian decoder, the initial
+        value of the per-feature buffer ``variance_floor``; it keeps the
         likelihood finite when a feature is predicted (almost) exactly.
     variance_momentum : float
         How far each training batch moves the Gaussian decoder's variance
@@ -587,6 +588,15 @@ class VariationalAutoencoder(nn.Module):
 
     Notes
     -----
+    Encoder and decoder are each a linear path (``encoder_linear``,
+    ``decoder_linear``) plus, when ``hidden_layer_sizes`` is not empty, a
+    nonlinear branch (``encoder``, ``decoder``) whose output is added to it.
+    The branches' last layers start at zero, so an untrained network is the
+    linear-Gaussian model that its linear paths and ``observation_var``
+    hold: set them to a probabilistic PCA or factor-analysis solution and
+    the network starts as that model (the estimator does).
+
+
     The Gaussian decoder's per-feature variance is not a gradient-trained
     parameter: like batch norm's running statistics, it is a buffer that
     every forward pass in training mode moves toward its maximum-likelihood
@@ -624,25 +634,45 @@ class VariationalAutoencoder(nn.Module):
         self.min_variance = min_variance
         self.variance_momentum = variance_momentum
         # One head for the posterior mean and log-variance, split in encode.
-        self.encoder = mlp([n_features, *hidden, 2 * n_components], **options)
-        self.decoder = mlp([n_components, *hidden[::-1], n_features], **options)
-        observation_var = torch.ones(n_features) if likelihood == "gaussian" else None
+        self.encoder_linear = nn.Linear(n_features, 2 * n_components)
+        self.decoder_linear = nn.Linear(n_components, n_features)
+        self.encoder = self.decoder = None
+        if hidden:
+            self.encoder = mlp([n_features, *hidden, 2 * n_components], **options)
+            self.decoder = mlp([n_components, *hidden[::-1], n_features], **options)
+            for branch in (self.encoder, self.decoder):
+                nn.init.zeros_(branch[-1].weight)
+                nn.init.zeros_(branch[-1].bias)
+        if likelihood == "gaussian":
+            observation_var = torch.ones(n_features)
+            variance_floor = torch.full((n_features,), float(min_variance))
+        else:
+            observation_var = variance_floor = None
         self.register_buffer("observation_var", observation_var)
+        # Per feature, so that the caller can floor each variance relative
+        # to its feature's own variance.
+        self.register_buffer("variance_floor", variance_floor)
 
     def encode(self, x):
         """Return the posterior's ``(mean, log_variance)`` for ``x``."""
-        z_mean, z_log_var = self.encoder(x).chunk(2, dim=-1)
+        out = self.encoder_linear(x)
+        if self.encoder is not None:
+            out = out + self.encoder(x)
+        z_mean, z_log_var = out.chunk(2, dim=-1)
         return z_mean, z_log_var
 
     def decode(self, z):
         """Return the decoder's raw output for latent ``z`` (mean or logits)."""
-        return self.decoder(z)
+        out = self.decoder_linear(z)
+        if self.decoder is not None:
+            out = out + self.decoder(z)
+        return out
 
     def observation_log_var(self):
         """Return the Gaussian decoder's per-feature log-variance, or None."""
         if self.observation_var is None:
             return None
-        return self.observation_var.clamp_min(self.min_variance).log()
+        return self.observation_var.maximum(self.variance_floor).log()
 
     def forward(self, x, noise=None):
         """Encode ``x``, draw z from q(z|x) by reparameterisation, decode it.

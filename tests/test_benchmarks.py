@@ -31,6 +31,16 @@ def test_bench_vae_quick(tmp_path):
     assert "torch" in text
 
 
+def test_bench_vae_panel_quick(tmp_path):
+    output = tmp_path / "panel.md"
+    results = load_script("bench_vae").main(["--quick", "--panel", "--output", str(output)])
+    assert [row["dataset"] for row in results] == ["breast cancer"] * 2 + ["digits"] * 2
+    assert all(np.isfinite(row["VAETransformer"]) for row in results)
+    assert all(row["start"] in ("pca", "factor_analysis") for row in results)
+    text = output.read_text()
+    assert "| breast cancer | 140x20 | 4 |" in text and "Holds on" in text
+
+
 def test_bench_speed_quick(tmp_path):
     output = tmp_path / "RESULTS.md"
     # A subprocess: PyOD seeds the global RNGs when it is constructed, which
