@@ -28,13 +28,20 @@ FORMAT_VERSION = 1
 
 
 def _estimator_classes():
+    """The classes a file may name: this package's estimators, and the linear
+    models a fitted VAETransformer keeps as ``linear_model_`` (rebuilt from
+    their parameters and fitted arrays, like ours; no code is loaded)."""
+    from sklearn.decomposition import PCA, FactorAnalysis
+
     from ._autoencoder import AutoencoderTransformer
     from ._outlier import AEOutlierDetector
     from ._vae import VAETransformer
 
     return {
         cls.__name__: cls
-        for cls in (AutoencoderTransformer, VAETransformer, AEOutlierDetector)
+        for cls in (
+            AutoencoderTransformer, VAETransformer, AEOutlierDetector, PCA, FactorAnalysis
+        )
     }
 
 

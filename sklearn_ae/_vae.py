@@ -25,6 +25,7 @@ from ._base import _BaseAutoencoder, resolve_n_jobs
 from ._callbacks import KLWarmup
 from ._losses import NegativeELBO, gaussian_kl, log_importance_weight, log_likelihood
 from ._networks import VariationalAutoencoder
+from ._random import current_generator
 
 # Smallest observation variance of the Gaussian decoder, as a fraction of
 # the feature's variance on the training rows in the units the network sees
@@ -573,9 +574,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         """
         if self.likelihood != "gaussian":
             return {"linear_start_": None, "linear_start_scores_": None, "linear_model_": None}
-        # torch's generator is seeded by fit here: reproducible, and the
-        # caller's random_state object is not drawn from again.
-        seed = int(torch.randint(np.iinfo(np.int32).max, ()))
+        # This fit's own generator (seeded by fit): reproducible, the
+        # caller's random_state object is not drawn from again, and torch's
+        # global generator is left alone (fits may run in parallel threads).
+        seed = int(
+            torch.randint(np.iinfo(np.int32).max, (), generator=current_generator("cpu"))
+        )
         rng = np.random.RandomState(seed)
         if self.early_stopping:
             fit_part, held_out = net.train_split(data)

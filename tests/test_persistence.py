@@ -283,3 +283,15 @@ def test_a_cuda_trained_model_loads_on_the_cpu(tmp_path, monkeypatch):
     assert all(p.device.type == "cpu" for p in loaded.module_.parameters())
     assert loaded.get_params()["device"] == "cuda"
     np.testing.assert_array_equal(loaded.transform(X), expected)
+
+
+def test_vae_linear_start_model_round_trips(tmp_path):
+    # The VAE keeps the PPCA or FactorAnalysis fit it started from; the safe
+    # format rebuilds it from its parameters and fitted arrays.
+    X = make_X()
+    vae = VAETransformer(n_components=2, **FAST).fit(X)
+    assert vae.linear_model_ is not None
+    vae.save(tmp_path / "vae.safetensors")
+    loaded = sklearn_ae.load(tmp_path / "vae.safetensors")
+    assert type(loaded.linear_model_) is type(vae.linear_model_)
+    np.testing.assert_array_equal(loaded.linear_model_.score_samples(X), vae.linear_model_.score_samples(X))
