@@ -320,6 +320,8 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         verbose=0,
         callbacks=None,
         warm_start=False,
+        optimizer=torch.optim.Adam,
+        **optimizer_params,
     ):
         self.n_components = n_components
         self.contamination = contamination
@@ -348,6 +350,8 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         self.verbose = verbose
         self.callbacks = callbacks
         self.warm_start = warm_start
+        self.optimizer = optimizer
+        self._extra_params = dict(optimizer_params)
 
     # ------------------------------------------------------------------ hooks
     def _loss_kind(self):
@@ -443,6 +447,7 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
 
             shared = set(VAETransformer().get_params()) & set(self.get_params(deep=False))
             params = {name: getattr(self, name) for name in shared}
+            params.update(vars(self).get("_extra_params", {}))  # optimizer__*
             return VAETransformer(standardize=self.scaling is not None, **params)
         return self.backbone
 

@@ -330,6 +330,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         verbose=0,
         callbacks=None,
         warm_start=False,
+        optimizer=torch.optim.Adam,
+        **optimizer_params,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -356,6 +358,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         self.verbose = verbose
         self.callbacks = callbacks
         self.warm_start = warm_start
+        self.optimizer = optimizer
+        self._extra_params = dict(optimizer_params)
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
