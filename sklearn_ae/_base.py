@@ -204,7 +204,7 @@ class _BaseAutoencoder(BaseEstimator):
         "verbose": ["verbose"],
         "callbacks": [list, None],
         "warm_start": ["boolean"],
-        "optimizer": ["no_validation"],  # checked in fit: _check_optimizer
+        "optimizer": "no_validation",  # checked in fit: _check_optimizer
     }
 
     # Keyword parameters passed through in skorch's style (``optimizer__*``

@@ -200,10 +200,17 @@ class AutoencoderNet(NeuralNet):
 
     def predict_proba(self, X):
         """Return the reconstructions of ``X`` (see :meth:`reconstruction`)
-        as a numpy array; also what skorch's scoring callbacks score."""
+        as a float64 numpy array; what skorch's scoring callbacks score.
+
+        float64 so that scikit-learn's metrics compute in float64 (they
+        work in the wider dtype of targets and predictions): in float32, a
+        feature constant over the scored rows (a blank pixel) gets a
+        variance of rounding noise instead of 0, and its r2 of -1e12 swamps
+        the average over features.
+        """
         return np.concatenate(
             [to_numpy(self.reconstruction(out)) for out in self.forward_iter(X)]
-        )
+        ).astype(np.float64)
 
     def train_step_single(self, batch, **fit_params):
         Xi, yi = batch
