@@ -524,3 +524,14 @@ def test_optimizer_errors(make, X, params, match):
 def test_convergence_warning_still_raised(X):
     with pytest.warns(ConvergenceWarning):
         ESTIMATORS["ae"]().fit(X)
+
+
+def test_optimizer_save_load(make, X, tmp_path):
+    from sklearn_ae import load
+
+    est = make(optimizer=torch.optim.SGD, optimizer__momentum=0.9).fit(X)
+    est.save(tmp_path / "m.safetensors")
+    back = load(tmp_path / "m.safetensors")
+    assert back.get_params()["optimizer__momentum"] == 0.9
+    assert type(back.net_.optimizer_) is torch.optim.SGD
+    assert back.net_.optimizer_.state_dict()["param_groups"][0]["momentum"] == 0.9
