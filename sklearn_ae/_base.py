@@ -24,7 +24,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._callbacks import EpochLog, EpochProgressBar, fresh_callbacks
+from ._callbacks import EpochLog, EpochProgressBar, fresh_callbacks, shared_objects
 from ._data import TensorData, feature_scaling
 from ._engine import AutoencoderNet, DivergenceError, HoldoutSplit, has_batch_norm
 from ._losses import reconstruction_of
@@ -448,7 +448,7 @@ class _BaseAutoencoder(BaseEstimator):
         if warm:
             self._check_warm_start_network(n_features, seed)
             mean, scale = self.mean_, self.scale_
-            net = copy.deepcopy(self.net_)
+            net = copy.deepcopy(self.net_, shared_objects(self.net_.callbacks_))
             net.verbose = 0  # no notes of re-initialized parts
             net.set_params(
                 max_epochs=self.max_iter,

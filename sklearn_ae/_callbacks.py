@@ -114,6 +114,21 @@ def fresh_callback(callback):
     return fresh
 
 
+def shared_objects(callbacks):
+    """Return a ``copy.deepcopy`` memo under which the objects that
+    ``callbacks`` (skorch callbacks or ``(name, callback)`` pairs) hold as
+    attributes are shared, not copied, as :func:`fresh_callback` shares
+    them: copying a fitted net (``warm_start``) must not try to copy a
+    ``SummaryWriter``."""
+    memo = {}
+    for item in callbacks:
+        callback = item[1] if isinstance(item, tuple) else item
+        for value in vars(callback).values():
+            if not isinstance(value, (str, bytes, int, float, bool, type(None))):
+                memo[id(value)] = value
+    return memo
+
+
 def fresh_callbacks(callbacks):
     """Return :func:`fresh_callback` copies of a list of callbacks or
     ``(name, callback)`` pairs."""

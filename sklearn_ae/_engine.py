@@ -3,8 +3,8 @@
 It keeps skorch's shape (initialize, fit loop, one epoch, one step, callbacks,
 history) and removes what dominates the time of small networks (see
 ``benchmarks/``): batches are slices of tensors already on the device instead
-of a per-row ``Dataset``/``DataLoader``; losses are summed on the device and
-read once per epoch instead of a ``.item()`` sync per batch (the per-batch
+of a per-row ``Dataset``/``DataLoader``; batch losses are kept on the device
+and read once per epoch instead of a ``.item()`` sync per batch (the per-batch
 history rows are written then, from those values); the module is put
 in train/eval mode once per epoch instead of once per batch; batches skip
 skorch's ``to_tensor`` (they already are device tensors) and gradients are
