@@ -659,10 +659,12 @@ class _BaseAutoencoder(BaseEstimator):
                 ),
             )
         ]
-        if self.verbose == 1:
-            callbacks.append(("progress_bar", EpochProgressBar()))
-        elif self.verbose:
-            callbacks.append(("epoch_log", EpochLog()))
+        if self.verbose:
+            callbacks.append(
+                ("progress_bar", EpochProgressBar())
+                if self.verbose == 1
+                else ("epoch_log", EpochLog())  # one line per epoch
+            )
         callbacks += self._extra_callbacks()
         # Fresh instances sharing the objects passed as their parameters:
         # skorch initializes callbacks in place, and the user's objects must
