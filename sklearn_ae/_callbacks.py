@@ -1,15 +1,14 @@
 """skorch callbacks used by the estimators."""
 
-import copy
-
-from skorch.callbacks import Callback, PrintLog
+from skorch.callbacks import Callback
 
 
 class EpochProgressBar(Callback):
     """A tqdm bar that advances once per epoch and shows the latest losses.
 
-    skorch's own ``ProgressBar`` advances per batch from per-batch history,
-    which the engine does not record (it reads losses once per epoch).
+    What ``verbose=1`` shows. skorch's own ``ProgressBar`` (which works
+    too) advances per batch; a bar per epoch needs no per-batch hook, so
+    training keeps its fast path.
     """
 
     def __init__(self, keys=("train_loss", "valid_loss")):
@@ -31,29 +30,6 @@ class EpochProgressBar(Callback):
     def on_train_end(self, net, **kwargs):
         self.bar_.close()
         del self.bar_
-
-
-class KLWarmup(Callback):
-    """Raise the criterion's ``kl_weight`` linearly from 0 to 1 over the first epochs.
-
-    At epoch ``e`` (counted from 1 over the net's whole history, so a warm
-    start continues where it stopped) the weight is ``min(1, e / n_epochs)``;
-    ``n_epochs=0`` keeps it at 1. Annealing the KL term lets the decoder learn
-    to use z before the prior pulls the posterior onto it (Bowman et al.,
-    2016), which guards against posterior collapse.
-    """
-
-    def __init__(self, n_epochs):
-        self.n_epochs = n_epochs
-
-    def on_epoch_begin(self, net, **kwargs):
-        epoch = len(net.history)  # skorch has already opened this epoch's row
-        if self.n_epochs <= 0:
-            weight = 1.0
-        else:
-            weight = min(1.0, epoch / self.n_epochs)
-        net.criterion_.kl_weight = weight
-        net.history.record("kl_weight", weight)
 
 
 class EpochLog(Callback):
@@ -96,14 +72,15 @@ def fresh_callback(callback):
     A ``PrintLog`` printing to ``print`` prints whatever the estimator's
     ``verbose``: passing one asks for its table.
     """
+    from skorch.callbacks import PrintLog
+
     if isinstance(callback, type):
         return callback
     state = {k: v for k, v in vars(callback).items() if not k.endswith("_")}
     try:
         fresh = type(callback)(**callback.get_params(deep=False))
     except Exception:  # noqa: BLE001 - any failure: fall back to a copy
-        fresh = copy.copy(callback)
-        vars(fresh).clear()
+        fresh = object.__new__(type(callback))
         vars(fresh).update(state)
     else:
         for key, value in state.items():
@@ -136,3 +113,26 @@ def fresh_callbacks(callbacks):
         (item[0], fresh_callback(item[1])) if isinstance(item, tuple) else fresh_callback(item)
         for item in callbacks
     ]
+
+
+class KLWarmup(Callback):
+    """Raise the criterion's ``kl_weight`` linearly from 0 to 1 over the first epochs.
+
+    At epoch ``e`` (counted from 1 over the net's whole history, so a warm
+    start continues where it stopped) the weight is ``min(1, e / n_epochs)``;
+    ``n_epochs=0`` keeps it at 1. Annealing the KL term lets the decoder learn
+    to use z before the prior pulls the posterior onto it (Bowman et al.,
+    2016), which guards against posterior collapse.
+    """
+
+    def __init__(self, n_epochs):
+        self.n_epochs = n_epochs
+
+    def on_epoch_begin(self, net, **kwargs):
+        epoch = len(net.history)  # skorch has already opened this epoch's row
+        if self.n_epochs <= 0:
+            weight = 1.0
+        else:
+            weight = min(1.0, epoch / self.n_epochs)
+        net.criterion_.kl_weight = weight
+        net.history.record("kl_weight", weight)

@@ -284,22 +284,25 @@ class AutoencoderNet(NeuralNet):
                 history.new_batch()
                 history.record_batch(prefix + "_loss", loss)
                 history.record_batch(prefix + "_batch_size", batch_rows)
-        if not training:
-            return
-        # For check_trained: a batch already on the device, so the check
-        # costs no data movement (nor densifying sparse rows).
-        self._last_train_batch = batch[0]
-        if getattr(self, "initial_loss_", None) is None:
-            # The first batch's loss was computed before the first step: the
-            # untrained network's, the reference of the divergence rule.
-            self.initial_loss_ = losses[0]
-        # What the train_loss callback (PassthroughScoring) records at the
-        # end of the epoch: the batch losses averaged by batch size.
+        if training:
+            # For check_trained: a batch already on the device, so the check
+            # costs no data movement (nor densifying sparse rows).
+            self._last_train_batch = batch[0]
+            if getattr(self, "initial_loss_", None) is None:
+                # The first batch's loss was computed before the first step:
+                # the untrained network's, the reference of the divergence rule.
+                self.initial_loss_ = losses[0]
+        # What the train_loss/valid_loss callbacks (PassthroughScoring)
+        # record at the end of the epoch: batch losses averaged by batch size.
         epoch_loss = float(np.average(losses, weights=sizes))
-        if diverged(epoch_loss, self.initial_loss_):
+        # The validation loss counts too: it is measured after the epoch's
+        # last step, which the training loss predates, and early stopping
+        # would otherwise restore an earlier network without a word.
+        if diverged(epoch_loss, getattr(self, "initial_loss_", None)):
+            what = "training" if training else "validation"
             raise DivergenceError(
-                f"the training loss went from {self.initial_loss_:.4g} on the "
-                f"first batch to {epoch_loss:.4g} at epoch {len(history)}"
+                f"the {what} loss went from {self.initial_loss_:.4g} on the "
+                f"first training batch to {epoch_loss:.4g} at epoch {len(history)}"
             )
 
     def initialize(self):
