@@ -302,7 +302,7 @@ class AutoencoderNet(NeuralNet):
             what = "training" if training else "validation"
             raise DivergenceError(
                 f"the {what} loss went from {self.initial_loss_:.4g} on the "
-                f"first training batch to {epoch_loss:.4g} at epoch {len(history)}"
+                f"first training batch to {epoch_loss:.4g} at epoch {len(self.history)}"
             )
 
     def initialize(self):

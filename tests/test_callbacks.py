@@ -481,7 +481,8 @@ def test_verbose_2_prints_one_line_per_epoch(make, X, capsys):
     "optimizer, params",
     [(torch.optim.SGD, {"optimizer__momentum": 0.9}),
      (torch.optim.AdamW, {"optimizer__betas": (0.8, 0.9)}),
-     (torch.optim.LBFGS, {"optimizer__history_size": 3})],
+     # LBFGS: skorch's closure step; plain LBFGS steps diverge on the ensemble.
+     (torch.optim.LBFGS, {"optimizer__line_search_fn": "strong_wolfe"})],
 )
 def test_optimizer(make, X, optimizer, params):
     est = make(optimizer=optimizer, **params).fit(X)
@@ -549,3 +550,26 @@ def test_warm_start_with_an_object_that_cannot_be_copied(make, X, tmp_path):
     est.fit(X).fit(X)
     assert est.n_iter_ == 2 * N_EPOCHS
     writer.close()
+
+
+def test_verbose_1_keeps_the_epoch_bar(make, X, capsys):
+    make(verbose=1).fit(X)
+    err = capsys.readouterr().err
+    assert "epoch" in err and "it/s" not in err  # tqdm over epochs, not batches
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_divergence_detected_on_both_paths(make, X, hooked):
+    callbacks = [Spy()] if hooked else None
+    with pytest.raises(ValueError, match="diverged"):
+        make(learning_rate=1e4, optimizer=torch.optim.SGD, max_iter=20,
+             callbacks=callbacks).fit(X * 1e3)
+
+
+def test_outlier_vae_backbone_gets_the_optimizer(X):
+    est = ESTIMATORS["outlier"](
+        backbone="vae", optimizer=torch.optim.SGD, optimizer__momentum=0.5
+    ).fit(X)
+    optimizer = est.backbone_.net_.optimizer_
+    assert type(optimizer) is torch.optim.SGD
+    assert optimizer.param_groups[0]["momentum"] == 0.5
