@@ -320,15 +320,13 @@ class _BaseAutoencoder(BaseEstimator):
         # (TensorBoard's SummaryWriter) survives clone and GridSearchCV.
         from sklearn.base import _clone_parametrized
 
-        callbacks = self.callbacks
-        if not callbacks:
+        if not self.callbacks:
             return _clone_parametrized(self)
-        try:
-            self.callbacks = None
-            new = _clone_parametrized(self)
-        finally:
-            self.callbacks = callbacks
-        new.callbacks = fresh_callbacks(callbacks)
+        # A shallow stand-in without callbacks, so that self is not touched.
+        shadow = object.__new__(type(self))
+        vars(shadow).update(vars(self), callbacks=None)
+        new = _clone_parametrized(shadow)
+        new.callbacks = fresh_callbacks(self.callbacks)
         return new
 
     # ------------------------------------------------------------------ hooks
