@@ -209,10 +209,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         that print to ``print`` (``EarlyStopping``'s notes) speak.
 
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
-        Extra skorch callbacks for training: any callback of
-        :mod:`skorch.callbacks` works (per-batch history rows, ``*_best``
-        flags and every hook are recorded and called as on a
-        ``skorch.NeuralNet``). Each fit trains with fresh copies,
+        Extra skorch callbacks for training: those of
+        :mod:`skorch.callbacks` work as on a ``skorch.NeuralNet``
+        (per-batch history rows, ``*_best`` flags and every hook are
+        recorded and called as there). Each fit trains with fresh copies,
         ``type(cb)(**cb.get_params())``, which share the objects passed as
         the callbacks' parameters (a ``SummaryWriter``, a file name) and
         start with none of their state; the objects passed in are never
