@@ -8,6 +8,7 @@ Subclasses fill in a few hooks: ``_build_module`` (the torch network),
 
 import copy
 import functools
+import inspect
 import threading
 import warnings
 from contextlib import contextmanager
@@ -22,7 +23,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._callbacks import EarlyStoppingFromStart, EpochProgressBar
+from ._callbacks import (
+    EarlyStoppingFromStart,
+    EpochLog,
+    EpochProgressBar,
+    fresh_callbacks,
+    shared_objects,
+)
 from ._data import TensorData, feature_scaling
 from ._engine import AutoencoderNet, DivergenceError, HoldoutSplit, has_batch_norm
 from ._losses import reconstruction_of
@@ -207,7 +214,14 @@ class _BaseAutoencoder(BaseEstimator):
         "verbose": ["verbose"],
         "callbacks": [list, None],
         "warm_start": ["boolean"],
+        "optimizer": "no_validation",  # checked in fit: _check_optimizer
     }
+
+    # Keyword parameters passed through in skorch's style (``optimizer__*``
+    # to the optimizer); subclasses may add prefixes. They are stored as
+    # given in a private dict (sklearn's checks require that __init__ sets
+    # no public attribute but the declared parameters) and checked in fit.
+    _param_prefixes = ("optimizer__",)
 
     def __init__(
         self,
@@ -234,6 +248,8 @@ class _BaseAutoencoder(BaseEstimator):
         verbose=0,
         callbacks=None,
         warm_start=False,
+        optimizer=torch.optim.Adam,
+        **params,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -257,6 +273,71 @@ class _BaseAutoencoder(BaseEstimator):
         self.verbose = verbose
         self.callbacks = callbacks
         self.warm_start = warm_start
+        self.optimizer = optimizer
+        self._extra_params = dict(params)
+
+    # ---------------------------------------------- pass-through parameters
+    def _prefixed_params(self, prefix):
+        """Return the ``prefix*`` keyword parameters (e.g. ``'optimizer__'``),
+        unprefixed."""
+        return {
+            k[len(prefix) :]: v
+            for k, v in vars(self).get("_extra_params", {}).items()
+            if k.startswith(prefix)
+        }
+
+    def get_params(self, deep=True):
+        """Get parameters for this estimator, ``optimizer__*`` included.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            If True, will return the parameters for this estimator and
+            contained subobjects that are estimators.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
+        params = super().get_params(deep=deep)
+        params.update(vars(self).get("_extra_params", {}))
+        return params
+
+    def set_params(self, **params):
+        """Set the parameters of this estimator, ``optimizer__*`` included.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters.
+
+        Returns
+        -------
+        self : estimator instance
+            Estimator instance.
+        """
+        extra = vars(self).setdefault("_extra_params", {})
+        for name in list(params):
+            if name.startswith(self._param_prefixes) or name in extra:
+                extra[name] = params.pop(name)
+        return super().set_params(**params)
+
+    def __sklearn_clone__(self):
+        # scikit-learn's clone, but callbacks are copied as fit copies them
+        # (fresh_callbacks: new instances sharing their parameter objects),
+        # so that a callback holding an object that cannot be deep-copied
+        # (TensorBoard's SummaryWriter) survives clone and GridSearchCV.
+        from sklearn.base import _clone_parametrized
+
+        if not self.callbacks:
+            return _clone_parametrized(self)
+        # A shallow stand-in without callbacks, so that self is not touched.
+        shadow = object.__new__(type(self))
+        vars(shadow).update(vars(self), callbacks=None)
+        new = _clone_parametrized(shadow)
+        new.callbacks = fresh_callbacks(self.callbacks)
+        return new
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
@@ -362,6 +443,7 @@ class _BaseAutoencoder(BaseEstimator):
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
         self._hidden_sizes()
+        self._check_optimizer()
         self._check_fit_params(X.shape[1])
         self._check_input_range(X)
         device = resolve_device(self.device)
@@ -374,13 +456,15 @@ class _BaseAutoencoder(BaseEstimator):
         if warm:
             self._check_warm_start_network(n_features, seed)
             mean, scale = self.mean_, self.scale_
-            net = copy.deepcopy(self.net_)
+            net = copy.deepcopy(self.net_, shared_objects(self.net_.callbacks_))
+            net.verbose = 0  # no notes of re-initialized parts
             net.set_params(
                 max_epochs=self.max_iter,
                 batch_size=batch_size,
                 lr=self.learning_rate,
                 mixed_precision=self.mixed_precision,
             )
+            net.verbose = self.verbose
             epochs_before = len(net.history)
         elif self._scales_input():
             mean, scale = self._input_scaling(X)
@@ -509,6 +593,59 @@ class _BaseAutoencoder(BaseEstimator):
         if not np.all(np.isfinite(scores)):
             raise _diverged_error(self, "the scores of the training data are not finite")
 
+    def _check_optimizer(self):
+        """Raise ``ValueError`` for an ``optimizer`` that is not a torch
+        optimizer class, or ``optimizer__*`` arguments it does not take."""
+        optimizer = self.optimizer
+        if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
+            raise ValueError(
+                "optimizer must be a torch.optim.Optimizer subclass such as "
+                f"torch.optim.SGD (the class, not an instance), got {optimizer!r}."
+            )
+        for name in vars(self).get("_extra_params", {}):
+            if not name.startswith(self._param_prefixes):
+                raise ValueError(
+                    f"{name!r} is not a parameter of {type(self).__name__}; extra "
+                    "keyword parameters must be "
+                    + " or ".join(p + "*" for p in self._param_prefixes)
+                    + " parameters."
+                )
+        options = self._prefixed_params("optimizer__")
+        for name, replacement in (("lr", "learning_rate"), ("weight_decay", "weight_decay")):
+            if name in options:
+                raise ValueError(
+                    f"optimizer__{name} is set; use the {replacement} parameter instead."
+                )
+        signature = inspect.signature(optimizer.__init__).parameters
+        if any(p.kind == p.VAR_KEYWORD for p in signature.values()):
+            return
+        accepted = set(signature) - {"self", "params", "lr", "weight_decay"}
+        for name in options:
+            if name not in accepted:
+                raise ValueError(
+                    f"optimizer__{name} is not an argument of {optimizer.__name__}; "
+                    f"it takes {sorted(accepted)}."
+                )
+
+    def _net_optimizer(self, device):
+        """Return the training optimizer class and its ``optimizer__*`` options.
+
+        Adam trains with :class:`~sklearn_ae._optim.FusedAdam` and the
+        fused kernel (the fast path); any other class as given.
+        """
+        if self.optimizer is torch.optim.Adam:
+            optimizer, options = FusedAdam, self._optimizer_options(device)
+        else:
+            optimizer, options = self.optimizer, {}
+            if self.weight_decay or "weight_decay" in inspect.signature(
+                optimizer.__init__
+            ).parameters:
+                options["optimizer__weight_decay"] = self.weight_decay
+        options.update(
+            ("optimizer__" + k, v) for k, v in self._prefixed_params("optimizer__").items()
+        )
+        return optimizer, options
+
     def _optimizer_options(self, device):
         options = {"optimizer__weight_decay": self.weight_decay}
         if device.type in ("cpu", "cuda"):
@@ -534,16 +671,21 @@ class _BaseAutoencoder(BaseEstimator):
             )
         ]
         if self.verbose:
-            callbacks.append(("progress_bar", EpochProgressBar()))
+            callbacks.append(
+                ("progress_bar", EpochProgressBar())
+                if self.verbose == 1
+                else ("epoch_log", EpochLog())  # one line per epoch
+            )
         callbacks += self._extra_callbacks()
-        # Copies: skorch initializes callbacks in place, and the user's objects
-        # must come out of fit as they went in.
-        callbacks += copy.deepcopy(list(self.callbacks or []))
-        optimizer_options = self._optimizer_options(device)
+        # Fresh instances sharing the objects passed as their parameters:
+        # skorch initializes callbacks in place, and the user's objects must
+        # come out of fit as they went in (see fresh_callbacks).
+        callbacks += fresh_callbacks(self.callbacks or [])
+        optimizer, optimizer_options = self._net_optimizer(device)
         return AutoencoderNet(
             module=self._build_module(n_features),
             criterion=self._build_criterion(),
-            optimizer=FusedAdam,
+            optimizer=optimizer,
             lr=self.learning_rate,
             max_epochs=self.max_iter,
             batch_size=batch_size,
@@ -554,7 +696,10 @@ class _BaseAutoencoder(BaseEstimator):
             ),
             callbacks=callbacks,
             device=device,
-            verbose=0,
+            # skorch's callbacks print through print sinks only when the
+            # net's verbose is set; a PrintLog the user passed prints anyway
+            # (fresh_callbacks).
+            verbose=self.verbose,
             mixed_precision=self.mixed_precision,
             **optimizer_options,
         )

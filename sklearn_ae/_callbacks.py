@@ -9,8 +9,9 @@ from skorch.callbacks import Callback, EarlyStopping
 class EpochProgressBar(Callback):
     """A tqdm bar that advances once per epoch and shows the latest losses.
 
-    skorch's own ``ProgressBar`` advances per batch from per-batch history,
-    which the engine does not record (it reads losses once per epoch).
+    What ``verbose=1`` shows. skorch's own ``ProgressBar`` (which works
+    too) advances per batch; a bar per epoch needs no per-batch hook, so
+    training keeps its fast path.
     """
 
     def __init__(self, keys=("train_loss", "valid_loss")):
@@ -32,6 +33,89 @@ class EpochProgressBar(Callback):
     def on_train_end(self, net, **kwargs):
         self.bar_.close()
         del self.bar_
+
+
+class EpochLog(Callback):
+    """Print one line per epoch: its number, losses and duration.
+
+    The record that ``verbose=2`` keeps, in the spirit of skorch's
+    ``PrintLog`` and of ``MLPRegressor``'s "Iteration N, loss = ..." lines,
+    printed as each epoch ends so batch jobs and CI logs keep it.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        last = net.history[-1]
+        parts = [f"Epoch {last['epoch']}"]
+        for key, label in (("train_loss", "train loss"), ("valid_loss", "validation loss")):
+            if key in last:
+                parts.append(f"{label} = {last[key]:.6g}")
+        if "dur" in last:
+            parts.append(f"{last['dur']:.3f} s")
+        print(", ".join(parts), flush=True)
+
+
+def _print(text):
+    print(text)
+
+
+def fresh_callback(callback):
+    """Return a new, uninitialized copy of a skorch ``callback`` for one fit.
+
+    The copy is ``type(callback)(**callback.get_params(deep=False))`` plus
+    any other public attribute the instance holds (such as the scheduler
+    arguments that ``LRScheduler`` keeps from ``**kwargs``): it shares the
+    objects passed as its parameters (a ``SummaryWriter``, a file name, a
+    scorer) and none of the state that training sets (attributes ending in
+    ``_``), so the user's object is never initialized nor mutated and
+    objects that cannot be copied (locks, open files) need not be. Where the
+    class cannot be rebuilt from its parameters, the copy is a shallow copy
+    without the attributes ending in ``_``. Classes (not instances) are
+    returned as they are; skorch instantiates them.
+
+    A ``PrintLog`` printing to ``print`` prints whatever the estimator's
+    ``verbose``: passing one asks for its table.
+    """
+    from skorch.callbacks import PrintLog
+
+    if isinstance(callback, type):
+        return callback
+    state = {k: v for k, v in vars(callback).items() if not k.endswith("_")}
+    try:
+        fresh = type(callback)(**callback.get_params(deep=False))
+    except Exception:  # noqa: BLE001 - any failure: fall back to a copy
+        fresh = object.__new__(type(callback))
+        vars(fresh).update(state)
+    else:
+        for key, value in state.items():
+            if not key.startswith("_") and key not in vars(fresh):
+                setattr(fresh, key, value)
+    if isinstance(fresh, PrintLog) and fresh.sink is print:
+        fresh.sink = _print
+    return fresh
+
+
+def shared_objects(callbacks):
+    """Return a ``copy.deepcopy`` memo under which the objects that
+    ``callbacks`` (skorch callbacks or ``(name, callback)`` pairs) hold as
+    attributes are shared, not copied, as :func:`fresh_callback` shares
+    them: copying a fitted net (``warm_start``) must not try to copy a
+    ``SummaryWriter``."""
+    memo = {}
+    for item in callbacks:
+        callback = item[1] if isinstance(item, tuple) else item
+        for value in vars(callback).values():
+            if not isinstance(value, (str, bytes, int, float, bool, type(None))):
+                memo[id(value)] = value
+    return memo
+
+
+def fresh_callbacks(callbacks):
+    """Return :func:`fresh_callback` copies of a list of callbacks or
+    ``(name, callback)`` pairs."""
+    return [
+        (item[0], fresh_callback(item[1])) if isinstance(item, tuple) else fresh_callback(item)
+        for item in callbacks
+    ]
 
 
 class KLWarmup(Callback):

@@ -3,14 +3,18 @@
 It keeps skorch's shape (initialize, fit loop, one epoch, one step, callbacks,
 history) and removes what dominates the time of small networks (see
 ``benchmarks/``): batches are slices of tensors already on the device instead
-of a per-row ``Dataset``/``DataLoader``; losses are summed on the device and
-read once per epoch instead of a ``.item()`` sync per batch; the module is put
+of a per-row ``Dataset``/``DataLoader``; batch losses are kept on the device
+and read once per epoch instead of a ``.item()`` sync per batch (the per-batch
+history rows are written then, from those values); the module is put
 in train/eval mode once per epoch instead of once per batch; batches skip
 skorch's ``to_tensor`` (they already are device tensors) and gradients are
 cleared without the optimizer's per-call profiler bookkeeping; Adam steps
 through :meth:`FusedAdam.fast_step` (the fused kernel without ``step``'s
 per-call bookkeeping); per-batch
-callback hooks are only called when a callback implements them.
+callback hooks are only called when a callback implements them. When one
+does, an epoch runs as in skorch: ``on_batch_begin``, the step, the batch's
+history row (one ``.item()``), ``on_batch_end`` with the step's ``loss`` and
+``y_pred``, and the module put in train/eval mode before each step.
 With ``mixed_precision``, forward passes run under bfloat16 autocast.
 """
 
@@ -19,10 +23,12 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EpochTimer
+from skorch.callbacks import Callback, EpochTimer, PassthroughScoring
+from skorch.utils import to_numpy
 from torch import nn
 
 from ._data import TensorData
+from ._losses import reconstruction_of
 
 _BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
 
@@ -138,7 +144,12 @@ class AutoencoderNet(NeuralNet):
 
     @property
     def _default_callbacks(self):
-        return [("epoch_timer", EpochTimer())]
+        # skorch's defaults but PrintLog (the estimators' verbose prints).
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+        ]
 
     def get_dataset(self, X, y=None):
         if isinstance(X, TensorData):
@@ -178,6 +189,29 @@ class AutoencoderNet(NeuralNet):
             return self.criterion_(y_pred, y_true)
         return super().get_loss(y_pred, y_true, X=X, training=training)
 
+    def reconstruction(self, output):
+        """Return the reconstruction (rows by features, in the units the
+        network trains in) in a module's output: its first element if a
+        tuple, through the criterion's ``mean`` where it has one (e.g. the
+        sigmoid of Bernoulli logits, the members' mean of an ensemble)."""
+        output = reconstruction_of(output)
+        mean = getattr(self.criterion_, "mean", None)
+        return output if mean is None else mean(output)
+
+    def predict_proba(self, X):
+        """Return the reconstructions of ``X`` (see :meth:`reconstruction`)
+        as a float64 numpy array; what skorch's scoring callbacks score.
+
+        float64 so that scikit-learn's metrics compute in float64 (they
+        work in the wider dtype of targets and predictions): in float32, a
+        feature constant over the scored rows (a blank pixel) gets a
+        variance of rounding noise instead of 0, and its r2 of -1e12 swamps
+        the average over features.
+        """
+        return np.concatenate(
+            [to_numpy(self.reconstruction(out)) for out in self.forward_iter(X)]
+        ).astype(np.float64)
+
     def train_step_single(self, batch, **fit_params):
         Xi, yi = batch
         y_pred = self.infer(Xi, **fit_params)
@@ -186,18 +220,20 @@ class AutoencoderNet(NeuralNet):
         return {"loss": loss, "y_pred": y_pred}
 
     def train_step(self, batch, **fit_params):
-        if self._batch_hooks_:
+        optimizers = [getattr(self, name + "_") for name in self._optimizers]
+        if self._batch_hooks_ or not all(hasattr(o, "fast_step") for o in optimizers):
+            # skorch's step: the optimizer's step gets a closure (LBFGS
+            # needs one) and callbacks get on_grad_computed.
             return super().train_step(batch, **fit_params)
         # The same as every optimizer's zero_grad(set_to_none=True), without
         # its per-call profiler bookkeeping (a few percent of a small step).
-        for name in self._optimizers:
-            for group in getattr(self, name + "_").param_groups:
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
                 for param in group["params"]:
                     param.grad = None
         step = self.train_step_single(batch, **fit_params)
-        for name in self._optimizers:
-            optimizer = getattr(self, name + "_")
-            getattr(optimizer, "fast_step", optimizer.step)()
+        for optimizer in optimizers:
+            optimizer.fast_step()
         return step
 
     def validation_step(self, batch, **fit_params):
@@ -212,40 +248,53 @@ class AutoencoderNet(NeuralNet):
             return
         self._set_training(training)
         hooks = self._batch_hooks_
-        total = None
-        first = None
-        n_rows = 0
-        n_batches = 0
+        losses = []
+        sizes = []
+        history = self.history
         for batch in iterator:
-            if hooks:
-                self.notify("on_batch_begin", batch=batch, training=training)
-            step = step_fn(batch, **fit_params)
             batch_rows = len(batch[0])
-            # Summed on the device (one op per batch), read once per epoch.
-            if total is None:
-                first = step["loss"].detach()
-                total = first * batch_rows
-            else:
-                total.add_(step["loss"].detach(), alpha=batch_rows)
-            n_rows += batch_rows
-            n_batches += 1
             if hooks:
+                # skorch's order: the net's own on_batch_begin opens the row.
+                self.notify("on_batch_begin", batch=batch, training=training)
+                # A callback may have predicted (eval mode) since the last step.
+                self._set_training(training)
+                step = step_fn(batch, **fit_params)
+                loss = step["loss"].item()
+                history.record_batch(prefix + "_loss", loss)
+                history.record_batch(prefix + "_batch_size", batch_rows)
+                # A named tuple output (VAEOutput) as a plain tuple: skorch's
+                # to_device, which scoring callbacks call on cached outputs,
+                # cannot rebuild named tuples.
+                y_pred = step.get("y_pred")
+                if isinstance(y_pred, tuple) and hasattr(y_pred, "_fields"):
+                    step = {**step, "y_pred": tuple(y_pred)}
                 self.notify("on_batch_end", batch=batch, training=training, **step)
-        self.history.record(prefix + "_batch_count", n_batches)
-        if n_batches == 0:
+                losses.append(loss)
+            else:
+                step = step_fn(batch, **fit_params)
+                # Kept on the device; read once per epoch.
+                losses.append(step["loss"].detach())
+            sizes.append(batch_rows)
+        history.record(prefix + "_batch_count", len(sizes))
+        if not sizes:
             return
+        if not hooks:
+            losses = torch.stack(losses).float().tolist()  # the one sync per epoch
+            for loss, batch_rows in zip(losses, sizes):
+                history.new_batch()
+                history.record_batch(prefix + "_loss", loss)
+                history.record_batch(prefix + "_batch_size", batch_rows)
         if training:
             # For check_trained: a batch already on the device, so the check
             # costs no data movement (nor densifying sparse rows).
             self._last_train_batch = batch[0]
-        if training and getattr(self, "initial_loss_", None) is None:
-            # The first batch's loss was computed before the first step: the
-            # untrained network's, the reference of the divergence rule.
-            epoch_loss, initial = torch.stack([total / n_rows, first]).tolist()
-            self.initial_loss_ = initial
-        else:
-            epoch_loss = (total / n_rows).item()  # the one sync per epoch
-        self.history.record(prefix + "_loss", epoch_loss)
+            if getattr(self, "initial_loss_", None) is None:
+                # The first batch's loss was computed before the first step:
+                # the untrained network's, the reference of the divergence rule.
+                self.initial_loss_ = losses[0]
+        # What the train_loss/valid_loss callbacks (PassthroughScoring)
+        # record at the end of the epoch: batch losses averaged by batch size.
+        epoch_loss = float(np.average(losses, weights=sizes))
         # The validation loss counts too: it is measured after the epoch's
         # last step, which the training loss predates, and early stopping
         # would otherwise restore an earlier network without a word.
@@ -258,9 +307,9 @@ class AutoencoderNet(NeuralNet):
 
     def initialize(self):
         super().initialize()
-        # Set once, at the first training epoch; kept across partial_fit calls.
-        if not hasattr(self, "initial_loss_"):
-            self.initial_loss_ = None
+        # A fresh history, a fresh reference: set at the first training
+        # epoch, then kept across partial_fit calls (which do not initialize).
+        self.initial_loss_ = None
         return self
 
     def check_trained(self):

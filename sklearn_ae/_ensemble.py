@@ -185,6 +185,10 @@ class TrimmedEnsembleLoss(nn.Module):
         super().__init__()
         self.trim_fraction = trim_fraction
 
+    def mean(self, output):
+        """Return the members' mean reconstruction, rows by features."""
+        return output.mean(dim=0)
+
     def per_member(self, output, x):
         """Return ``(n_members, B)`` mean squared errors per row."""
         return (output - x.unsqueeze(0)).square().mean(dim=2)

@@ -45,6 +45,15 @@ def _estimator_classes():
     }
 
 
+def _torch_optimizers():
+    """The optimizer classes ``torch.optim`` exports."""
+    return [
+        obj
+        for obj in vars(torch.optim).values()
+        if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
+    ]
+
+
 def _type_name(obj):
     return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
 
@@ -260,7 +269,8 @@ class _Reader:
 
     def __init__(self, tensors, trusted):
         self.tensors = tensors
-        self.trusted = {_type_name(t): t for t in trusted}
+        # torch's own optimizer classes (the optimizer parameter) are known.
+        self.trusted = {_type_name(t): t for t in (*_torch_optimizers(), *trusted)}
         self.used = set()
 
     def tensor(self, key):
@@ -405,7 +415,8 @@ def load(path, *, trusted=None):
 
     trusted : list of classes or callables, default=None
         Custom network classes (the ``encoder`` and ``decoder`` parameters)
-        that the file may name. A class the file names but ``trusted`` does
+        and optimizer classes other than ``torch.optim``'s (the
+        ``optimizer`` parameter) that the file may name. A class the file names but ``trusted`` does
         not hold is refused: loading never imports code.
 
     Returns

@@ -367,15 +367,40 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         a fixed seed.
 
     verbose : int, default=0
-        Show a progress bar over epochs when > 0.
+        0: silent. 1: a progress bar over epochs (tqdm). 2 and more: one
+        line per epoch (epoch, training loss, validation loss, duration), as
+        ``MLPRegressor``'s "Iteration N, loss = ..." lines, kept in logs.
+        Also the verbosity of the skorch net, under which skorch callbacks
+        that print to ``print`` (``EarlyStopping``'s notes) speak.
 
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
-        Extra skorch callbacks for training. Copies are used, so the objects
-        passed in are not modified.
+        Extra skorch callbacks for training: those of
+        :mod:`skorch.callbacks` work as on a ``skorch.NeuralNet``
+        (per-batch history rows, ``*_best`` flags and every hook are
+        recorded and called as there). Each fit trains with fresh copies,
+        ``type(cb)(**cb.get_params())``, which share the objects passed as
+        the callbacks' parameters (a ``SummaryWriter``, a file name) and
+        start with none of their state; the objects passed in are never
+        initialized nor modified, and ``clone`` copies them the same way.
+        A ``PrintLog`` prints its table whatever ``verbose``. Scoring
+        callbacks (``EpochScoring('r2')``) score reconstructions against
+        the inputs in the units the network trains in (z-scores with
+        ``standardize=True``).
 
     warm_start : bool, default=False
         When True and already fitted, ``fit`` continues training the fitted
         network (keeping its scaling) for up to ``max_iter`` more epochs.
+
+    optimizer : subclass of torch.optim.Optimizer, default=torch.optim.Adam
+        The optimizer class (not an instance), configured with
+        ``optimizer__*`` keyword parameters (``optimizer=torch.optim.SGD,
+        optimizer__momentum=0.9``), which ``get_params``/``set_params``, and
+        so ``GridSearchCV``, see. ``learning_rate`` and ``weight_decay`` give
+        its ``lr`` and ``weight_decay``. Adam trains through a fused kernel
+        (the fastest path on small networks).
+
+    **optimizer_params : dict
+        ``optimizer__*`` parameters of the optimizer.
 
     Attributes
     ----------
@@ -516,6 +541,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         verbose=0,
         callbacks=None,
         warm_start=False,
+        optimizer=torch.optim.Adam,
+        **optimizer_params,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -542,6 +569,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         self.verbose = verbose
         self.callbacks = callbacks
         self.warm_start = warm_start
+        self.optimizer = optimizer
+        self._extra_params = dict(optimizer_params)
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):

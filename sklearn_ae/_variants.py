@@ -109,6 +109,10 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
     Not for direct use.
     """
 
+    # encoder__*/decoder__*: parameters of user-given networks, as
+    # skorch's module__*; stored and exposed by the base like optimizer__*.
+    _param_prefixes = _BaseAutoencoder._param_prefixes + _NETWORK_PREFIXES
+
     _parameter_constraints: dict = {
         **_BaseAutoencoder._parameter_constraints,
         "noise": [StrOptions({"gaussian", "mask"}), None],
@@ -160,6 +164,7 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         input_shape=None,
         encoder=None,
         decoder=None,
+        optimizer=torch.optim.Adam,
         **network_params,
     ):
         super().__init__(
@@ -185,6 +190,8 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
             verbose=verbose,
             callbacks=callbacks,
             warm_start=warm_start,
+            optimizer=optimizer,
+            **network_params,
         )
         self.noise = noise
         self.noise_level = noise_level
@@ -197,10 +204,6 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         self.input_shape = input_shape
         self.encoder = encoder
         self.decoder = decoder
-        # Stored as given and checked in fit, as skorch does with module__*.
-        # A private dict, not attributes: sklearn's checks require that
-        # __init__ sets no public attribute but the declared parameters.
-        self._extra_params = dict(network_params)
 
     # ------------------------------------------------- network parameters
     def _network_params(self, role):
@@ -212,44 +215,6 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
             if k.startswith(prefix)
         }
 
-    def get_params(self, deep=True):
-        """Get parameters for this estimator, ``encoder__*``/``decoder__*`` included.
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            If True, will return the parameters for this estimator and
-            contained subobjects that are estimators.
-
-        Returns
-        -------
-        params : dict
-            Parameter names mapped to their values.
-        """
-        params = super().get_params(deep=deep)
-        params.update(vars(self).get("_extra_params", {}))
-        return params
-
-    def set_params(self, **params):
-        """Set the parameters of this estimator, ``encoder__*``/``decoder__*`` included.
-
-        Parameters
-        ----------
-        **params : dict
-            Estimator parameters.
-
-        Returns
-        -------
-        self : estimator instance
-            Estimator instance.
-        """
-        extra = vars(self).setdefault("_extra_params", {})
-        for name in list(params):
-            if name.startswith(_NETWORK_PREFIXES) or name in extra:
-                extra[name] = params.pop(name)
-        return super().set_params(**params)
-
-    # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
         """Return the untrained torch module for ``n_features`` inputs."""
         if self.encoder is not None:
@@ -414,11 +379,11 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
     def _check_variant_params(self):
         """Check the combinations of variant parameters that constraints cannot."""
         for name in vars(self).get("_extra_params", {}):
-            if not name.startswith(_NETWORK_PREFIXES):
+            if not name.startswith(self._param_prefixes):
                 raise ValueError(
                     f"{name!r} is not a parameter of {type(self).__name__}; extra "
                     "keyword parameters must be encoder__* or decoder__* "
-                    "parameters of custom networks."
+                    "parameters of custom networks, or optimizer__* parameters."
                 )
         if (self.encoder is None) != (self.decoder is None):
             given, missing = (

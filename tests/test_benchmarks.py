@@ -69,7 +69,8 @@ def test_bench_speed_quick(tmp_path):
     ):
         assert row in report
     for method in (
-        "sklearn_ae", "sklearn_ae bf16", "pyod train", "MLPRegressor", "torch loop", "PCA"
+        "sklearn_ae", "sklearn_ae bf16", "pyod train", "MLPRegressor", "torch loop", "PCA",
+        "stock skorch",
     ):
         assert f"| {method}" in report
 

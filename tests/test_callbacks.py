@@ -1,0 +1,575 @@
+"""Every stock skorch callback on every estimator (issue 13).
+
+Each test passes one callback from ``skorch.callbacks`` through
+``callbacks=[...]`` to each of the three estimators and checks its effect: a
+file written and loadable, a learning rate changed, a line printed, a score
+recorded, weights frozen. Data are tiny and fits 3 epochs long.
+"""
+
+import json
+import os
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import make_scorer, r2_score
+from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import (
+    BatchScoring,
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    EpochScoring,
+    Freezer,
+    GradientNormClipping,
+    Initializer,
+    LoadInitState,
+    LRScheduler,
+    ParamMapper,
+    PassthroughScoring,
+    PrintLog,
+    ProgressBar,
+    TensorBoard,
+    TrainEndCheckpoint,
+    Unfreezer,
+    WarmRestartLR,
+)
+
+from sklearn_ae import AEOutlierDetector, AutoencoderTransformer, VAETransformer
+from sklearn_ae._callbacks import fresh_callback
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+N_SAMPLES, N_FEATURES, BATCH_SIZE, N_EPOCHS = 64, 5, 16, 3
+# 48 training rows, 16 validation rows: 3 + 1 batches an epoch.
+N_TRAIN_BATCHES, N_VALID_BATCHES = 3, 1
+COMMON = dict(
+    n_components=2,
+    hidden_layer_sizes=(8,),
+    max_iter=N_EPOCHS,
+    batch_size=BATCH_SIZE,
+    early_stopping=True,
+    validation_fraction=0.25,
+    n_iter_no_change=50,
+    random_state=0,
+    device="cpu",
+)
+ESTIMATORS = {
+    "ae": partial(AutoencoderTransformer, **COMMON),
+    "vae": partial(VAETransformer, **COMMON),
+    "outlier": partial(
+        AEOutlierDetector, n_estimators=2, dropout=0.0, batch_norm=False,
+        max_samples=None, **COMMON,
+    ),
+}
+FIRST_WEIGHT = "encoder.0.weight"  # a parameter every estimator's network has
+
+
+@pytest.fixture(params=sorted(ESTIMATORS))
+def make(request):
+    return ESTIMATORS[request.param]
+
+
+@pytest.fixture(scope="module")
+def X():
+    return np.random.RandomState(0).randn(N_SAMPLES, N_FEATURES)
+
+
+def weights(est):
+    return {k: v.detach().clone() for k, v in est.module_.state_dict().items()}
+
+
+def initial_weights(make, X):
+    """The network's weights before its first step, for the same seed."""
+    est = make(max_iter=1, learning_rate=1e-12).fit(X)
+    return weights(est)
+
+
+class Spy(Callback):
+    """Records the arguments of the batch hooks."""
+
+    def initialize(self):
+        self.calls_ = []
+        return self
+
+    def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+        self.calls_.append(("begin", training, len(batch[0])))
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        row = net.history[-1, "batches", -1]
+        self.calls_.append(
+            ("end", training, len(batch[0]), float(kwargs["loss"].detach()),
+             kwargs["y_pred"] is not None, row)
+        )
+
+
+# ----------------------------------------------------------- the contract
+def test_history_rows_as_skorch(make, X):
+    est = make().fit(X)
+    history = est.net_.history
+    assert len(history) == N_EPOCHS
+    for row in history:
+        assert {"train_loss", "train_loss_best", "valid_loss", "valid_loss_best",
+                "dur", "epoch"} <= set(row)
+        batches = row["batches"]
+        train = [b for b in batches if "train_loss" in b]
+        valid = [b for b in batches if "valid_loss" in b]
+        assert len(train) == N_TRAIN_BATCHES and len(valid) == N_VALID_BATCHES
+        assert sum(b["train_batch_size"] for b in train) == 48
+        assert sum(b["valid_batch_size"] for b in valid) == 16
+        # The epoch's loss is the batch losses averaged by batch size.
+        np.testing.assert_allclose(
+            row["train_loss"],
+            np.average([b["train_loss"] for b in train],
+                       weights=[b["train_batch_size"] for b in train]),
+            rtol=1e-6,
+        )
+    assert history[0, "train_loss_best"] is True
+
+
+def test_batch_hooks_get_skorch_arguments(make, X):
+    """on_batch_begin/on_batch_end get batch and training; on_batch_end the
+    step's loss and y_pred, after the batch's history row is written."""
+    spy = Spy()
+    est = make(callbacks=[("spy", spy)]).fit(X)
+    calls = est.net_.callbacks_[-1][1].calls_
+    assert len(calls) == 2 * N_EPOCHS * (N_TRAIN_BATCHES + N_VALID_BATCHES)
+    ends = [c for c in calls if c[0] == "end"]
+    assert [c[1] for c in ends[:4]] == [True, True, True, False]
+    for _, training, size, loss, has_pred, row in ends:
+        prefix = "train" if training else "valid"
+        assert row[prefix + "_loss"] == pytest.approx(loss)
+        assert row[prefix + "_batch_size"] == size
+        assert has_pred
+    assert not hasattr(spy, "calls_")  # the user's object was not initialized
+
+
+def test_same_training_with_and_without_batch_hooks(make, X):
+    """The fast path (no per-batch hook) and skorch's path train alike."""
+    plain = make().fit(X)
+    hooked = make(callbacks=[Spy()]).fit(X)
+    np.testing.assert_allclose(plain.loss_curve_, hooked.loss_curve_, rtol=1e-5)
+
+
+def test_save_params_load_params(make, X, tmp_path):
+    est = make().fit(X)
+    est.net_.save_params(
+        f_params=tmp_path / "p.pt", f_optimizer=tmp_path / "o.pt",
+        f_history=tmp_path / "h.json",
+    )
+    other = make(max_iter=1, random_state=1).fit(X)
+    other.net_.load_params(
+        f_params=tmp_path / "p.pt", f_optimizer=tmp_path / "o.pt",
+        f_history=tmp_path / "h.json",
+    )
+    for name, value in weights(est).items():
+        torch.testing.assert_close(other.module_.state_dict()[name], value)
+    assert len(other.net_.history) == N_EPOCHS
+    np.testing.assert_allclose(other.transform(X) if hasattr(other, "transform")
+                               else other.score_samples(X),
+                               est.transform(X) if hasattr(est, "transform")
+                               else est.score_samples(X), rtol=1e-5)
+
+
+def test_initialize_starts_afresh(make, X):
+    est = make().fit(X)
+    net = est.net_
+    assert net.initial_loss_ is not None
+    net.initialize()
+    assert len(net.history) == 0 and net.initial_loss_ is None
+
+
+def test_user_callback_is_not_mutated_and_clone_works(make, X):
+    cb = EpochScoring("r2", name="r2")
+    est = make(callbacks=[cb]).fit(X)
+    assert vars(cb) == vars(EpochScoring("r2", name="r2"))
+    assert clone(est).callbacks[0] is not cb
+
+
+# ---------------------------------------------------- one stock callback each
+def test_checkpoint(make, X, tmp_path):
+    cp = Checkpoint(dirname=str(tmp_path), monitor="valid_loss_best")
+    est = make(callbacks=[cp]).fit(X)
+    assert {"params.pt", "optimizer.pt", "history.json"} <= set(os.listdir(tmp_path))
+    assert est.net_.history[0, "event_cp"] is True  # the first epoch is the best yet
+    saved = torch.load(tmp_path / "params.pt", weights_only=True)
+    assert set(saved) == set(est.module_.state_dict())
+    best = int(np.argmin(est.net_.history[:, "valid_loss"]))
+    with open(tmp_path / "history.json") as f:
+        assert len(json.load(f)) == best + 1
+    # Loadable through the user's own (never initialized) object.
+    est.net_.load_params(checkpoint=cp)
+    for name, value in saved.items():
+        torch.testing.assert_close(est.module_.state_dict()[name], value)
+
+
+def test_train_end_checkpoint(make, X, tmp_path):
+    cp = TrainEndCheckpoint(dirname=str(tmp_path))
+    est = make(callbacks=[cp]).fit(X)
+    saved = torch.load(tmp_path / "train_end_params.pt", weights_only=True)
+    for name, value in weights(est).items():
+        torch.testing.assert_close(saved[name], value)
+
+
+def test_load_init_state(make, X, tmp_path):
+    # Every epoch; no early stopping, whose restore-best would load an
+    # earlier epoch's weights after the last checkpoint.
+    cp = Checkpoint(dirname=str(tmp_path), monitor=None)
+    first = make(early_stopping=False, callbacks=[cp]).fit(X)
+    # A second fit with another seed starts from the checkpoint: at a
+    # learning rate that barely moves the weights, it ends where the first did
+    # (weights only: the saved optimizer state would bring back its lr).
+    cp2 = Checkpoint(dirname=str(tmp_path), monitor=None, f_optimizer=None)
+    second = make(
+        random_state=1, max_iter=1, learning_rate=1e-12,
+        callbacks=[cp2, LoadInitState(cp2)],
+    ).fit(X)
+    # Parameters (the VAE's buffers follow the batches: a running variance).
+    loaded = dict(second.module_.named_parameters())
+    for name, value in first.module_.named_parameters():
+        torch.testing.assert_close(loaded[name], value)
+
+
+def test_tensorboard(make, X, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    make(callbacks=[TensorBoard(writer)]).fit(X)
+    writer.flush()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    train = events.Scalars("Loss/train_loss")
+    assert [e.step for e in train] == [1, 2, 3]  # skorch logs epochs from 1
+    assert "Loss/valid_loss" in events.Tags()["scalars"]
+    writer.close()
+
+
+def test_progress_bar(make, X, capsys):
+    est = make(callbacks=[ProgressBar()]).fit(X)
+    assert "it/s" in capsys.readouterr().err
+    bar = dict(est.net_.callbacks_)["ProgressBar"].pbar_  # the last epoch's
+    n = N_TRAIN_BATCHES + N_VALID_BATCHES
+    assert (bar.n, bar.total) == (n, n)  # the bar completed, not stuck at 0
+    # The loss it shows comes from the last per-batch history row.
+    assert "valid_loss=" in bar.postfix
+
+
+def test_print_log(make, X, capsys):
+    est = make(callbacks=[PrintLog()]).fit(X)
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    assert header[:1] == ["epoch"] and {"train_loss", "valid_loss", "dur"} <= set(header)
+    rows = [line.split() for line in lines[2:]]
+    assert [r[0] for r in rows] == ["1", "2", "3"]
+    assert len(est.net_.history) == N_EPOCHS
+
+
+@pytest.mark.parametrize("on_train", [False, True])
+def test_epoch_scoring_r2(make, X, on_train):
+    est = make(callbacks=[EpochScoring("r2", on_train=on_train)]).fit(X)
+    scores = est.net_.history[:, "r2"]
+    assert len(scores) == N_EPOCHS
+    assert all(np.isfinite(scores)) and all(-1.5 < s < 1 for s in scores)
+    assert "r2_best" in est.net_.history[-1]
+
+
+def test_epoch_scoring_r2_is_right(X):
+    """The validation r2 is r2_score of the validation rows (in the units the
+    network trains in, where r2 is the same) and their reconstructions."""
+    from sklearn_ae._data import TensorData
+
+    est = ESTIMATORS["ae"](callbacks=[EpochScoring("r2")]).fit(X)
+    net = est.net_
+    data = TensorData(X, mean=est.mean_, scale=est.scale_)
+    _, valid = net.get_split_datasets(data)
+    rows = valid.take(slice(None)).numpy()
+    assert net.history[-1, "r2"] == pytest.approx(
+        r2_score(rows, net.predict(valid)), rel=1e-4
+    )
+
+
+def test_epoch_scoring_r2_on_constant_features():
+    """On digits, blank pixels are constant over the validation rows: their
+    r2 must not be float32 rounding noise (-1e12), as it was."""
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:200]
+    est = ESTIMATORS["ae"](callbacks=[EpochScoring("r2")]).fit(X)
+    assert all(-1.5 < s < 1 for s in est.net_.history[:, "r2"])
+
+
+def test_epoch_scoring_callable(make, X):
+    scorer = make_scorer(r2_score, multioutput="variance_weighted")
+    est = make(callbacks=[EpochScoring(scorer, name="r2vw", on_train=True)]).fit(X)
+    assert all(-1.5 < s < 1 for s in est.net_.history[:, "r2vw"])
+
+
+def test_batch_scoring(make, X):
+    scorer = make_scorer(r2_score, multioutput="variance_weighted")
+    est = make(callbacks=[BatchScoring(scorer, name="batch_r2", on_train=True)]).fit(X)
+    history = est.net_.history
+    per_batch = [b["batch_r2"] for b in history[-1, "batches"] if "batch_r2" in b]
+    assert len(per_batch) == N_TRAIN_BATCHES
+    assert np.isfinite(history[-1, "batch_r2"])
+
+
+def test_passthrough_scoring(make, X):
+    class DoubleLoss(Callback):
+        def on_batch_end(self, net, training, loss, **kwargs):
+            if training:
+                net.history.record_batch("double_loss", 2 * float(loss.detach()))
+
+    est = make(callbacks=[
+        DoubleLoss(), PassthroughScoring(name="double_loss", on_train=True)
+    ]).fit(X)
+    history = est.net_.history
+    np.testing.assert_allclose(
+        history[:, "double_loss"], 2 * np.array(history[:, "train_loss"]), rtol=1e-6
+    )
+    assert history[:, "double_loss_best"] == history[:, "train_loss_best"]
+
+
+def test_lr_scheduler(make, X):
+    sched = LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.1)
+    est = make(learning_rate=1e-2, callbacks=[sched]).fit(X)
+    lr = est.net_.optimizer_.param_groups[0]["lr"]
+    assert lr == pytest.approx(1e-2 * 0.1**N_EPOCHS)
+    assert est.net_.history[:, "event_lr"] == pytest.approx([1e-2, 1e-3, 1e-4])
+    assert not hasattr(sched, "lr_scheduler_")
+
+
+def test_lr_scheduler_per_batch(make, X):
+    sched = LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=1,
+                        gamma=0.5, step_every="batch")
+    est = make(learning_rate=1e-2, callbacks=[sched]).fit(X)
+    lr = est.net_.optimizer_.param_groups[0]["lr"]
+    assert lr == pytest.approx(1e-2 * 0.5 ** (N_EPOCHS * N_TRAIN_BATCHES))
+
+
+def test_warm_restart_lr(make, X):
+    sched = LRScheduler(WarmRestartLR, min_lr=1e-4, max_lr=1e-2, base_period=2)
+    est = make(learning_rate=1e-2, callbacks=[sched]).fit(X)
+    lrs = est.net_.history[:, "event_lr"]
+    assert lrs[0] == pytest.approx(1e-2) and lrs[1] < lrs[0]
+
+
+def test_gradient_norm_clipping(make, X):
+    class GradNorm(Callback):
+        def initialize(self):
+            self.norms_ = []
+            return self
+
+        def on_grad_computed(self, net, named_parameters, **kwargs):
+            grads = [p.grad for _, p in named_parameters if p.grad is not None]
+            self.norms_.append(float(torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+    est = make(learning_rate=1.0, callbacks=[
+        GradientNormClipping(gradient_clip_value=1e-3), ("norm", GradNorm())
+    ]).fit(X)
+    norms = dict(est.net_.callbacks_)["norm"].norms_
+    assert len(norms) == N_EPOCHS * N_TRAIN_BATCHES
+    assert max(norms) <= 1e-3 * (1 + 1e-4)
+
+
+def test_freezer(make, X):
+    before = initial_weights(make, X)
+    est = make(callbacks=[Freezer(FIRST_WEIGHT)]).fit(X)
+    after = weights(est)
+    torch.testing.assert_close(after[FIRST_WEIGHT], before[FIRST_WEIGHT])
+    assert not torch.equal(after["encoder.0.bias"], before["encoder.0.bias"])
+
+
+def test_unfreezer(make, X):
+    before = initial_weights(make, X)
+    est = make(
+        early_stopping=False,  # no restore-best of an epoch before the unfreezing
+        callbacks=[Freezer(FIRST_WEIGHT), Unfreezer(FIRST_WEIGHT, at=N_EPOCHS)],
+    ).fit(X)
+    # Frozen in epochs 1-2, trained in epoch 3.
+    assert not torch.equal(weights(est)[FIRST_WEIGHT], before[FIRST_WEIGHT])
+    assert est.module_.state_dict(keep_vars=True)[FIRST_WEIGHT].requires_grad
+
+
+def test_initializer(make, X):
+    init = Initializer(FIRST_WEIGHT, fn=torch.nn.init.zeros_)
+    est = make(learning_rate=1e-12, callbacks=[init]).fit(X)
+    assert float(weights(est)[FIRST_WEIGHT].abs().max()) < 1e-9
+
+
+def test_param_mapper(make, X):
+    seen = []
+    mapper = ParamMapper(FIRST_WEIGHT, fn=lambda p: seen.append(p.shape), at=2)
+    make(callbacks=[mapper]).fit(X)
+    assert len(seen) == 1
+
+
+def test_early_stopping(make, X):
+    # No change counts as an improvement: stops once patience runs out.
+    stop = EarlyStopping(monitor="valid_loss", patience=2, threshold=10.0)
+    est = make(max_iter=20, callbacks=[stop]).fit(X)
+    assert est.n_iter_ == 3
+
+
+def test_mlflow_logger(make, X, tmp_path, monkeypatch):
+    # mlflow (even mlflow-skinny) pulls some 30 packages (cryptography,
+    # fastapi, databricks-sdk...): not in the tests extra, skipped without it.
+    mlflow = pytest.importorskip("mlflow")
+    from skorch.callbacks import MlflowLogger
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # no database at hand
+    mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())
+    with mlflow.start_run() as run:
+        make(callbacks=[MlflowLogger(run, mlflow.tracking.MlflowClient())]).fit(X)
+    history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
+    assert len(history) == N_EPOCHS
+
+
+# ------------------------------------------------------------ GridSearchCV
+def test_grid_search_with_callbacks(make, X, tmp_path):
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    callbacks = [
+        TensorBoard(writer),
+        Checkpoint(dirname=str(tmp_path / "cp")),
+        LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=1),
+        EpochScoring("r2"),
+        PrintLog(sink=lambda text: None),
+        Freezer(FIRST_WEIGHT),
+    ]
+    est = make(callbacks=callbacks, max_iter=2)
+    scoring = None
+    if not hasattr(est, "score"):  # the outlier detector
+        def scoring(estimator, X_test, y=None):
+            return float(np.mean(estimator.score_samples(X_test)))
+
+    search = GridSearchCV(
+        est, {"learning_rate": [1e-3, 1e-2]}, cv=2, scoring=scoring
+    ).fit(X)
+    assert search.best_estimator_.net_.history[-1, "r2"] is not None
+    assert clone(est).callbacks[0].writer is writer  # shared, not copied
+    writer.close()
+
+
+def test_fresh_callback_keeps_kwargs_and_shares_objects():
+    marker = object()
+    sched = LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=3)
+    sched.extra = marker
+    fresh = fresh_callback(sched)
+    assert fresh is not sched and fresh.step_size == 3 and fresh.extra is marker
+    freezer = Freezer("a*")  # *args: rebuilt by a shallow copy
+    assert fresh_callback(freezer).patterns == "a*"
+
+
+def test_verbose_2_prints_one_line_per_epoch(make, X, capsys):
+    make(verbose=2).fit(X)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")]
+    assert len(lines) == N_EPOCHS
+    assert "train loss = " in lines[0] and "validation loss = " in lines[0]
+    assert lines[0].endswith(" s")
+
+
+# ---------------------------------------------------------------- optimizer
+@pytest.mark.parametrize(
+    "optimizer, params",
+    [(torch.optim.SGD, {"optimizer__momentum": 0.9}),
+     (torch.optim.AdamW, {"optimizer__betas": (0.8, 0.9)}),
+     # LBFGS: skorch's closure step; plain LBFGS steps diverge on the ensemble.
+     (torch.optim.LBFGS, {"optimizer__line_search_fn": "strong_wolfe"})],
+)
+def test_optimizer(make, X, optimizer, params):
+    est = make(optimizer=optimizer, **params).fit(X)
+    assert type(est.net_.optimizer_) is optimizer
+    group = est.net_.optimizer_.param_groups[0]
+    for name, value in params.items():
+        assert group[name.removeprefix("optimizer__")] == value
+    assert group["lr"] == est.learning_rate
+    assert est.get_params()[next(iter(params))] == next(iter(params.values()))
+
+
+def test_optimizer_grid_search(X):
+    est = ESTIMATORS["ae"](optimizer=torch.optim.SGD, optimizer__momentum=0.0)
+    search = GridSearchCV(est, {"optimizer__momentum": [0.0, 0.9]}, cv=2).fit(X)
+    assert search.best_params_["optimizer__momentum"] in (0.0, 0.9)
+    assert search.best_estimator_.net_.optimizer_.param_groups[0]["momentum"] in (0.0, 0.9)
+
+
+def test_adam_keeps_the_fast_path(make, X):
+    from sklearn_ae._optim import FusedAdam
+
+    est = make().fit(X)
+    assert type(est.net_.optimizer_) is FusedAdam
+    assert est.net_.optimizer_.param_groups[0]["fused"] is True
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [({"optimizer": "sgd"}, "optimizer must be a torch.optim.Optimizer subclass"),
+     ({"optimizer": torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1)},
+      "the class, not an instance"),
+     ({"optimizer": torch.optim.SGD, "optimizer__momentun": 0.9},
+      "optimizer__momentun is not an argument of SGD"),
+     ({"optimizer__lr": 0.1}, "use the learning_rate parameter"),
+     ({"optimzer__lr": 0.1}, "'optimzer__lr' is not a parameter")],
+)
+def test_optimizer_errors(make, X, params, match):
+    with pytest.raises(ValueError, match=match):
+        make(**params).fit(X)
+
+
+def test_convergence_warning_still_raised(X):
+    with pytest.warns(ConvergenceWarning):
+        ESTIMATORS["ae"]().fit(X)
+
+
+def test_optimizer_save_load(make, X, tmp_path):
+    from sklearn_ae import load
+
+    est = make(optimizer=torch.optim.SGD, optimizer__momentum=0.9).fit(X)
+    est.save(tmp_path / "m.safetensors")
+    back = load(tmp_path / "m.safetensors")
+    assert back.get_params()["optimizer__momentum"] == 0.9
+    assert type(back.net_.optimizer_) is torch.optim.SGD
+    assert back.net_.optimizer_.state_dict()["param_groups"][0]["momentum"] == 0.9
+
+
+def test_warm_start_with_an_object_that_cannot_be_copied(make, X, tmp_path):
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    est = make(warm_start=True, early_stopping=False,
+               callbacks=[TensorBoard(writer, close_after_train=False)])
+    est.fit(X).fit(X)
+    assert est.n_iter_ == 2 * N_EPOCHS
+    writer.close()
+
+
+def test_verbose_1_keeps_the_epoch_bar(make, X, capsys):
+    make(verbose=1).fit(X)
+    err = capsys.readouterr().err
+    assert "epoch" in err and "it/s" not in err  # tqdm over epochs, not batches
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_divergence_detected_on_both_paths(make, X, hooked):
+    callbacks = [Spy()] if hooked else None
+    with pytest.raises(ValueError, match="diverged"):
+        make(learning_rate=1e4, optimizer=torch.optim.SGD, max_iter=20,
+             callbacks=callbacks).fit(X * 1e3)
+
+
+def test_outlier_vae_backbone_gets_the_optimizer(X):
+    est = ESTIMATORS["outlier"](
+        backbone="vae", optimizer=torch.optim.SGD, optimizer__momentum=0.5
+    ).fit(X)
+    optimizer = est.backbone_.net_.optimizer_
+    assert type(optimizer) is torch.optim.SGD
+    assert optimizer.param_groups[0]["momentum"] == 0.5
