@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, LRScheduler
 
 from ._base import _BaseAutoencoder, resolve_n_jobs
 from ._callbacks import KLWarmup
@@ -300,9 +300,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         noisier per sample than the ELBO's balanced draws.
 
     learning_rate : float, default=1e-3
-        Adam's step size, reached linearly over the first 10 epochs: at full
-        rate, Adam's first steps knock the network off the linear model's
-        optimum it starts at.
+        The optimizer's step size. With the default Adam it is reached
+        linearly over the first 10 epochs: at full rate, Adam's first steps
+        knock the network off the linear model's optimum it starts at. The
+        ramp is left out with another ``optimizer`` and when ``callbacks``
+        hold a :class:`skorch.callbacks.LRScheduler`, which then sets the
+        rate alone.
 
     weight_decay : float, default=0.0
         L2 penalty on the weights (Adam's ``weight_decay``).
@@ -724,10 +727,16 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
                 tensor.copy_(torch.as_tensor(value, dtype=tensor.dtype))
 
     def _extra_callbacks(self):
-        return [
-            ("kl_warmup", KLWarmup(self.kl_warmup)),
-            ("lr_warmup", _LearningRateWarmup(_LR_WARMUP_EPOCHS)),
-        ]
+        callbacks = [("kl_warmup", KLWarmup(self.kl_warmup))]
+        # The warm-up protects the linear start from Adam's first full-rate
+        # steps; it stands aside for another optimizer and for a user's
+        # learning-rate schedule, which it would otherwise overwrite.
+        user = [cb[1] if isinstance(cb, tuple) else cb for cb in self.callbacks or []]
+        if self.optimizer is torch.optim.Adam and not any(
+            isinstance(cb, LRScheduler) for cb in user
+        ):
+            callbacks.append(("lr_warmup", _LearningRateWarmup(_LR_WARMUP_EPOCHS)))
+        return callbacks
 
     def _scales_input(self):
         return self.standardize and self.likelihood == "gaussian"
