@@ -307,7 +307,7 @@ def test_user_callbacks_run_and_are_not_modified():
     assert not hasattr(counter, "epochs_")  # the user's object is untouched
     used = dict(ae.net_.callbacks_)["CountEpochsAndBatches"]
     assert used.epochs_ == 5 and used.batches_ == 15
-    assert ae.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**5)
+    assert ae.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(ae.learning_rate * 0.5**5)
 
 
 def test_verbose_shows_progress_bar(capsys):
