@@ -115,25 +115,10 @@ class WithLinearPath(nn.Module):
         self.branch = branch
 
     def forward(self, x):
+        out = self.linear(x)
         if self.branch is None:
-            return self.linear(x)
-        last = self.branch[-1] if isinstance(self.branch, nn.Sequential) else None
-        if (
-            x.dim() != 2
-            or not isinstance(last, nn.Linear | TiedLinear)
-            or last.bias is None
-            or self.linear.bias is None
-        ):
-            return self.linear(x) + self.branch(x)
-        # The same sum with fewer kernels (this runs at every step): the
-        # branch's output layer accumulates into the linear path's output
-        # (addmm) instead of a separate product and add, and the two
-        # biases are added as vectors, so their gradient is one sum.
-        h = x
-        for layer in self.branch[:-1]:
-            h = layer(h)
-        out = nn.functional.linear(x, self.linear.weight, self.linear.bias + last.bias)
-        return torch.addmm(out, h, last.weight.t())
+            return out
+        return out + self.branch(x)
 
     def silence_branch(self):
         """Make the branch's contribution zero, in place.
