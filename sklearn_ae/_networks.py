@@ -5,6 +5,7 @@ builders that the estimators configure from their parameters.
 """
 
 import math
+from itertools import islice
 from typing import NamedTuple
 
 import torch
@@ -115,10 +116,27 @@ class WithLinearPath(nn.Module):
         self.branch = branch
 
     def forward(self, x):
-        out = self.linear(x)
         if self.branch is None:
-            return out
-        return out + self.branch(x)
+            return self.linear(x)
+        last = self.branch[-1] if isinstance(self.branch, nn.Sequential) else None
+        if (
+            x.dim() != 2
+            or not isinstance(last, nn.Linear | TiedLinear)
+            or last.bias is None
+            or self.linear.bias is None
+        ):
+            return self.linear(x) + self.branch(x)
+        # linear(x) + branch(x), with the branch's output layer accumulating
+        # into the linear path's output (addmm) and the two biases added as
+        # vectors. Not measurably faster at bench_speed's W1/W2 sizes; the
+        # panel in benchmarks/REPRESENTATION_RESULTS.md ran with this form
+        # (its float rounding differs from the plain sum's).
+        h = x
+        # (islice, not self.branch[:-1], which builds a new Sequential)
+        for layer in islice(self.branch, len(self.branch) - 1):
+            h = layer(h)
+        out = nn.functional.linear(x, self.linear.weight, self.linear.bias + last.bias)
+        return torch.addmm(out, h, last.weight.t())
 
     def silence_branch(self):
         """Make the branch's contribution zero, in place.

@@ -137,7 +137,7 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         dropout=0.0,
         batch_norm=False,
         loss="mse",
-        learning_rate=1e-3,
+        learning_rate=3e-3,
         weight_decay=0.0,
         batch_size="auto",
         max_iter=200,

@@ -307,7 +307,7 @@ def test_user_callbacks_run_and_are_not_modified():
     assert not hasattr(counter, "epochs_")  # the user's object is untouched
     used = dict(ae.net_.callbacks_)["CountEpochsAndBatches"]
     assert used.epochs_ == 5 and used.batches_ == 15
-    assert ae.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**5)
+    assert ae.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(ae.learning_rate * 0.5**5)
 
 
 def test_verbose_shows_progress_bar(capsys):
@@ -448,8 +448,11 @@ def test_early_stopping_from_the_start_is_generic():
     from sklearn_ae import AEOutlierDetector
 
     X = make_data(n_samples=200)
+    # learning_rate=0.3 makes every epoch worse than the start (validation
+    # loss 5 to 90 against 0.8) without tripping the divergence check
+    # (which a learning rate of 10 now does)
     det = AEOutlierDetector(
-        hidden_layer_sizes=(8,), early_stopping=True, max_iter=3, learning_rate=0.5,
+        hidden_layer_sizes=(8,), early_stopping=True, max_iter=3, learning_rate=0.3,
         random_state=0, device="cpu", callbacks=[("start", StartOfTraining())],
     ).fit(X)
     start = dict(det.net_.callbacks_)["start"].state_
