@@ -8,6 +8,7 @@ greedy layer-wise pretraining, as parameters of one base class that
 
 import copy
 import inspect
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,6 +19,17 @@ from ._base import _BaseAutoencoder
 from ._losses import ReconstructionLoss
 from ._networks import Autoencoder, ConvAutoencoder, LSTMAutoencoder, MLPAutoencoder
 from ._pretraining import pretrain_layerwise
+
+# Code activations, with what the PCA start needs of each: the value and
+# slope at 0 (the start puts the scores where the activation is close to
+# linear) and whether the scores are shifted by 3 standard deviations so
+# that they are positive (relu is the identity there).
+_CODE_ACTIVATIONS = {
+    "identity": (0.0, 1.0, False),
+    "logistic": (0.5, 0.25, False),
+    "tanh": (0.0, 1.0, False),
+    "relu": (0.0, 1.0, True),
+}
 
 # Parameters of user-given networks, passed through in skorch's style.
 _NETWORK_PREFIXES = ("encoder__", "decoder__")
@@ -111,7 +123,7 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
 
     _parameter_constraints: dict = {
         **_BaseAutoencoder._parameter_constraints,
-        "noise": [StrOptions({"gaussian", "mask"}), None],
+        "noise": [StrOptions({"gaussian", "mask"}), callable, None],
         "noise_level": [Interval(Real, 0, None, closed="left")],
         "tied_weights": ["boolean"],
         "sparsity": [StrOptions({"kl", "l1"}), None],
@@ -120,6 +132,10 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         "layerwise_pretraining": ["boolean"],
         "pretraining_max_iter": [Interval(Integral, 1, None, closed="left")],
         "input_shape": [tuple, list, None],
+        "code_activation": [StrOptions({"auto", *_CODE_ACTIVATIONS})],
+        "output_activation": [StrOptions({"identity", "logistic"})],
+        "conv_kernel_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "conv_strides": [Interval(Integral, 1, None, closed="left"), tuple, list],
         "encoder": [callable, None],
         "decoder": [callable, None],
     }
@@ -158,6 +174,10 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         layerwise_pretraining=False,
         pretraining_max_iter=20,
         input_shape=None,
+        code_activation="auto",
+        output_activation="identity",
+        conv_kernel_size=3,
+        conv_strides=2,
         encoder=None,
         decoder=None,
         **network_params,
@@ -195,6 +215,10 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         self.layerwise_pretraining = layerwise_pretraining
         self.pretraining_max_iter = pretraining_max_iter
         self.input_shape = input_shape
+        self.code_activation = code_activation
+        self.output_activation = output_activation
+        self.conv_kernel_size = conv_kernel_size
+        self.conv_strides = conv_strides
         self.encoder = encoder
         self.decoder = decoder
         # Stored as given and checked in fit, as skorch does with module__*.
@@ -265,6 +289,8 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
                 self.input_shape,
                 self.n_components,
                 self._hidden_sizes(),
+                kernel_size=_as_ints(self.conv_kernel_size),
+                strides=_as_ints(self.conv_strides),
                 activation=self.activation,
                 dropout=self.dropout,
                 batch_norm=self.batch_norm,
@@ -294,10 +320,67 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         return dict(
             noise=self.noise,
             noise_level=self.noise_level,
-            # KL sparsity compares activation rates, so the code must be in (0, 1).
-            code_activation="logistic" if self.sparsity == "kl" else "identity",
+            code_activation=self._code_activation(),
+            output_activation=self.output_activation,
             return_code=self.sparsity is not None,
         )
+
+    def _code_activation(self):
+        """The code activation that ``code_activation`` names; ``'auto'`` is
+        ``'logistic'`` with ``sparsity='kl'`` (which compares activation
+        rates, so the code must be in (0, 1)), else ``'identity'``."""
+        if self.code_activation == "auto":
+            return "logistic" if self.sparsity == "kl" else "identity"
+        return self.code_activation
+
+    # ------------------------------------------------------ input validation
+    def _scales_input(self):
+        """Whether inputs are z-scored inside the estimator: not with
+        ``loss='bce'`` or ``output_activation='logistic'``, whose
+        reconstructions are in (0, 1) and are compared with X as it is."""
+        return super()._scales_input() and self.output_activation == "identity"
+
+    def _check_input_range(self, X):
+        super()._check_input_range(X)
+        if self.output_activation != "logistic":
+            return
+        values = X.data if hasattr(X, "tocsr") else X
+        if values.size and (values.min() < 0 or values.max() > 1):
+            raise ValueError(
+                "output_activation='logistic' reconstructs values in (0, 1), but X "
+                f"has values in [{values.min():.4g}, {values.max():.4g}]. Scale X "
+                "to [0, 1] (e.g. MinMaxScaler) or use output_activation='identity'."
+            )
+
+    def _validate_X(self, X, *, reset):
+        """Validate X, accepting ``(n_samples, *input_shape)`` arrays as flat rows."""
+        return super()._validate_X(self._flatten_shaped(X), reset=reset)
+
+    def _flatten_shaped(self, X):
+        """Return ``(n_samples, *input_shape)`` arrays as ``(n_samples,
+        prod(input_shape))`` rows (time-major, C order); anything else as it is."""
+        shape = self.input_shape
+        if (
+            shape is None
+            or not isinstance(shape, tuple | list)
+            or not all(isinstance(s, Integral) for s in shape)
+            or hasattr(X, "tocsr")
+            or hasattr(X, "iloc")
+        ):
+            return X
+        if not hasattr(X, "ndim"):
+            if not isinstance(X, list | tuple):
+                return X
+            X = np.asarray(X)
+        if X.ndim <= 2:
+            return X
+        if tuple(X.shape[1:]) != tuple(int(s) for s in shape):
+            raise ValueError(
+                f"X has shape {tuple(X.shape)}, but input_shape={tuple(shape)} "
+                f"accepts arrays of shape (n_samples, {', '.join(map(str, shape))}) "
+                f"or flat rows (n_samples, {int(np.prod(shape))})."
+            )
+        return np.asarray(X).reshape(len(X), -1)
 
     def _custom_network(self, role, n_features):
         """Build the user's ``encoder`` or ``decoder`` from its parameters.
@@ -448,6 +531,42 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
                 "tied_weights=True ties the built-in fully connected layers; it "
                 "cannot be used with a custom encoder and decoder."
             )
+        if self.loss == "bce" and self.output_activation != "identity":
+            raise ValueError(
+                "loss='bce' reads the decoder's outputs as logits and already "
+                "reconstructs through a sigmoid; output_activation="
+                f"{self.output_activation!r} would apply a second one. Use "
+                "output_activation='identity' with loss='bce', or "
+                "output_activation='logistic' with loss='mse'."
+            )
+        if self.sparsity == "kl" and self._code_activation() != "logistic":
+            raise ValueError(
+                "sparsity='kl' compares each code unit's mean activation with "
+                "sparsity_target, so the code must be in (0, 1): use "
+                f"code_activation='auto' or 'logistic', got {self.code_activation!r}."
+            )
+        for name in ("conv_kernel_size", "conv_strides"):
+            value = getattr(self, name)
+            values = [value] if isinstance(value, Integral) else list(value)
+            if not all(isinstance(v, Integral) and v > 0 for v in values):
+                raise ValueError(
+                    f"{name} must be a positive int or a sequence of positive ints "
+                    f"(one per convolution), got {value!r}."
+                )
+            is_conv = self.input_shape is not None and len(self.input_shape) == 3
+            if not is_conv and value != {"conv_kernel_size": 3, "conv_strides": 2}[name]:
+                raise ValueError(
+                    f"{name}={value!r} sets the convolutions of input_shape="
+                    "(channels, height, width); there are none with "
+                    f"input_shape={self.input_shape!r}."
+                )
+            if is_conv and not isinstance(value, Integral):
+                n_conv = len(self._hidden_sizes())
+                if len(values) != n_conv:
+                    raise ValueError(
+                        f"{name}={value!r} must give one value per convolution: "
+                        f"hidden_layer_sizes has {n_conv}."
+                    )
         if self.noise == "mask" and not 0 < self.noise_level < 1:
             raise ValueError(
                 "noise='mask' needs 0 < noise_level < 1 (the probability of "
@@ -502,23 +621,39 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         """
         k = self.n_components
         mean, components, variances = principal_axes(data, k)
-        encoder_weight = components
-        decoder_weight = components.T.copy()
-        if self.sparsity == "kl":
-            if self.tied_weights:
-                # The decoder's weight is the encoder's transpose: 1/s = 4s.
-                factor = np.full(k, 0.5)
-            else:
-                # Scores of about one standard deviation in half a logit unit.
-                factor = 2 * np.sqrt(np.where(variances > 0, variances, 1.0))
-            encoder_weight = components / factor[:, None]
-            decoder_weight = decoder_weight * (4 * factor)[None, :]
-            decoder_bias = mean - decoder_weight @ np.full(k, 0.5)
+        code_at_zero, slope, shifted = _CODE_ACTIVATIONS[self._code_activation()]
+        std = np.sqrt(np.where(variances > 0, variances, 0.0))
+        if slope == 1.0 and code_at_zero == 0.0 and self._code_activation() != "tanh":
+            factor = np.ones(k)
+        elif self.tied_weights:
+            # The decoder's weight is the encoder's transpose: 1/f = f/slope.
+            factor = np.full(k, np.sqrt(slope))
         else:
-            decoder_bias = mean
-        encoder_bias = -encoder_weight @ mean
+            # Scores of about one standard deviation in half a unit.
+            factor = 2 * np.where(std > 0, std, 1.0)
+        shift = 3 * std / factor if shifted else np.zeros(k)
+        # codes u = f(scores / factor + shift) ~ code_at_zero + slope * (...);
+        # the decoder maps them back to scores and then to PCA's reconstruction.
+        encoder_weight = components / factor[:, None]
+        encoder_bias = -encoder_weight @ mean + shift
+        decoder_weight = components.T * (factor / slope)[None, :]
+        decoder_bias = mean - decoder_weight @ (code_at_zero + slope * shift)
         if self.loss == "bce":
             decoder_weight = np.zeros_like(decoder_weight)
             rate = np.clip(mean, 1e-3, 1 - 1e-3)
             decoder_bias = np.log(rate / (1 - rate))
+        elif self.output_activation == "logistic":
+            # First order around each feature's mean m: sigmoid(logit(m) + d)
+            # ~ m + m (1 - m) d, so the pre-activation carries the PCA
+            # reconstruction's deviation from m divided by m (1 - m). A tied
+            # decoder keeps its weight unscaled (a shrunken start).
+            rate = np.clip(mean, 1e-3, 1 - 1e-3)
+            gain = 1 / (rate * (1 - rate))
+            decoder_weight = decoder_weight * gain[:, None]
+            decoder_bias = np.log(rate / (1 - rate)) + gain * (decoder_bias - mean)
         module.start_from_linear(encoder_weight, encoder_bias, decoder_weight, decoder_bias)
+
+
+def _as_ints(value):
+    """An int, or a sequence of them as a list of ints."""
+    return int(value) if isinstance(value, Integral) else [int(v) for v in value]
