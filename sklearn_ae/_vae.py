@@ -800,19 +800,23 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         {
             "n_samples": [Interval(Integral, 1, None, closed="left")],
             "random_state": ["random_state"],
+            "kind": [StrOptions({"draw", "mean"})],
         },
         prefer_skip_nested_validation=True,
     )
-    def sample(self, n_samples=1, random_state=None):
+    def sample(self, n_samples=1, random_state=None, *, kind="draw"):
         """Draw samples from the fitted model, in input units.
 
-        Each sample is ``z ~ N(0, I)`` decoded into p(x|z), then drawn from
-        p(x|z): the decoder's mean plus Gaussian noise of the learned
-        per-feature variance, or 0/1 values with the decoder's probabilities
-        for ``likelihood='bernoulli'``. The observation noise is part of the
-        model, and without it samples would understate the data's
-        variance. For the noise-free means, use
-        ``inverse_transform(rng.standard_normal((n_samples, n_components)))``.
+        Each sample decodes ``z ~ N(0, I)``. With ``kind='draw'`` (the
+        default) it is then drawn from p(x|z): the decoder's mean plus
+        Gaussian noise of the learned per-feature variance, or 0/1 values
+        with the decoder's probabilities for ``likelihood='bernoulli'``.
+        The observation noise is part of the model, and without it samples
+        would understate the data's variance. With ``kind='mean'`` it is
+        the mean of p(x|z) itself, without that noise: the decoder's
+        probabilities for ``likelihood='bernoulli'`` (the grey-level
+        "generated digits" of the tutorials, where draws are 0/1 speckle),
+        as ``inverse_transform`` of the same ``z``.
 
         Parameters
         ----------
@@ -820,17 +824,36 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
             Number of samples to draw.
 
         random_state : int, RandomState instance or None, default=None
-            Seeds the draws (numpy's generator; torch's is not used).
+            Seeds the draws (numpy's generator; torch's is not used). The
+            same seed gives the same ``z`` for both kinds.
+
+        kind : {'draw', 'mean'}, default='draw'
+            Whether to return draws from p(x|z) or its means.
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features_in_)
             Samples, float64.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn_ae import VAETransformer
+        >>> X = load_digits().data[:200] / 16
+        >>> vae = VAETransformer(likelihood="bernoulli", max_iter=2,
+        ...                      random_state=0).fit(X)
+        >>> draws = vae.sample(3, random_state=0)
+        >>> means = vae.sample(3, random_state=0, kind="mean")
+        >>> np.unique(draws).tolist(), bool(0 < means.min() and means.max() < 1)
+        ([0.0, 1.0], True)
         """
         check_is_fitted(self)
         rng = check_random_state(random_state)
         Z = rng.standard_normal((n_samples, self.n_components))
         means = self._decoder_means(Z, np.float64)
+        if kind == "mean":
+            return self._undo_scaling(means)
         if self.likelihood == "bernoulli":
             return (rng.uniform(size=means.shape) < means).astype(np.float64)
         log_var = self.module_.observation_log_var().detach().cpu().numpy()
