@@ -612,12 +612,17 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         (rows as the network sees them) and silence its nonlinear branches.
 
         The encoder's linear path gives PCA's scores and the decoder's the
-        PCA reconstruction. Codes through a sigmoid (``sparsity='kl'``) get
-        each score scaled into the sigmoid's near-linear range and the
-        decoder the inverse scaling, so the start is PCA up to the sigmoid's
-        curvature; with ``loss='bce'`` the decoder starts from each
-        feature's mean rate (the logit of its mean), the best reconstruction
-        that ignores the code, since a linear map of the data is no logit.
+        PCA reconstruction. Through a sigmoid or tanh code
+        (``code_activation``) each score is scaled into the activation's
+        near-linear range (one standard deviation to half a unit; with
+        ``tied_weights`` a fixed factor, the square root of the slope at 0)
+        and the decoder undoes the scaling, so the start is PCA up to the
+        activation's curvature; through relu each score is shifted by three
+        standard deviations and shifted back by the decoder. With
+        ``output_activation='logistic'`` the decoder holds PCA's
+        reconstruction to first order around each feature's mean. With
+        ``loss='bce'`` the decoder starts from each feature's mean rate (the
+        logit of its mean), the best reconstruction that ignores the code.
         """
         k = self.n_components
         mean, components, variances = principal_axes(data, k)

@@ -31,6 +31,11 @@ class LinearDecoder(LinearEncoder):
         super().__init__(n_components, n_features, bias=bias)
 
 
+def shift_noise(batch, generator):
+    """A user's own corruption (a module-level function, so it pickles)."""
+    return batch + 0.1 * torch.randn(batch.shape, generator=generator, device=batch.device)
+
+
 ESTIMATORS = [
     AutoencoderTransformer(**FAST),
     AutoencoderTransformer(
@@ -47,6 +52,7 @@ ESTIMATORS = [
         pretraining_max_iter=2, **FAST,
     ),
     AutoencoderTransformer(tied_weights=True, sparsity="l1", **FAST),
+    AutoencoderTransformer(code_activation="tanh", noise=shift_noise, **FAST),
     AutoencoderTransformer(
         encoder=LinearEncoder,
         decoder=LinearDecoder,
