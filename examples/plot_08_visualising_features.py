@@ -56,7 +56,7 @@ plt.show()
 # Most of these look close to random: this network starts as PCA, its
 # linear map carries most of the reconstruction, and the branch only
 # learns what PCA misses, starting from random weights. The linear map's
-# weights (one image per code unit, scaled by the code activation's start)
+# weights (one image per code unit)
 # are PCA's components, moved on by training.
 linear = ae.module_.encoder.linear.weight.detach().cpu().numpy()
 fig, axes = plt.subplots(2, 8, figsize=(8, 2.2))
