@@ -537,19 +537,45 @@ class ConvAutoencoder(Autoencoder):
     def __init__(self, input_shape, n_components, channels=(16, 32), *,
                  kernel_size=3, strides=2, activation="relu", dropout=0.0,
                  batch_norm=False, **options):
-        layer_options = dict(
-            kernel_size=kernel_size, strides=strides, activation=activation,
-            dropout=dropout, batch_norm=batch_norm,
-        )
         super().__init__(
             *_linear_paths(
                 math.prod(input_shape),
                 n_components,
-                ConvEncoder(input_shape, n_components, channels, **layer_options),
-                ConvDecoder(input_shape, n_components, channels, **layer_options),
+                *structured_branches(
+                    input_shape, n_components, n_components, channels,
+                    kernel_size=kernel_size, strides=strides, activation=activation,
+                    dropout=dropout, batch_norm=batch_norm,
+                ),
             ),
             **options,
         )
+
+
+def structured_branches(input_shape, n_codes, n_components, hidden_sizes, *,
+                        kernel_size=3, strides=2, activation="relu", dropout=0.0,
+                        batch_norm=False):
+    """Return the ``(encoder, decoder)`` networks for samples of ``input_shape``.
+
+    ``(channels, height, width)``: a :class:`ConvEncoder` and
+    :class:`ConvDecoder` with ``hidden_sizes`` channels; ``(n_timesteps,
+    n_channels)``: an :class:`LSTMEncoder` and :class:`LSTMDecoder` with
+    ``hidden_sizes`` units (``kernel_size``, ``strides``, ``activation`` and
+    ``batch_norm`` do not apply). The encoder maps flat rows to ``n_codes``
+    outputs (the code, or a variational posterior's mean and log-variance),
+    the decoder ``n_components`` codes back to flat rows. The one builder of
+    the structured networks of every estimator.
+    """
+    if len(input_shape) == 3:
+        options = dict(kernel_size=kernel_size, strides=strides, activation=activation,
+                       dropout=dropout, batch_norm=batch_norm)
+        return (
+            ConvEncoder(input_shape, n_codes, hidden_sizes, **options),
+            ConvDecoder(input_shape, n_components, hidden_sizes, **options),
+        )
+    return (
+        LSTMEncoder(input_shape, n_codes, hidden_sizes, dropout=dropout),
+        LSTMDecoder(input_shape, n_components, hidden_sizes, dropout=dropout),
+    )
 
 
 class LSTMEncoder(nn.Module):
@@ -622,8 +648,9 @@ class LSTMAutoencoder(Autoencoder):
             *_linear_paths(
                 math.prod(input_shape),
                 n_components,
-                LSTMEncoder(input_shape, n_components, hidden_sizes, dropout=dropout),
-                LSTMDecoder(input_shape, n_components, hidden_sizes, dropout=dropout),
+                *structured_branches(
+                    input_shape, n_components, n_components, hidden_sizes, dropout=dropout
+                ),
             ),
             **options,
         )
@@ -670,6 +697,11 @@ class VariationalAutoencoder(nn.Module):
         toward the batch's mean squared residual per feature.
     activation, dropout, batch_norm
         See :func:`mlp`.
+    branches : tuple of nn.Module or None
+        ``(encoder, decoder)`` nonlinear branches to use instead of the
+        :func:`mlp` ones (e.g. :func:`structured_branches`): the encoder maps
+        flat rows to ``2 * n_components`` outputs, the decoder codes to flat
+        rows. Their output layers are zeroed.
 
     Notes
     -----
@@ -706,6 +738,7 @@ class VariationalAutoencoder(nn.Module):
         activation="relu",
         dropout=0.0,
         batch_norm=False,
+        branches=None,
     ):
         super().__init__()
         if likelihood not in ("gaussian", "bernoulli"):
@@ -722,12 +755,16 @@ class VariationalAutoencoder(nn.Module):
         self.encoder_linear = nn.Linear(n_features, 2 * n_components)
         self.decoder_linear = nn.Linear(n_components, n_features)
         self.encoder = self.decoder = None
-        if hidden:
+        if hidden and branches is None:
             self.encoder = mlp([n_features, *hidden, 2 * n_components], **options)
             self.decoder = mlp([n_components, *hidden[::-1], n_features], **options)
             for branch in (self.encoder, self.decoder):
                 nn.init.zeros_(branch[-1].weight)
                 nn.init.zeros_(branch[-1].bias)
+        if branches is not None:
+            self.encoder, self.decoder = branches
+            for branch in branches:
+                zero_output_layer(branch)
         if likelihood == "gaussian":
             observation_var = torch.ones(n_features)
             variance_floor = torch.full((n_features,), float(min_variance))
@@ -814,5 +851,6 @@ __all__ = [
     "WithLinearPath",
     "count_parameters",
     "mlp",
+    "structured_branches",
     "zero_output_layer",
 ]

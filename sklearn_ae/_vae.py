@@ -24,7 +24,8 @@ from skorch.callbacks import Callback
 from ._base import _BaseAutoencoder, resolve_n_jobs
 from ._callbacks import KLWarmup
 from ._losses import NegativeELBO, gaussian_kl, log_importance_weight, log_likelihood
-from ._networks import VariationalAutoencoder
+from ._networks import VariationalAutoencoder, structured_branches
+from ._shapes import as_ints, check_conv_params, check_input_shape, flatten_shaped
 
 # Smallest observation variance of the Gaussian decoder, as a fraction of
 # the feature's variance on the training rows in the units the network sees
@@ -376,6 +377,25 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         When True and already fitted, ``fit`` continues training the fitted
         network (keeping its scaling) for up to ``max_iter`` more epochs.
 
+    input_shape : tuple of int, default=None
+        Shape of each sample, for the structured networks that
+        :class:`AutoencoderTransformer` builds from the same parameters
+        (one builder): ``(channels, height, width)`` a convolutional
+        encoder (``hidden_layer_sizes`` channels, ``conv_kernel_size``,
+        ``conv_strides``) and a transposed-convolutional decoder;
+        ``(n_timesteps, n_channels)`` stacked LSTMs. They are the nonlinear
+        branches beside the linear paths, with zeroed output layers, so the
+        start is still the linear model's. X may be flat rows or an array
+        of shape ``(n_samples, *input_shape)``; every output is flat rows.
+        None: fully connected branches.
+
+    conv_kernel_size : int or tuple of int, default=3
+        Kernel size of each convolution of a 3-D ``input_shape``; see
+        :class:`AutoencoderTransformer`.
+
+    conv_strides : int or tuple of int, default=2
+        Stride of each convolution of a 3-D ``input_shape``.
+
     Attributes
     ----------
     net_ : AutoencoderNet
@@ -482,6 +502,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup": [Interval(Integral, 0, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+        "input_shape": [tuple, list, None],
+        "conv_kernel_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "conv_strides": [Interval(Integral, 1, None, closed="left"), tuple, list],
     }
 
     # The base's __init__ is not called: it would also set `loss`, which this
@@ -515,6 +538,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         verbose=0,
         callbacks=None,
         warm_start=False,
+        input_shape=None,
+        conv_kernel_size=3,
+        conv_strides=2,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -541,9 +567,20 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         self.verbose = verbose
         self.callbacks = callbacks
         self.warm_start = warm_start
+        self.input_shape = input_shape
+        self.conv_kernel_size = conv_kernel_size
+        self.conv_strides = conv_strides
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
+        branches = None
+        if self.input_shape is not None:
+            branches = structured_branches(
+                self.input_shape, 2 * self.n_components, self.n_components,
+                self._hidden_sizes(), kernel_size=as_ints(self.conv_kernel_size),
+                strides=as_ints(self.conv_strides), activation=self.activation,
+                dropout=self.dropout, batch_norm=self.batch_norm,
+            )
         return VariationalAutoencoder(
             n_features,
             self.n_components,
@@ -554,7 +591,20 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
             activation=self.activation,
             dropout=self.dropout,
             batch_norm=self.batch_norm,
+            branches=branches,
         )
+
+    def _check_fit_params(self, n_features):
+        check_conv_params(
+            self.conv_kernel_size, self.conv_strides, self.input_shape,
+            len(self._hidden_sizes()),
+        )
+        if self.input_shape is not None:
+            check_input_shape(self.input_shape, n_features, self._hidden_sizes(), self.batch_norm)
+
+    def _validate_X(self, X, *, reset):
+        """Validate X, accepting ``(n_samples, *input_shape)`` arrays as flat rows."""
+        return super()._validate_X(flatten_shaped(X, self.input_shape), reset=reset)
 
     def _build_criterion(self):
         return NegativeELBO(self.likelihood, beta=self.beta)

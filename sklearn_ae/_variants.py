@@ -19,6 +19,7 @@ from ._base import _BaseAutoencoder
 from ._losses import ReconstructionLoss
 from ._networks import Autoencoder, ConvAutoencoder, LSTMAutoencoder, MLPAutoencoder
 from ._pretraining import pretrain_layerwise
+from ._shapes import as_ints, check_conv_params, check_input_shape, flatten_shaped
 
 # Code activations, with what the PCA start needs of each: the value and
 # slope at 0 (the start puts the scores where the activation is close to
@@ -289,8 +290,8 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
                 self.input_shape,
                 self.n_components,
                 self._hidden_sizes(),
-                kernel_size=_as_ints(self.conv_kernel_size),
-                strides=_as_ints(self.conv_strides),
+                kernel_size=as_ints(self.conv_kernel_size),
+                strides=as_ints(self.conv_strides),
                 activation=self.activation,
                 dropout=self.dropout,
                 batch_norm=self.batch_norm,
@@ -357,30 +358,7 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         return super()._validate_X(self._flatten_shaped(X), reset=reset)
 
     def _flatten_shaped(self, X):
-        """Return ``(n_samples, *input_shape)`` arrays as ``(n_samples,
-        prod(input_shape))`` rows (time-major, C order); anything else as it is."""
-        shape = self.input_shape
-        if (
-            shape is None
-            or not isinstance(shape, tuple | list)
-            or not all(isinstance(s, Integral) for s in shape)
-            or hasattr(X, "tocsr")
-            or hasattr(X, "iloc")
-        ):
-            return X
-        if not hasattr(X, "ndim"):
-            if not isinstance(X, list | tuple):
-                return X
-            X = np.asarray(X)
-        if X.ndim <= 2:
-            return X
-        if tuple(X.shape[1:]) != tuple(int(s) for s in shape):
-            raise ValueError(
-                f"X has shape {tuple(X.shape)}, but input_shape={tuple(shape)} "
-                f"accepts arrays of shape (n_samples, {', '.join(map(str, shape))}) "
-                f"or flat rows (n_samples, {int(np.prod(shape))})."
-            )
-        return np.asarray(X).reshape(len(X), -1)
+        return flatten_shaped(X, self.input_shape)
 
     def _custom_network(self, role, n_features):
         """Build the user's ``encoder`` or ``decoder`` from its parameters.
@@ -459,20 +437,7 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         shape = self.input_shape
         if shape is None:
             return
-        if not (
-            len(shape) in (2, 3)
-            and all(isinstance(s, Integral) and s > 0 for s in shape)
-        ):
-            raise ValueError(
-                "input_shape must be None, (channels, height, width) for images "
-                "or (n_timesteps, n_channels) for sequences, with positive "
-                f"integers; got {shape!r}."
-            )
-        if int(np.prod(shape)) != n_features:
-            raise ValueError(
-                f"input_shape={tuple(shape)} holds {int(np.prod(shape))} values "
-                f"per row but X has {n_features} features."
-            )
+        check_input_shape(shape, n_features, self._hidden_sizes(), self.batch_norm)
         if self.encoder is not None:
             raise ValueError(
                 "input_shape selects a built-in convolutional or LSTM network; "
@@ -482,16 +447,6 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
             raise ValueError(
                 "tied_weights=True applies to the fully connected network only, "
                 f"not with input_shape={tuple(shape)}."
-            )
-        if len(shape) == 2 and not self._hidden_sizes():
-            raise ValueError(
-                "hidden_layer_sizes must name at least one LSTM layer with "
-                f"input_shape={tuple(shape)} (n_timesteps, n_channels); got ()."
-            )
-        if len(shape) == 2 and self.batch_norm:
-            raise ValueError(
-                "batch_norm=True is not available for the LSTM network of "
-                f"input_shape={tuple(shape)} (n_timesteps, n_channels)."
             )
 
     def _check_variant_params(self):
@@ -545,28 +500,10 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
                 "sparsity_target, so the code must be in (0, 1): use "
                 f"code_activation='auto' or 'logistic', got {self.code_activation!r}."
             )
-        for name in ("conv_kernel_size", "conv_strides"):
-            value = getattr(self, name)
-            values = [value] if isinstance(value, Integral) else list(value)
-            if not all(isinstance(v, Integral) and v > 0 for v in values):
-                raise ValueError(
-                    f"{name} must be a positive int or a sequence of positive ints "
-                    f"(one per convolution), got {value!r}."
-                )
-            is_conv = self.input_shape is not None and len(self.input_shape) == 3
-            if not is_conv and value != {"conv_kernel_size": 3, "conv_strides": 2}[name]:
-                raise ValueError(
-                    f"{name}={value!r} sets the convolutions of input_shape="
-                    "(channels, height, width); there are none with "
-                    f"input_shape={self.input_shape!r}."
-                )
-            if is_conv and not isinstance(value, Integral):
-                n_conv = len(self._hidden_sizes())
-                if len(values) != n_conv:
-                    raise ValueError(
-                        f"{name}={value!r} must give one value per convolution: "
-                        f"hidden_layer_sizes has {n_conv}."
-                    )
+        check_conv_params(
+            self.conv_kernel_size, self.conv_strides, self.input_shape,
+            len(self._hidden_sizes()),
+        )
         if self.noise == "mask" and not 0 < self.noise_level < 1:
             raise ValueError(
                 "noise='mask' needs 0 < noise_level < 1 (the probability of "
@@ -658,7 +595,3 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
             decoder_bias = np.log(rate / (1 - rate)) + gain * (decoder_bias - mean)
         module.start_from_linear(encoder_weight, encoder_bias, decoder_weight, decoder_bias)
 
-
-def _as_ints(value):
-    """An int, or a sequence of them as a list of ints."""
-    return int(value) if isinstance(value, Integral) else [int(v) for v in value]

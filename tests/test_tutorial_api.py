@@ -333,3 +333,50 @@ def test_vae_sample_mean_and_draw():
     assert not np.allclose(g_means, gaussian.sample(20, random_state=0))
     with pytest.raises(ValueError, match="kind"):
         vae.sample(2, kind="mode")
+
+
+# --------------------------------------- item 1 (part): VAE with input_shape
+@pytest.mark.parametrize(
+    "shape, encoder_type",
+    [((1, 8, 8), "ConvEncoder"), ((8, 8), "LSTMEncoder")],
+)
+def test_vae_input_shape_builds_the_shared_structured_networks(shape, encoder_type):
+    X, _ = _digits(120)
+    vae = VAETransformer(
+        n_components=2, input_shape=shape, hidden_layer_sizes=(4,), **FAST
+    )
+    module = vae._build_module(64)
+    assert type(module.encoder).__name__ == encoder_type
+    # built by the autoencoder's builder: the same layers
+    ae_module = AutoencoderTransformer(
+        n_components=2, input_shape=shape, hidden_layer_sizes=(4,)
+    )._build_module(64)
+    assert type(ae_module.encoder.branch) is type(module.encoder)
+    # the branches start silent: the untrained network is the linear model
+    with torch.no_grad():
+        x = torch.randn(5, 64)
+        assert torch.count_nonzero(module.encoder(x)) == 0
+        assert torch.count_nonzero(module.decoder(torch.randn(5, 2))) == 0
+    vae.fit(X.reshape(-1, *shape))
+    assert vae.transform(X.reshape(-1, *shape)).shape == (120, 2)
+    np.testing.assert_allclose(vae.transform(X), vae.transform(X.reshape(-1, *shape)))
+    assert vae.sample(4, random_state=0, kind="mean").shape == (4, 64)
+    assert np.isfinite(vae.score(X))
+    # training moved the branches off zero
+    with torch.no_grad():
+        assert torch.count_nonzero(vae.module_.encoder(torch.as_tensor(X[:5], dtype=torch.float32))) > 0
+
+
+def test_vae_conv_parameters_change_the_network_and_are_validated():
+    vae = VAETransformer(
+        n_components=2, input_shape=(1, 8, 8), hidden_layer_sizes=(4, 4),
+        conv_kernel_size=5, conv_strides=(1, 2),
+    )
+    convs = [m for m in vae._build_module(64).encoder.modules()
+             if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size[0], c.stride[0]) for c in convs] == [(5, 1), (5, 2)]
+    X, _ = _digits(40)
+    with pytest.raises(ValueError, match="conv_strides=3 sets the convolutions"):
+        VAETransformer(conv_strides=3, **FAST).fit(X)
+    with pytest.raises(ValueError, match=r"input_shape=\(1, 4, 4\) holds 16 values"):
+        VAETransformer(input_shape=(1, 4, 4), **FAST).fit(X)
