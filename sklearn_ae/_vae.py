@@ -24,6 +24,7 @@ from skorch.callbacks import Callback
 from ._base import _BaseAutoencoder, resolve_n_jobs
 from ._callbacks import KLWarmup
 from ._losses import NegativeELBO, gaussian_kl, log_importance_weight, log_likelihood
+from ._custom import _CustomNetworksMixin, run_network
 from ._networks import VariationalAutoencoder, structured_branches
 from ._shapes import as_ints, check_conv_params, check_input_shape, flatten_shaped
 
@@ -199,7 +200,9 @@ def _network_rows(dataset, max_rows, rng):
     return dataset.take(index).detach().cpu().numpy().astype(np.float64)
 
 
-class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAutoencoder):
+class VAETransformer(
+    _CustomNetworksMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAutoencoder
+):
     """Variational autoencoder with a log-likelihood score, trained with PyTorch.
 
     A probabilistic, nonlinear counterpart of probabilistic
@@ -396,6 +399,28 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
     conv_strides : int or tuple of int, default=2
         Stride of each convolution of a 3-D ``input_shape``.
 
+    encoder : class, callable or torch.nn.Module, default=None
+        A custom network for the encoder's nonlinear branch, given and
+        built as in :class:`AutoencoderTransformer` (a class is called with
+        the ``encoder__*`` parameters, and with ``n_features`` and
+        ``n_components`` where its signature takes them; a module instance
+        is copied). It must map a float32 batch ``(n, n_features)``
+        (standardized when ``standardize=True``) to ``(n, 2 *
+        n_components)``: the posterior's mean and log-variance, in that
+        order. Unlike :class:`AutoencoderTransformer`'s custom networks,
+        which replace the network, these are the branches beside the
+        linear paths: their output layers (the last linear or convolution
+        layer registered) are zeroed, so that training still starts at the
+        linear model (PPCA or factor analysis). Shapes are checked at fit.
+
+    decoder : class, callable or torch.nn.Module, default=None
+        The matching decoder branch, from codes ``(n, n_components)`` to
+        ``(n, n_features)`` (the Gaussian mean, or Bernoulli logits), built
+        from the ``decoder__*`` parameters. Required with ``encoder``.
+
+    **network_params : dict
+        ``encoder__*`` and ``decoder__*`` parameters for custom networks.
+
     Attributes
     ----------
     net_ : AutoencoderNet
@@ -505,6 +530,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         "input_shape": [tuple, list, None],
         "conv_kernel_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
         "conv_strides": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "encoder": [callable, None],
+        "decoder": [callable, None],
     }
 
     # The base's __init__ is not called: it would also set `loss`, which this
@@ -541,6 +568,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         input_shape=None,
         conv_kernel_size=3,
         conv_strides=2,
+        encoder=None,
+        decoder=None,
+        **network_params,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -570,11 +600,21 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         self.input_shape = input_shape
         self.conv_kernel_size = conv_kernel_size
         self.conv_strides = conv_strides
+        self.encoder = encoder
+        self.decoder = decoder
+        # Stored as given and checked in fit (see _CustomNetworksMixin).
+        self._extra_params = dict(network_params)
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
         branches = None
-        if self.input_shape is not None:
+        if self.encoder is not None:
+            branches = (
+                self._custom_network("encoder", n_features),
+                self._custom_network("decoder", n_features),
+            )
+            self._check_branch_shapes(*branches, n_features)
+        elif self.input_shape is not None:
             branches = structured_branches(
                 self.input_shape, 2 * self.n_components, self.n_components,
                 self._hidden_sizes(), kernel_size=as_ints(self.conv_kernel_size),
@@ -594,7 +634,37 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
             branches=branches,
         )
 
+    def _check_branch_shapes(self, encoder, decoder, n_features):
+        """Run two rows through user-given branches and check the shapes."""
+        k = self.n_components
+        training = encoder.training, decoder.training
+        encoder.eval()
+        decoder.eval()
+        with torch.no_grad():
+            out = run_network(encoder, torch.zeros(2, n_features), "encoder")
+            if tuple(out.shape) != (2, 2 * k):
+                raise ValueError(
+                    f"encoder must map (n_samples, {n_features}) to (n_samples, "
+                    f"2 * n_components={2 * k}) (the posterior's mean and "
+                    f"log-variance), got shape {tuple(out.shape)} for 2 samples."
+                )
+            out = run_network(decoder, torch.zeros(2, k), "decoder")
+            if tuple(out.shape) != (2, n_features):
+                raise ValueError(
+                    f"decoder must map (n_samples, n_components={k}) back to "
+                    f"(n_samples, {n_features}), got shape {tuple(out.shape)} "
+                    "for 2 samples."
+                )
+        encoder.train(training[0])
+        decoder.train(training[1])
+
     def _check_fit_params(self, n_features):
+        self._check_network_options()
+        if self.encoder is not None and self.input_shape is not None:
+            raise ValueError(
+                "input_shape selects a built-in convolutional or LSTM network; "
+                "a custom encoder and decoder reshape rows themselves."
+            )
         check_conv_params(
             self.conv_kernel_size, self.conv_strides, self.input_shape,
             len(self._hidden_sizes()),

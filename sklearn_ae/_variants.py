@@ -6,8 +6,6 @@ greedy layer-wise pretraining, as parameters of one base class that
 ``_networks.py``, ``_losses.py`` and ``_pretraining.py``.
 """
 
-import copy
-import inspect
 import warnings
 from numbers import Integral, Real
 
@@ -16,6 +14,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import _BaseAutoencoder
+from ._custom import _CustomNetworksMixin, run_network
 from ._losses import ReconstructionLoss
 from ._networks import Autoencoder, ConvAutoencoder, LSTMAutoencoder, MLPAutoencoder
 from ._pretraining import pretrain_layerwise
@@ -31,19 +30,6 @@ _CODE_ACTIVATIONS = {
     "tanh": (0.0, 1.0, False),
     "relu": (0.0, 1.0, True),
 }
-
-# Parameters of user-given networks, passed through in skorch's style.
-_NETWORK_PREFIXES = ("encoder__", "decoder__")
-
-
-def _run_network(fn, x, role):
-    try:
-        return fn(x)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"{role} failed on a batch of shape {tuple(x.shape)}: {exc}"
-        ) from exc
-
 
 # The PCA start reads at most this many multiply-adds' worth of rows (about
 # a tenth of a second in float64 on one core): rows * n_features**2 for the
@@ -116,7 +102,7 @@ def principal_axes(data, n_components):
     return mean.cpu().numpy(), components, variances
 
 
-class _BaseVariantAutoencoder(_BaseAutoencoder):
+class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
     """An autoencoder trained on reconstruction loss, with the family's variants.
 
     Not for direct use.
@@ -227,53 +213,6 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         # __init__ sets no public attribute but the declared parameters.
         self._extra_params = dict(network_params)
 
-    # ------------------------------------------------- network parameters
-    def _network_params(self, role):
-        """Return the ``role__*`` parameters ('encoder' or 'decoder'), unprefixed."""
-        prefix = role + "__"
-        return {
-            k[len(prefix) :]: v
-            for k, v in vars(self).get("_extra_params", {}).items()
-            if k.startswith(prefix)
-        }
-
-    def get_params(self, deep=True):
-        """Get parameters for this estimator, ``encoder__*``/``decoder__*`` included.
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            If True, will return the parameters for this estimator and
-            contained subobjects that are estimators.
-
-        Returns
-        -------
-        params : dict
-            Parameter names mapped to their values.
-        """
-        params = super().get_params(deep=deep)
-        params.update(vars(self).get("_extra_params", {}))
-        return params
-
-    def set_params(self, **params):
-        """Set the parameters of this estimator, ``encoder__*``/``decoder__*`` included.
-
-        Parameters
-        ----------
-        **params : dict
-            Estimator parameters.
-
-        Returns
-        -------
-        self : estimator instance
-            Estimator instance.
-        """
-        extra = vars(self).setdefault("_extra_params", {})
-        for name in list(params):
-            if name.startswith(_NETWORK_PREFIXES) or name in extra:
-                extra[name] = params.pop(name)
-        return super().set_params(**params)
-
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
         """Return the untrained torch module for ``n_features`` inputs."""
@@ -360,42 +299,6 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
     def _flatten_shaped(self, X):
         return flatten_shaped(X, self.input_shape)
 
-    def _custom_network(self, role, n_features):
-        """Build the user's ``encoder`` or ``decoder`` from its parameters.
-
-        A class (or factory) is called with the ``role__*`` parameters, plus
-        ``n_features`` and ``n_components`` where its signature takes them
-        and they are not set; a module instance is copied.
-        """
-        spec = getattr(self, role)
-        params = self._network_params(role)
-        if isinstance(spec, torch.nn.Module):
-            if params:
-                raise ValueError(
-                    f"{role}__* parameters ({', '.join(sorted(params))}) need "
-                    f"{role} to be a class, got a module instance."
-                )
-            return copy.deepcopy(spec)
-        try:
-            accepted = inspect.signature(spec).parameters
-        except (TypeError, ValueError):
-            accepted = {}
-        for name, value in (("n_features", n_features), ("n_components", self.n_components)):
-            if name in accepted and name not in params:
-                params[name] = value
-        try:
-            network = spec(**params)
-        except TypeError as exc:
-            raise ValueError(
-                f"{role}={getattr(spec, '__name__', spec)!r} could not be built "
-                f"from the {role}__* parameters {params}: {exc}"
-            ) from exc
-        if not isinstance(network, torch.nn.Module):
-            raise ValueError(
-                f"{role} must build a torch.nn.Module, got {type(network).__name__}."
-            )
-        return network
-
     def _check_network_shapes(self, module, n_features):
         """Run two rows through user-given networks and check the shapes.
 
@@ -403,14 +306,14 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         """
         module.eval()
         with torch.no_grad():
-            code = _run_network(module.encode, torch.zeros(2, n_features), "encoder")
+            code = run_network(module.encode, torch.zeros(2, n_features), "encoder")
             if tuple(code.shape) != (2, self.n_components):
                 raise ValueError(
                     f"encoder must map (n_samples, {n_features}) to (n_samples, "
                     f"n_components={self.n_components}), got shape "
                     f"{tuple(code.shape)} for 2 samples."
                 )
-            output = _run_network(module.decode, code, "decoder")
+            output = run_network(module.decode, code, "decoder")
             if tuple(output.shape) != (2, n_features):
                 raise ValueError(
                     f"decoder must map (n_samples, n_components={self.n_components}) "
@@ -451,28 +354,7 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
 
     def _check_variant_params(self):
         """Check the combinations of variant parameters that constraints cannot."""
-        for name in vars(self).get("_extra_params", {}):
-            if not name.startswith(_NETWORK_PREFIXES):
-                raise ValueError(
-                    f"{name!r} is not a parameter of {type(self).__name__}; extra "
-                    "keyword parameters must be encoder__* or decoder__* "
-                    "parameters of custom networks."
-                )
-        if (self.encoder is None) != (self.decoder is None):
-            given, missing = (
-                ("encoder", "decoder") if self.decoder is None else ("decoder", "encoder")
-            )
-            raise ValueError(
-                f"{given} was given without {missing}: custom networks need both "
-                "encoder and decoder."
-            )
-        for role in ("encoder", "decoder"):
-            params = self._network_params(role)
-            if params and getattr(self, role) is None:
-                raise ValueError(
-                    f"{role}__{next(iter(params))} is set but {role} is None; "
-                    f"{role}__* parameters configure a custom {role} class."
-                )
+        self._check_network_options()
         if self.layerwise_pretraining and (
             self.encoder is not None or self.input_shape is not None
         ):

@@ -380,3 +380,66 @@ def test_vae_conv_parameters_change_the_network_and_are_validated():
         VAETransformer(conv_strides=3, **FAST).fit(X)
     with pytest.raises(ValueError, match=r"input_shape=\(1, 4, 4\) holds 16 values"):
         VAETransformer(input_shape=(1, 4, 4), **FAST).fit(X)
+
+
+# ------------------------------ item 1 (part): VAE with encoder= / decoder=
+class _PosteriorMLP(torch.nn.Module):
+    def __init__(self, n_features, n_components, width=8):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(n_features, width), torch.nn.ReLU(),
+            torch.nn.Linear(width, 2 * n_components),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class _DecoderMLP(torch.nn.Module):
+    def __init__(self, n_features, n_components, width=8):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(n_components, width), torch.nn.ReLU(),
+            torch.nn.Linear(width, n_features),
+        )
+
+    def forward(self, z):
+        return self.net(z)
+
+
+def test_vae_custom_networks_are_built_with_their_parameters():
+    from sklearn.base import clone
+
+    X, _ = _digits(100)
+    vae = VAETransformer(
+        n_components=2, encoder=_PosteriorMLP, decoder=_DecoderMLP,
+        encoder__width=16, **FAST,
+    )
+    assert clone(vae).get_params()["encoder__width"] == 16
+    module = vae._build_module(64)
+    assert module.encoder.net[0].out_features == 16
+    assert module.decoder.net[0].out_features == 8
+    # output layers zeroed: the start is the linear model
+    assert torch.count_nonzero(module.encoder.net[-1].weight) == 0
+    vae.fit(X)
+    assert vae.transform(X).shape == (100, 2)
+    assert np.isfinite(vae.score(X))
+    assert torch.count_nonzero(vae.module_.encoder.net[-1].weight) > 0
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(encoder=_DecoderMLP, decoder=_DecoderMLP), "encoder failed on a batch"),
+        (dict(encoder=_PosteriorMLP, decoder=_PosteriorMLP),
+         "decoder failed on a batch|decoder must map"),
+        (dict(encoder=_PosteriorMLP), "encoder was given without decoder"),
+        (dict(encoder__width=3), "encoder__width is set but encoder is None"),
+        (dict(encoder=_PosteriorMLP, decoder=_DecoderMLP, input_shape=(1, 8, 8)),
+         "input_shape selects a built-in"),
+    ],
+)
+def test_vae_custom_networks_are_validated(params, match):
+    X, _ = _digits(40)
+    with pytest.raises(ValueError, match=match):
+        VAETransformer(n_components=2, **{**FAST, **params}).fit(X)
