@@ -26,6 +26,7 @@ from ._callbacks import KLWarmup
 from ._losses import NegativeELBO, gaussian_kl, log_importance_weight, log_likelihood
 from ._custom import _CustomNetworksMixin, run_network
 from ._networks import VariationalAutoencoder, structured_branches
+from ._random import current_generator
 from ._shapes import as_ints, check_conv_params, check_input_shape, flatten_shaped
 
 # Smallest observation variance of the Gaussian decoder, as a fraction of
@@ -693,9 +694,14 @@ class VAETransformer(
         """
         if self.likelihood != "gaussian":
             return {"linear_start_": None, "linear_start_scores_": None, "linear_model_": None}
-        # torch's generator is seeded by fit here: reproducible, and the
-        # caller's random_state object is not drawn from again.
-        seed = int(torch.randint(np.iinfo(np.int32).max, ()))
+        # From this fit's generator (seeded from random_state; torch's
+        # global one is not seeded in fit since the per-fit generators):
+        # reproducible, and the caller's random_state is not drawn from again.
+        seed = int(
+            torch.randint(
+                np.iinfo(np.int32).max, (), generator=current_generator(torch.device("cpu"))
+            )
+        )
         rng = np.random.RandomState(seed)
         if self.early_stopping:
             fit_part, held_out = net.train_split(data)
