@@ -516,6 +516,42 @@ class VAETransformer(
     (3,)
     >>> vae.sample(10, random_state=0).shape  # doctest: +SKIP
     (10, 30)
+
+    A convolutional VAE on images given as an array, and one with your own
+    networks as the nonlinear branches:
+
+    >>> import torch
+    >>> from sklearn.datasets import load_digits
+    >>> digits = load_digits().data[:100].reshape(-1, 1, 8, 8) / 16
+    >>> conv_vae = VAETransformer(
+    ...     n_components=2, input_shape=(1, 8, 8), hidden_layer_sizes=(4,),
+    ...     conv_kernel_size=3, conv_strides=2, likelihood="bernoulli",
+    ...     max_iter=2, random_state=0,
+    ... ).fit(digits)
+    >>> conv_vae.sample(3, random_state=0, kind="mean").shape
+    (3, 64)
+    >>> class Encoder(torch.nn.Module):
+    ...     def __init__(self, n_features, n_components, width=16):
+    ...         super().__init__()
+    ...         self.net = torch.nn.Sequential(
+    ...             torch.nn.Linear(n_features, width), torch.nn.ReLU(),
+    ...             torch.nn.Linear(width, 2 * n_components))
+    ...     def forward(self, x):
+    ...         return self.net(x)
+    >>> class Decoder(torch.nn.Module):
+    ...     def __init__(self, n_features, n_components):
+    ...         super().__init__()
+    ...         self.net = torch.nn.Sequential(
+    ...             torch.nn.Linear(n_components, 16), torch.nn.ReLU(),
+    ...             torch.nn.Linear(16, n_features))
+    ...     def forward(self, z):
+    ...         return self.net(z)
+    >>> custom = VAETransformer(
+    ...     n_components=2, encoder=Encoder, decoder=Decoder, encoder__width=8,
+    ...     max_iter=2, random_state=0,
+    ... ).fit(X)
+    >>> custom.transform(X[:3]).shape
+    (3, 2)
     """
 
     _parameter_constraints: dict = {
