@@ -183,7 +183,9 @@ class AutoencoderTransformer(
         to train a denoiser: fit on clean X and let ``noise`` corrupt it
         (``fit(X_noisy, y=X_clean)`` does not; ``y`` is ignored, as by
         every scikit-learn transformer). A callable must be a module-level
-        function for the estimator to be pickled or saved.
+        function for the estimator to be pickled or saved; with
+        ``layerwise_pretraining`` it corrupts the input layer only (the
+        built-in noises corrupt each layer's input).
 
     noise_level : float, default=0.1
         Standard deviation of the Gaussian noise, or the masking probability

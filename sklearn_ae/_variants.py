@@ -6,7 +6,6 @@ greedy layer-wise pretraining, as parameters of one base class that
 ``_networks.py``, ``_losses.py`` and ``_pretraining.py``.
 """
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np

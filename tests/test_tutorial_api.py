@@ -443,3 +443,19 @@ def test_vae_custom_networks_are_validated(params, match):
     X, _ = _digits(40)
     with pytest.raises(ValueError, match=match):
         VAETransformer(n_components=2, **{**FAST, **params}).fit(X)
+
+
+def test_callable_noise_corrupts_only_the_input_in_layerwise_pretraining():
+    X, _ = _digits(60)
+    widths = []
+
+    def noise(batch, generator):
+        widths.append(batch.shape[1])
+        return _shift_and_clip(batch, generator)
+
+    AutoencoderTransformer(
+        n_components=3, hidden_layer_sizes=(16, 8), noise=noise,
+        layerwise_pretraining=True, pretraining_max_iter=1,
+        output_activation="logistic", **FAST,
+    ).fit(X)
+    assert widths and set(widths) == {64}
