@@ -40,7 +40,7 @@ X_few, y_few = X_train[labelled], y_train[labelled]
 
 # %%
 # Codes from unlabelled data, then a logistic regression on 50 labels
-# ------------------------------------------------------------------
+# -------------------------------------------------------------------
 # The autoencoder and PCA are fitted on every training digit (without
 # labels); the logistic regression on the 50 labelled ones.
 ae = AutoencoderTransformer(n_components=16, hidden_layer_sizes=(64,), learning_rate=3e-3,
