@@ -1,5 +1,7 @@
 """``AutoencoderTransformer``: a nonlinear, trainable stand-in for ``PCA``."""
 
+import warnings
+
 import numpy as np
 from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
@@ -7,6 +9,9 @@ from sklearn.base import (
     _fit_context,
 )
 
+from sklearn.utils.validation import check_is_fitted
+
+from ._export import export_encoder, hidden_activations, hidden_layers
 from ._variants import _BaseVariantAutoencoder
 
 
@@ -48,7 +53,7 @@ class AutoencoderTransformer(
     activation : {'relu', 'tanh', 'logistic', 'identity', 'elu', 'gelu', \
 'selu', 'leaky_relu'}, default='relu'
         Activation of the hidden layers. The code and output layers are
-        linear.
+        set by ``code_activation`` and ``output_activation``.
 
     dropout : float, default=0.0
         Dropout probability after each hidden activation, in training only.
@@ -176,18 +181,33 @@ class AutoencoderTransformer(
         When True and already fitted, ``fit`` continues training the fitted
         network (keeping its scaling) for up to ``max_iter`` more epochs.
 
-    noise : {'gaussian', 'mask'} or None, default=None
+    noise : {'gaussian', 'mask'}, callable or None, default=None
         Corruption of the training inputs, for a denoising autoencoder: the
         network reconstructs the clean row from a corrupted one.
         ``'gaussian'`` adds noise of standard deviation ``noise_level``;
         ``'mask'`` sets each value to zero with probability ``noise_level``.
-        Applied in training only (validation loss, ``transform`` and scores
-        use clean inputs), to the values the network sees (z-scored when
-        ``standardize=True``, so that zero is the feature mean).
+        A callable is your own noise model: it is called as
+        ``noise(batch, generator)`` with a float tensor of flat rows
+        ``(batch_size, n_features)`` and a :class:`torch.Generator`, and
+        returns the corrupted batch, of the same shape; draw its random
+        numbers from ``generator`` (e.g. ``torch.randn(batch.shape,
+        generator=generator, device=batch.device)``) so that ``random_state``
+        makes fits reproducible. Applied in training only (validation loss,
+        ``transform`` and scores use clean inputs), to the values the
+        network sees: z-scored when ``standardize=True`` (zero is the
+        feature mean), X itself with ``standardize=False``,
+        ``loss='bce'`` or ``output_activation='logistic'``. This is the way
+        to train a denoiser: fit on clean X and let ``noise`` corrupt it
+        (``fit(X_noisy, y=X_clean)`` does not; ``y`` is ignored, as by
+        every scikit-learn transformer). A callable must be a module-level
+        function for the estimator to be pickled or saved; with
+        ``layerwise_pretraining`` it corrupts the input layer only (the
+        built-in noises corrupt each layer's input).
 
     noise_level : float, default=0.1
         Standard deviation of the Gaussian noise, or the masking probability
-        (then in (0, 1)). Used only when ``noise`` is set.
+        (then in (0, 1)). Used only when ``noise`` is ``'gaussian'`` or
+        ``'mask'``.
 
     tied_weights : bool, default=False
         Whether each decoder layer uses the transpose of its mirror encoder
@@ -236,10 +256,16 @@ class AutoencoderTransformer(
         Epochs of each shallow autoencoder in ``layerwise_pretraining``.
 
     input_shape : tuple of int, default=None
-        Shape of each row for the built-in structured networks; rows stay
-        flat in X and in every output. ``(channels, height, width)``: a
-        convolutional encoder (3x3 convolutions of stride 2 with
-        ``hidden_layer_sizes`` channels, then a linear code) and a
+        Shape of each sample for the built-in structured networks. X may be
+        given as flat rows ``(n_samples, prod(input_shape))`` (C order,
+        time-major for sequences) or as an array of shape ``(n_samples,
+        *input_shape)``; ``transform`` returns ``(n_samples,
+        n_components)`` codes and ``inverse_transform`` flat rows
+        ``(n_samples, prod(input_shape))`` either way, as for every
+        scikit-learn transformer (``.reshape(-1, *input_shape)`` gives the
+        images back). ``(channels, height, width)``: a convolutional encoder
+        (``hidden_layer_sizes`` channels, kernels of ``conv_kernel_size``,
+        strides of ``conv_strides``, then a linear code) and a
         transposed-convolutional decoder, for images. ``(n_timesteps,
         n_channels)``: a sequence-to-sequence LSTM autoencoder (stacked LSTMs
         of ``hidden_layer_sizes`` units, the code repeated at every step of
@@ -249,6 +275,45 @@ class AutoencoderTransformer(
         connected networks. The convolutional and LSTM networks are the
         branches of linear maps on the flat rows, with their output layers
         zeroed: they start at PCA too.
+
+    code_activation : {'auto', 'identity', 'logistic', 'tanh', 'relu'}, \
+default='auto'
+        Activation of the code layer, which ``transform`` returns.
+        ``'auto'`` is ``'logistic'`` with ``sparsity='kl'`` (which needs
+        codes in (0, 1)), else ``'identity'``. ``'logistic'`` gives codes in
+        (0, 1), ``'tanh'`` in (-1, 1), ``'relu'`` non-negative codes. The
+        PCA start is exact for ``'identity'`` only. Through ``'logistic'``
+        and ``'tanh'`` each PCA score is scaled into the activation's
+        near-linear range (one standard deviation to half a unit) and the
+        decoder undoes the scaling: PCA up to the activation's curvature.
+        Through ``'relu'`` each score is shifted by three standard
+        deviations, so that it is positive for almost every row, and the
+        decoder shifts it back: PCA except for the rare rows with a score
+        below the shift. With a custom ``encoder`` the activation is
+        applied to its output.
+
+    output_activation : {'identity', 'logistic'}, default='identity'
+        Activation of the decoder's output. ``'logistic'`` reconstructs
+        values in (0, 1), for data in [0, 1] (pixel intensities) trained
+        with ``loss='mse'``: X must then be in [0, 1] and is not
+        standardized (``standardize`` is ignored), like with ``loss='bce'``.
+        ``loss='bce'`` already reads the output as logits and reconstructs
+        through a sigmoid, so it takes ``'identity'`` only (``'logistic'``
+        raises a ``ValueError``). The PCA start then holds PCA's
+        reconstruction to first order around each feature's mean (the
+        decoder's linear map scaled by the inverse of the sigmoid's slope
+        there); with ``tied_weights`` that scaling is left out.
+
+    conv_kernel_size : int or tuple of int, default=3
+        Kernel size of each convolution of ``input_shape=(channels, height,
+        width)`` (one for all, or one per layer of ``hidden_layer_sizes``),
+        padded by ``conv_kernel_size // 2``; the transposed convolutions of
+        the decoder mirror them. Only for that network: another value
+        raises a ``ValueError`` without a 3-D ``input_shape``.
+
+    conv_strides : int or tuple of int, default=2
+        Stride of each convolution (2 halves height and width), as
+        ``conv_kernel_size``.
 
     encoder : class, callable or torch.nn.Module, default=None
         A custom encoder network replacing the built-in one (then
@@ -346,6 +411,36 @@ class AutoencoderTransformer(
     (1797, 8)
     >>> ae.inverse_transform(Z).shape  # doctest: +SKIP
     (1797, 64)
+
+    Images as arrays, with sigmoid codes and outputs and a chosen
+    convolution stack:
+
+    >>> images = X[:100].reshape(-1, 1, 8, 8) / 16
+    >>> conv = AutoencoderTransformer(
+    ...     n_components=4, input_shape=(1, 8, 8), hidden_layer_sizes=(4,),
+    ...     conv_kernel_size=5, conv_strides=2, code_activation="logistic",
+    ...     output_activation="logistic", max_iter=2, random_state=0,
+    ... ).fit(images)
+    >>> codes = conv.transform(images)
+    >>> codes.shape, bool(codes.min() > 0 and codes.max() < 1)
+    ((100, 4), True)
+    >>> conv.inverse_transform(codes).shape
+    (100, 64)
+
+    Your own noise model (a shift, then a clip to [0, 1]) trains a denoiser:
+
+    >>> import torch
+    >>> def shift_and_clip(batch, generator):
+    ...     noise = torch.randn(batch.shape, generator=generator, device=batch.device)
+    ...     return (batch + 0.2 * noise).clamp(0, 1)
+    >>> denoiser = AutoencoderTransformer(
+    ...     n_components=4, hidden_layer_sizes=(16,), noise=shift_and_clip,
+    ...     output_activation="logistic", max_iter=2, random_state=0,
+    ... ).fit(X[:100] / 16)
+    >>> denoiser.transform_hidden(X[:3] / 16, layer=0).shape
+    (3, 16)
+    >>> denoiser.encoder_module()(torch.as_tensor(X[:3] / 16, dtype=torch.float32)).shape
+    torch.Size([3, 4])
     """
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -358,13 +453,25 @@ class AutoencoderTransformer(
             Training data. Sparse input is densified one batch at a time.
 
         y : Ignored
-            Not used, present for API consistency by convention.
+            Not used, present for API consistency by convention (pipelines
+            pass their labels). A ``y`` of X's own shape, which looks like
+            clean targets for noisy X, gets a ``UserWarning``: the network
+            is trained to reconstruct X itself; train a denoiser on clean X
+            with ``noise`` instead.
 
         Returns
         -------
         self : object
             Fitted estimator.
         """
+        if _looks_like_targets(X, y):
+            warnings.warn(
+                "AutoencoderTransformer.fit ignores y: it reconstructs X. To "
+                "train a denoiser, fit on the clean data and pass noise='gaussian', "
+                "'mask' or your own noise function (see the noise parameter).",
+                UserWarning,
+                stacklevel=2,
+            )
         return self._fit(X)
 
     def transform(self, X):
@@ -373,7 +480,8 @@ class AutoencoderTransformer(
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Data to encode.
+            Data to encode; with ``input_shape``, also an array of shape
+            ``(n_samples, *input_shape)``.
 
         Before training the codes are PCA's scores of the (standardized)
         rows; the trained encoder adds its nonlinear branch to them.
@@ -399,7 +507,8 @@ class AutoencoderTransformer(
         Returns
         -------
         X_original : ndarray of shape (n_samples, n_features_in_)
-            Reconstructed data.
+            Reconstructed data, as flat rows also when ``input_shape`` is set
+            (``.reshape(-1, *input_shape)`` gives images or windows).
         """
         Z = self._check_fitted_codes(X)
         criterion = self.net_.criterion_
@@ -408,6 +517,74 @@ class AutoencoderTransformer(
             return self._to_input_units(criterion.mean(module.decode(zb)))
 
         return self._map_codes(Z, decode, self._output_dtype(Z))
+
+    def transform_hidden(self, X, layer=0):
+        """Return the activations of a hidden layer of the encoder.
+
+        The hidden layers are the activation layers of the encoder's
+        nonlinear branch (``hidden_layer_sizes``), input side first:
+        ``layer=0`` is the first hidden layer, ``layer=-1`` the last. With a
+        custom ``encoder``, they are its activation modules (``nn.ReLU``,
+        ``nn.Tanh``, ``nn.Sigmoid``... in registration order). The
+        activations are read with a forward hook while the encoder runs on
+        the (internally scaled) rows, in evaluation mode. The LSTM network
+        of a 2-D ``input_shape`` has no such layers.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to encode; with ``input_shape``, also an array of shape
+            ``(n_samples, *input_shape)``.
+
+        layer : int, default=0
+            Index of the hidden layer (negative indices count from the code
+            side).
+
+        Returns
+        -------
+        H : ndarray of shape (n_samples, hidden_layer_sizes[layer])
+            The layer's activations; for ``input_shape=(C, H, W)``, the
+            feature maps, of shape ``(n_samples, hidden_layer_sizes[layer],
+            height, width)``. float32 for float32 input, else float64.
+        """
+        X = self._check_fitted_input(X)
+        n_layers = len(hidden_layers(self.module_.encoder))
+        if n_layers == 0:
+            raise ValueError(
+                "this encoder has no hidden activation layers: hidden_layer_sizes="
+                f"{self.hidden_layer_sizes!r} with input_shape={self.input_shape!r}."
+            )
+        if not -n_layers <= layer < n_layers:
+            raise ValueError(
+                f"layer={layer!r} is out of range: the encoder has {n_layers} "
+                f"hidden layers (0 to {n_layers - 1}, or -{n_layers} to -1)."
+            )
+        return self._map_batches(
+            X,
+            lambda module, xb: hidden_activations(module, xb, layer),
+            self._output_dtype(X),
+        )
+
+    def encoder_module(self):
+        """Return the fitted encoder as a trainable torch module, scaling included.
+
+        The module maps raw input (flat rows, or ``(n, *input_shape)``
+        batches) to codes as :meth:`transform` does: the internal scaling
+        (``mean_``, ``scale_``) is held as buffers and applied first, then
+        the encoder and the code activation. It is a copy (training it
+        leaves the estimator unchanged), on the CPU, in float32 and in
+        training mode, so that it drops into any torch model, e.g. the
+        ``module`` of a skorch ``NeuralNetClassifier``, to fine-tune the
+        pretrained encoder with labels.
+
+        Returns
+        -------
+        encoder : FittedEncoder
+            A ``torch.nn.Module`` from ``(n, n_features_in_)`` to
+            ``(n, n_components)``.
+        """
+        check_is_fitted(self)
+        return export_encoder(self.module_, self.mean_, self.scale_)
 
     def score_samples(self, X):
         """Return the negative reconstruction error of each sample.
@@ -459,3 +636,13 @@ class AutoencoderTransformer(
         tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _looks_like_targets(X, y):
+    """Whether ``y`` is an array of ``X``'s own 2-D (or more) shape."""
+    y_shape = getattr(y, "shape", None)
+    return (
+        y_shape is not None
+        and len(y_shape) >= 2
+        and tuple(y_shape) == tuple(getattr(X, "shape", ()))
+    )

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ._random import Dropout, rand_like, randn_like
+from ._random import Dropout, current_generator, rand_like, randn_like
 
 ACTIVATIONS = {
     "identity": nn.Identity,
@@ -196,33 +196,67 @@ class Corruption(nn.Module):
 
     Parameters
     ----------
-    kind : {None, 'gaussian', 'mask'}
+    kind : {None, 'gaussian', 'mask'} or callable
         ``'gaussian'`` adds noise of standard deviation ``level``; ``'mask'``
         sets each value to zero with probability ``level`` (masking noise).
-        ``None`` leaves the input unchanged.
+        A callable is called as ``kind(batch, generator)`` and returns the
+        corrupted batch, of the same shape; ``generator`` is the
+        ``torch.Generator`` its draws should come from (the current fit's,
+        see :mod:`sklearn_ae._random`, else torch's default generator for
+        the batch's device). ``None`` leaves the input unchanged.
     level : float
-        Noise standard deviation, or masking probability.
+        Noise standard deviation, or masking probability (not used by a
+        callable).
 
     In eval mode (inference) the input always passes through unchanged.
-    Random draws come from torch's default generator.
     """
 
     def __init__(self, kind=None, level=0.0):
         super().__init__()
-        if kind not in (None, "gaussian", "mask"):
-            raise ValueError(f"kind must be None, 'gaussian' or 'mask', got {kind!r}")
+        if not (kind in (None, "gaussian", "mask") or callable(kind)):
+            raise ValueError(
+                f"kind must be None, 'gaussian', 'mask' or a callable, got {kind!r}"
+            )
         self.kind = kind
         self.level = level
 
     def forward(self, x):
-        if not self.training or self.kind is None or self.level == 0:
+        if not self.training or self.kind is None:
+            return x
+        if callable(self.kind):
+            return self._call_noise(x)
+        if self.level == 0:
             return x
         if self.kind == "gaussian":
             return x + self.level * randn_like(x)
         return x * (rand_like(x) >= self.level)
 
+    def _call_noise(self, x):
+        generator = current_generator(x.device)
+        if generator is None:
+            generator = (
+                torch.cuda.default_generators[x.device.index or 0]
+                if x.device.type == "cuda"
+                else torch.default_generator
+            )
+        name = getattr(self.kind, "__name__", repr(self.kind))
+        try:
+            out = self.kind(x, generator)
+        except Exception as exc:
+            raise ValueError(
+                f"noise={name} failed on a batch of shape {tuple(x.shape)}: {exc}"
+            ) from exc
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"noise={name} must return a tensor of the batch's shape "
+                f"{tuple(x.shape)}, got {got}."
+            )
+        return out
+
     def extra_repr(self):
-        return f"kind={self.kind!r}, level={self.level}"
+        kind = getattr(self.kind, "__name__", self.kind) if callable(self.kind) else repr(self.kind)
+        return f"kind={kind}, level={self.level}"
 
 
 class Autoencoder(nn.Module):
@@ -239,6 +273,9 @@ class Autoencoder(nn.Module):
     code_activation : str, default='identity'
         Activation applied to the encoder's output, a key of ``ACTIVATIONS``
         (``'logistic'`` gives codes in (0, 1), as a KL sparsity penalty needs).
+    output_activation : str, default='identity'
+        Activation applied to the decoder's output, a key of ``ACTIVATIONS``
+        (``'logistic'`` gives reconstructions in (0, 1)).
     return_code : bool, default=False
         If True, ``forward`` returns ``(reconstruction, code)`` so that a
         criterion can penalise the code; else only the reconstruction.
@@ -252,6 +289,7 @@ class Autoencoder(nn.Module):
         noise=None,
         noise_level=0.0,
         code_activation="identity",
+        output_activation="identity",
         return_code=False,
     ):
         super().__init__()
@@ -259,6 +297,7 @@ class Autoencoder(nn.Module):
         self.encoder = encoder
         self.code_activation = ACTIVATIONS[code_activation]()
         self.decoder = decoder
+        self.output_activation = ACTIVATIONS[output_activation]()
         self.return_code = return_code
 
     def encode(self, x):
@@ -266,8 +305,9 @@ class Autoencoder(nn.Module):
         return self.code_activation(self.encoder(x))
 
     def decode(self, z):
-        """Return the decoder's raw output for code ``z``."""
-        return self.decoder(z)
+        """Return the decoder's output for code ``z`` (through the output
+        activation; logits for a binary cross-entropy loss)."""
+        return self.output_activation(self.decoder(z))
 
     def forward(self, x):
         code = self.encode(self.corruption(x))
@@ -286,7 +326,7 @@ class Autoencoder(nn.Module):
         make the branches' contributions exactly zero.
 
         The network then computes ``decode(encode(x))`` of the linear model
-        (up to the code activation). Weights are ``(out, in)`` arrays or
+        (up to the code and output activations). Weights are ``(out, in)`` arrays or
         tensors, as in ``nn.Linear``; a tied decoder keeps the encoder's
         transposed weight and takes only ``decoder_bias``.
         """
@@ -381,13 +421,35 @@ def _linear_paths(n_features, n_components, encoder, decoder):
     return encoder, decoder
 
 
-def _halved(size):
-    """Spatial size after a 3x3 convolution with stride 2 and padding 1."""
-    return (size + 1) // 2
+def _per_layer(value, n_layers, name):
+    """Return ``value`` (an int, or one int per layer) as a list of ints."""
+    values = [value] * n_layers if isinstance(value, int) else list(value)
+    if len(values) != n_layers:
+        raise ValueError(
+            f"{name} must be an int or one int per convolution ({n_layers}), "
+            f"got {value!r}"
+        )
+    return [int(v) for v in values]
+
+
+def _conv_size(size, kernel_size, stride):
+    """Spatial size after a convolution with padding ``kernel_size // 2``."""
+    return (size + 2 * (kernel_size // 2) - kernel_size) // stride + 1
+
+
+def conv_sizes(input_shape, n_layers, kernel_size=3, strides=2):
+    """Return the ``(height, width)`` after each of ``n_layers`` convolutions
+    of :class:`ConvEncoder`, the input's first."""
+    kernels = _per_layer(kernel_size, n_layers, "kernel_size")
+    strides = _per_layer(strides, n_layers, "strides")
+    sizes = [tuple(input_shape[1:])]
+    for k, s in zip(kernels, strides):
+        sizes.append(tuple(_conv_size(t, k, s) for t in sizes[-1]))
+    return sizes
 
 
 class ConvEncoder(nn.Module):
-    """Strided 3x3 convolutions, then a linear layer to the code.
+    """Strided convolutions, then a linear layer to the code.
 
     Parameters
     ----------
@@ -396,28 +458,38 @@ class ConvEncoder(nn.Module):
     n_components : int
         Size of the code.
     channels : sequence of int
-        Output channels of each convolution; each halves height and width.
+        Output channels of each convolution.
+    kernel_size : int or sequence of int, default=3
+        Kernel size of each convolution (one for all, or one per layer),
+        padded by ``kernel_size // 2``.
+    strides : int or sequence of int, default=2
+        Stride of each convolution; 2 halves height and width.
     activation, dropout, batch_norm
         As in :func:`mlp` (``BatchNorm2d`` after each convolution).
     """
 
     def __init__(self, input_shape, n_components, channels=(16, 32), *,
-                 activation="relu", dropout=0.0, batch_norm=False):
+                 kernel_size=3, strides=2, activation="relu", dropout=0.0,
+                 batch_norm=False):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
         n_components = int(n_components)
-        n_channels, height, width = self.input_shape
+        channels = list(channels)
+        kernels = _per_layer(kernel_size, len(channels), "kernel_size")
+        strides = _per_layer(strides, len(channels), "strides")
+        sizes = conv_sizes(self.input_shape, len(channels), kernels, strides)
+        n_channels = self.input_shape[0]
         layers = []
-        for n_out in channels:
-            layers.append(nn.Conv2d(n_channels, n_out, 3, stride=2, padding=1))
+        for n_out, k, s in zip(channels, kernels, strides):
+            layers.append(nn.Conv2d(n_channels, n_out, k, stride=s, padding=k // 2))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(n_out))
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
                 layers.append(Dropout(dropout))
-            n_channels, height, width = n_out, _halved(height), _halved(width)
+            n_channels = n_out
         self.features = nn.Sequential(*layers)
-        self.code = nn.Linear(n_channels * height * width, n_components)
+        self.code = nn.Linear(n_channels * math.prod(sizes[-1]), n_components)
 
     def forward(self, x):
         return self.code(self.features(x.reshape(-1, *self.input_shape)).flatten(1))
@@ -428,25 +500,33 @@ class ConvDecoder(nn.Module):
     :class:`ConvEncoder` back to ``input_shape``; returns flat rows."""
 
     def __init__(self, input_shape, n_components, channels=(16, 32), *,
-                 activation="relu", dropout=0.0, batch_norm=False):
+                 kernel_size=3, strides=2, activation="relu", dropout=0.0,
+                 batch_norm=False):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         n_components = int(n_components)
-        n_channels, height, width = input_shape
-        sizes = [(height, width)]
-        for _ in channels:
-            sizes.append(tuple(_halved(s) for s in sizes[-1]))
+        n_channels = input_shape[0]
         channels = list(channels)
+        kernels = _per_layer(kernel_size, len(channels), "kernel_size")
+        strides = _per_layer(strides, len(channels), "strides")
+        sizes = conv_sizes(input_shape, len(channels), kernels, strides)
         self.start_shape = (channels[-1], *sizes[-1]) if channels else tuple(input_shape)
         self.expand = nn.Linear(n_components, math.prod(self.start_shape))
         layers = [] if not channels else [ACTIVATIONS[activation]()]
         outputs = channels[-2::-1] + [n_channels]
         for i, (n_in, n_out) in enumerate(zip(channels[::-1], outputs)):
-            target = sizes[len(channels) - 1 - i]
-            # output_padding makes each layer land exactly on the encoder's size
-            padding = tuple(t + 1 - 2 * _halved(t) for t in target)
+            layer = len(channels) - 1 - i
+            k, s = kernels[layer], strides[layer]
+            source, target = sizes[layer + 1], sizes[layer]
+            # output_padding makes each layer land exactly on the encoder's
+            # size; with padding k // 2 it is in [0, s - 1], as torch requires
+            padding = tuple(
+                t - ((n - 1) * s - 2 * (k // 2) + k) for t, n in zip(target, source)
+            )
             layers.append(
-                nn.ConvTranspose2d(n_in, n_out, 3, stride=2, padding=1, output_padding=padding)
+                nn.ConvTranspose2d(
+                    n_in, n_out, k, stride=s, padding=k // 2, output_padding=padding
+                )
             )
             if i == len(channels) - 1:
                 break
@@ -467,22 +547,53 @@ class ConvAutoencoder(Autoencoder):
     linear path on the flat rows (see :class:`WithLinearPath`) with its
     output layer zeroed.
 
-    ``channels``, ``activation``, ``dropout`` and ``batch_norm`` are those of
-    :class:`ConvEncoder`; ``**options`` those of :class:`Autoencoder`.
+    ``channels``, ``kernel_size``, ``strides``, ``activation``, ``dropout``
+    and ``batch_norm`` are those of :class:`ConvEncoder`; ``**options``
+    those of :class:`Autoencoder`.
     """
 
     def __init__(self, input_shape, n_components, channels=(16, 32), *,
-                 activation="relu", dropout=0.0, batch_norm=False, **options):
-        layer_options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
+                 kernel_size=3, strides=2, activation="relu", dropout=0.0,
+                 batch_norm=False, **options):
         super().__init__(
             *_linear_paths(
                 math.prod(input_shape),
                 n_components,
-                ConvEncoder(input_shape, n_components, channels, **layer_options),
-                ConvDecoder(input_shape, n_components, channels, **layer_options),
+                *structured_branches(
+                    input_shape, n_components, n_components, channels,
+                    kernel_size=kernel_size, strides=strides, activation=activation,
+                    dropout=dropout, batch_norm=batch_norm,
+                ),
             ),
             **options,
         )
+
+
+def structured_branches(input_shape, n_codes, n_components, hidden_sizes, *,
+                        kernel_size=3, strides=2, activation="relu", dropout=0.0,
+                        batch_norm=False):
+    """Return the ``(encoder, decoder)`` networks for samples of ``input_shape``.
+
+    ``(channels, height, width)``: a :class:`ConvEncoder` and
+    :class:`ConvDecoder` with ``hidden_sizes`` channels; ``(n_timesteps,
+    n_channels)``: an :class:`LSTMEncoder` and :class:`LSTMDecoder` with
+    ``hidden_sizes`` units (``kernel_size``, ``strides``, ``activation`` and
+    ``batch_norm`` do not apply). The encoder maps flat rows to ``n_codes``
+    outputs (the code, or a variational posterior's mean and log-variance),
+    the decoder ``n_components`` codes back to flat rows. The one builder of
+    the structured networks of every estimator.
+    """
+    if len(input_shape) == 3:
+        options = dict(kernel_size=kernel_size, strides=strides, activation=activation,
+                       dropout=dropout, batch_norm=batch_norm)
+        return (
+            ConvEncoder(input_shape, n_codes, hidden_sizes, **options),
+            ConvDecoder(input_shape, n_components, hidden_sizes, **options),
+        )
+    return (
+        LSTMEncoder(input_shape, n_codes, hidden_sizes, dropout=dropout),
+        LSTMDecoder(input_shape, n_components, hidden_sizes, dropout=dropout),
+    )
 
 
 class LSTMEncoder(nn.Module):
@@ -555,8 +666,9 @@ class LSTMAutoencoder(Autoencoder):
             *_linear_paths(
                 math.prod(input_shape),
                 n_components,
-                LSTMEncoder(input_shape, n_components, hidden_sizes, dropout=dropout),
-                LSTMDecoder(input_shape, n_components, hidden_sizes, dropout=dropout),
+                *structured_branches(
+                    input_shape, n_components, n_components, hidden_sizes, dropout=dropout
+                ),
             ),
             **options,
         )
@@ -603,6 +715,11 @@ class VariationalAutoencoder(nn.Module):
         toward the batch's mean squared residual per feature.
     activation, dropout, batch_norm
         See :func:`mlp`.
+    branches : tuple of nn.Module or None
+        ``(encoder, decoder)`` nonlinear branches to use instead of the
+        :func:`mlp` ones (e.g. :func:`structured_branches`): the encoder maps
+        flat rows to ``2 * n_components`` outputs, the decoder codes to flat
+        rows. Their output layers are zeroed.
 
     Notes
     -----
@@ -639,6 +756,7 @@ class VariationalAutoencoder(nn.Module):
         activation="relu",
         dropout=0.0,
         batch_norm=False,
+        branches=None,
     ):
         super().__init__()
         if likelihood not in ("gaussian", "bernoulli"):
@@ -655,12 +773,16 @@ class VariationalAutoencoder(nn.Module):
         self.encoder_linear = nn.Linear(n_features, 2 * n_components)
         self.decoder_linear = nn.Linear(n_components, n_features)
         self.encoder = self.decoder = None
-        if hidden:
+        if hidden and branches is None:
             self.encoder = mlp([n_features, *hidden, 2 * n_components], **options)
             self.decoder = mlp([n_components, *hidden[::-1], n_features], **options)
             for branch in (self.encoder, self.decoder):
                 nn.init.zeros_(branch[-1].weight)
                 nn.init.zeros_(branch[-1].bias)
+        if branches is not None:
+            self.encoder, self.decoder = branches
+            for branch in branches:
+                zero_output_layer(branch)
         if likelihood == "gaussian":
             observation_var = torch.ones(n_features)
             variance_floor = torch.full((n_features,), float(min_variance))
@@ -735,6 +857,7 @@ __all__ = [
     "ConvAutoencoder",
     "ConvDecoder",
     "ConvEncoder",
+    "conv_sizes",
     "Corruption",
     "LSTMAutoencoder",
     "LSTMDecoder",
@@ -746,5 +869,6 @@ __all__ = [
     "WithLinearPath",
     "count_parameters",
     "mlp",
+    "structured_branches",
     "zero_output_layer",
 ]

@@ -78,8 +78,13 @@ def pretrain_layerwise(module, data, *, loss, max_epochs, batch_size, lr, device
             codes = _codes(encoder[:depth], data)
             inputs = TensorData(codes, device=device, resident=True)
         # The module's input corruption, at every layer: stacked denoising
-        # autoencoders when noise is set, the identity otherwise.
-        shallow = nn.Sequential(Corruption(corruption.kind, corruption.level), down, up)
+        # autoencoders when noise is set, the identity otherwise. A user's
+        # noise function is written for the input (its shape and range), so
+        # it corrupts the first layer's input only.
+        kind = corruption.kind
+        if depth and callable(kind):
+            kind = None
+        shallow = nn.Sequential(Corruption(kind, corruption.level), down, up)
         net = AutoencoderNet(
             module=shallow,
             criterion=ReconstructionLoss(loss if depth == 0 else "mse"),

@@ -24,8 +24,10 @@ from skorch.callbacks import Callback, LRScheduler
 from ._base import _BaseAutoencoder, resolve_n_jobs
 from ._callbacks import KLWarmup
 from ._losses import NegativeELBO, gaussian_kl, log_importance_weight, log_likelihood
-from ._networks import VariationalAutoencoder
+from ._custom import _NETWORK_PREFIXES, _CustomNetworksMixin, run_network
+from ._networks import VariationalAutoencoder, structured_branches
 from ._random import current_generator
+from ._shapes import as_ints, check_conv_params, check_input_shape, flatten_shaped
 
 # Smallest observation variance of the Gaussian decoder, as a fraction of
 # the feature's variance on the training rows in the units the network sees
@@ -199,7 +201,9 @@ def _network_rows(dataset, max_rows, rng):
     return dataset.take(index).detach().cpu().numpy().astype(np.float64)
 
 
-class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAutoencoder):
+class VAETransformer(
+    _CustomNetworksMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAutoencoder
+):
     """Variational autoencoder with a log-likelihood score, trained with PyTorch.
 
     A probabilistic, nonlinear counterpart of probabilistic
@@ -394,6 +398,45 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         When True and already fitted, ``fit`` continues training the fitted
         network (keeping its scaling) for up to ``max_iter`` more epochs.
 
+    input_shape : tuple of int, default=None
+        Shape of each sample, for the structured networks that
+        :class:`AutoencoderTransformer` builds from the same parameters
+        (one builder): ``(channels, height, width)`` a convolutional
+        encoder (``hidden_layer_sizes`` channels, ``conv_kernel_size``,
+        ``conv_strides``) and a transposed-convolutional decoder;
+        ``(n_timesteps, n_channels)`` stacked LSTMs. They are the nonlinear
+        branches beside the linear paths, with zeroed output layers, so the
+        start is still the linear model's. X may be flat rows or an array
+        of shape ``(n_samples, *input_shape)``; every output is flat rows.
+        None: fully connected branches.
+
+    conv_kernel_size : int or tuple of int, default=3
+        Kernel size of each convolution of a 3-D ``input_shape``; see
+        :class:`AutoencoderTransformer`.
+
+    conv_strides : int or tuple of int, default=2
+        Stride of each convolution of a 3-D ``input_shape``.
+
+    encoder : class, callable or torch.nn.Module, default=None
+        A custom network for the encoder's nonlinear branch, given and
+        built as in :class:`AutoencoderTransformer` (a class is called with
+        the ``encoder__*`` parameters, and with ``n_features`` and
+        ``n_components`` where its signature takes them; a module instance
+        is copied). It must map a float32 batch ``(n, n_features)``
+        (standardized when ``standardize=True``) to ``(n, 2 *
+        n_components)``: the posterior's mean and log-variance, in that
+        order. Unlike :class:`AutoencoderTransformer`'s custom networks,
+        which replace the network, these are the branches beside the
+        linear paths: their output layers (the last linear or convolution
+        layer registered) are zeroed, so that training still starts at the
+        linear model (PPCA or factor analysis). Shapes are checked at fit.
+
+    decoder : class, callable or torch.nn.Module, default=None
+        The matching decoder branch, from codes ``(n, n_components)`` to
+        ``(n, n_features)`` (the Gaussian mean, or Bernoulli logits), built
+        from the ``decoder__*`` parameters. Required with ``encoder``.
+
+
     optimizer : subclass of torch.optim.Optimizer, default=torch.optim.Adam
         The optimizer class (not an instance), configured with
         ``optimizer__*`` keyword parameters (``optimizer=torch.optim.SGD,
@@ -402,8 +445,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         its ``lr`` and ``weight_decay``. Adam trains through a fused kernel
         (the fastest path on small networks).
 
-    **optimizer_params : dict
-        ``optimizer__*`` parameters of the optimizer.
+    **params : dict
+        ``optimizer__*`` parameters of the optimizer, and ``encoder__*`` and
+        ``decoder__*`` parameters of custom networks.
 
     Attributes
     ----------
@@ -499,7 +543,46 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
     (3,)
     >>> vae.sample(10, random_state=0).shape  # doctest: +SKIP
     (10, 30)
+
+    A convolutional VAE on images given as an array, and one with your own
+    networks as the nonlinear branches:
+
+    >>> import torch
+    >>> from sklearn.datasets import load_digits
+    >>> digits = load_digits().data[:100].reshape(-1, 1, 8, 8) / 16
+    >>> conv_vae = VAETransformer(
+    ...     n_components=2, input_shape=(1, 8, 8), hidden_layer_sizes=(4,),
+    ...     conv_kernel_size=3, conv_strides=2, likelihood="bernoulli",
+    ...     max_iter=2, random_state=0,
+    ... ).fit(digits)
+    >>> conv_vae.sample(3, random_state=0, kind="mean").shape
+    (3, 64)
+    >>> class Encoder(torch.nn.Module):
+    ...     def __init__(self, n_features, n_components, width=16):
+    ...         super().__init__()
+    ...         self.net = torch.nn.Sequential(
+    ...             torch.nn.Linear(n_features, width), torch.nn.ReLU(),
+    ...             torch.nn.Linear(width, 2 * n_components))
+    ...     def forward(self, x):
+    ...         return self.net(x)
+    >>> class Decoder(torch.nn.Module):
+    ...     def __init__(self, n_features, n_components):
+    ...         super().__init__()
+    ...         self.net = torch.nn.Sequential(
+    ...             torch.nn.Linear(n_components, 16), torch.nn.ReLU(),
+    ...             torch.nn.Linear(16, n_features))
+    ...     def forward(self, z):
+    ...         return self.net(z)
+    >>> custom = VAETransformer(
+    ...     n_components=2, encoder=Encoder, decoder=Decoder, encoder__width=8,
+    ...     max_iter=2, random_state=0,
+    ... ).fit(X)
+    >>> custom.transform(X[:3]).shape
+    (3, 2)
     """
+
+    # optimizer__*, and encoder__*/decoder__* of custom networks.
+    _param_prefixes = _BaseAutoencoder._param_prefixes + _NETWORK_PREFIXES
 
     _parameter_constraints: dict = {
         **{
@@ -511,6 +594,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup": [Interval(Integral, 0, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+        "input_shape": [tuple, list, None],
+        "conv_kernel_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "conv_strides": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "encoder": [callable, None],
+        "decoder": [callable, None],
     }
 
     # The base's __init__ is not called: it would also set `loss`, which this
@@ -544,8 +632,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         verbose=0,
         callbacks=None,
         warm_start=False,
+        input_shape=None,
+        conv_kernel_size=3,
+        conv_strides=2,
+        encoder=None,
+        decoder=None,
         optimizer=torch.optim.Adam,
-        **optimizer_params,
+        **params,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -572,11 +665,32 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         self.verbose = verbose
         self.callbacks = callbacks
         self.warm_start = warm_start
+        self.input_shape = input_shape
+        self.conv_kernel_size = conv_kernel_size
+        self.conv_strides = conv_strides
+        self.encoder = encoder
+        self.decoder = decoder
         self.optimizer = optimizer
-        self._extra_params = dict(optimizer_params)
+        # optimizer__*, encoder__*, decoder__*: stored as given and checked
+        # in fit (see _BaseAutoencoder._param_prefixes).
+        self._extra_params = dict(params)
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
+        branches = None
+        if self.encoder is not None:
+            branches = (
+                self._custom_network("encoder", n_features),
+                self._custom_network("decoder", n_features),
+            )
+            self._check_branch_shapes(*branches, n_features)
+        elif self.input_shape is not None:
+            branches = structured_branches(
+                self.input_shape, 2 * self.n_components, self.n_components,
+                self._hidden_sizes(), kernel_size=as_ints(self.conv_kernel_size),
+                strides=as_ints(self.conv_strides), activation=self.activation,
+                dropout=self.dropout, batch_norm=self.batch_norm,
+            )
         return VariationalAutoencoder(
             n_features,
             self.n_components,
@@ -587,7 +701,50 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
             activation=self.activation,
             dropout=self.dropout,
             batch_norm=self.batch_norm,
+            branches=branches,
         )
+
+    def _check_branch_shapes(self, encoder, decoder, n_features):
+        """Run two rows through user-given branches and check the shapes."""
+        k = self.n_components
+        training = encoder.training, decoder.training
+        encoder.eval()
+        decoder.eval()
+        with torch.no_grad():
+            out = run_network(encoder, torch.zeros(2, n_features), "encoder")
+            if tuple(out.shape) != (2, 2 * k):
+                raise ValueError(
+                    f"encoder must map (n_samples, {n_features}) to (n_samples, "
+                    f"2 * n_components={2 * k}) (the posterior's mean and "
+                    f"log-variance), got shape {tuple(out.shape)} for 2 samples."
+                )
+            out = run_network(decoder, torch.zeros(2, k), "decoder")
+            if tuple(out.shape) != (2, n_features):
+                raise ValueError(
+                    f"decoder must map (n_samples, n_components={k}) back to "
+                    f"(n_samples, {n_features}), got shape {tuple(out.shape)} "
+                    "for 2 samples."
+                )
+        encoder.train(training[0])
+        decoder.train(training[1])
+
+    def _check_fit_params(self, n_features):
+        self._check_network_options()
+        if self.encoder is not None and self.input_shape is not None:
+            raise ValueError(
+                "input_shape selects a built-in convolutional or LSTM network; "
+                "a custom encoder and decoder reshape rows themselves."
+            )
+        check_conv_params(
+            self.conv_kernel_size, self.conv_strides, self.input_shape,
+            len(self._hidden_sizes()),
+        )
+        if self.input_shape is not None:
+            check_input_shape(self.input_shape, n_features, self._hidden_sizes(), self.batch_norm)
+
+    def _validate_X(self, X, *, reset):
+        """Validate X, accepting ``(n_samples, *input_shape)`` arrays as flat rows."""
+        return super()._validate_X(flatten_shaped(X, self.input_shape), reset=reset)
 
     def _build_criterion(self):
         return NegativeELBO(self.likelihood, beta=self.beta)
@@ -842,19 +999,23 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         {
             "n_samples": [Interval(Integral, 1, None, closed="left")],
             "random_state": ["random_state"],
+            "kind": [StrOptions({"draw", "mean"})],
         },
         prefer_skip_nested_validation=True,
     )
-    def sample(self, n_samples=1, random_state=None):
+    def sample(self, n_samples=1, random_state=None, *, kind="draw"):
         """Draw samples from the fitted model, in input units.
 
-        Each sample is ``z ~ N(0, I)`` decoded into p(x|z), then drawn from
-        p(x|z): the decoder's mean plus Gaussian noise of the learned
-        per-feature variance, or 0/1 values with the decoder's probabilities
-        for ``likelihood='bernoulli'``. The observation noise is part of the
-        model, and without it samples would understate the data's
-        variance. For the noise-free means, use
-        ``inverse_transform(rng.standard_normal((n_samples, n_components)))``.
+        Each sample decodes ``z ~ N(0, I)``. With ``kind='draw'`` (the
+        default) it is then drawn from p(x|z): the decoder's mean plus
+        Gaussian noise of the learned per-feature variance, or 0/1 values
+        with the decoder's probabilities for ``likelihood='bernoulli'``.
+        The observation noise is part of the model, and without it samples
+        would understate the data's variance. With ``kind='mean'`` it is
+        the mean of p(x|z) itself, without that noise: the decoder's
+        probabilities for ``likelihood='bernoulli'`` (the grey-level
+        "generated digits" of the tutorials, where draws are 0/1 speckle),
+        as ``inverse_transform`` of the same ``z``.
 
         Parameters
         ----------
@@ -862,17 +1023,36 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
             Number of samples to draw.
 
         random_state : int, RandomState instance or None, default=None
-            Seeds the draws (numpy's generator; torch's is not used).
+            Seeds the draws (numpy's generator; torch's is not used). The
+            same seed gives the same ``z`` for both kinds.
+
+        kind : {'draw', 'mean'}, default='draw'
+            Whether to return draws from p(x|z) or its means.
 
         Returns
         -------
         X : ndarray of shape (n_samples, n_features_in_)
             Samples, float64.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn_ae import VAETransformer
+        >>> X = load_digits().data[:200] / 16
+        >>> vae = VAETransformer(likelihood="bernoulli", max_iter=2,
+        ...                      random_state=0).fit(X)
+        >>> draws = vae.sample(3, random_state=0)
+        >>> means = vae.sample(3, random_state=0, kind="mean")
+        >>> np.unique(draws).tolist(), bool(0 < means.min() and means.max() < 1)
+        ([0.0, 1.0], True)
         """
         check_is_fitted(self)
         rng = check_random_state(random_state)
         Z = rng.standard_normal((n_samples, self.n_components))
         means = self._decoder_means(Z, np.float64)
+        if kind == "mean":
+            return self._undo_scaling(means)
         if self.likelihood == "bernoulli":
             return (rng.uniform(size=means.shape) < means).astype(np.float64)
         log_var = self.module_.observation_log_var().detach().cpu().numpy()

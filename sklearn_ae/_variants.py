@@ -6,8 +6,6 @@ greedy layer-wise pretraining, as parameters of one base class that
 ``_networks.py``, ``_losses.py`` and ``_pretraining.py``.
 """
 
-import copy
-import inspect
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,22 +13,22 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import _BaseAutoencoder
+from ._custom import _NETWORK_PREFIXES, _CustomNetworksMixin, run_network
 from ._losses import ReconstructionLoss
 from ._networks import Autoencoder, ConvAutoencoder, LSTMAutoencoder, MLPAutoencoder
 from ._pretraining import pretrain_layerwise
+from ._shapes import as_ints, check_conv_params, check_input_shape, flatten_shaped
 
-# Parameters of user-given networks, passed through in skorch's style.
-_NETWORK_PREFIXES = ("encoder__", "decoder__")
-
-
-def _run_network(fn, x, role):
-    try:
-        return fn(x)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"{role} failed on a batch of shape {tuple(x.shape)}: {exc}"
-        ) from exc
-
+# Code activations, with what the PCA start needs of each: the value and
+# slope at 0 (the start puts the scores where the activation is close to
+# linear) and whether the scores are shifted by 3 standard deviations so
+# that they are positive (relu is the identity there).
+_CODE_ACTIVATIONS = {
+    "identity": (0.0, 1.0, False),
+    "logistic": (0.5, 0.25, False),
+    "tanh": (0.0, 1.0, False),
+    "relu": (0.0, 1.0, True),
+}
 
 # The PCA start reads at most this many multiply-adds' worth of rows (about
 # a tenth of a second in float64 on one core): rows * n_features**2 for the
@@ -103,7 +101,7 @@ def principal_axes(data, n_components):
     return mean.cpu().numpy(), components, variances
 
 
-class _BaseVariantAutoencoder(_BaseAutoencoder):
+class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
     """An autoencoder trained on reconstruction loss, with the family's variants.
 
     Not for direct use.
@@ -115,7 +113,7 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
 
     _parameter_constraints: dict = {
         **_BaseAutoencoder._parameter_constraints,
-        "noise": [StrOptions({"gaussian", "mask"}), None],
+        "noise": [StrOptions({"gaussian", "mask"}), callable, None],
         "noise_level": [Interval(Real, 0, None, closed="left")],
         "tied_weights": ["boolean"],
         "sparsity": [StrOptions({"kl", "l1"}), None],
@@ -124,6 +122,10 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         "layerwise_pretraining": ["boolean"],
         "pretraining_max_iter": [Interval(Integral, 1, None, closed="left")],
         "input_shape": [tuple, list, None],
+        "code_activation": [StrOptions({"auto", *_CODE_ACTIVATIONS})],
+        "output_activation": [StrOptions({"identity", "logistic"})],
+        "conv_kernel_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "conv_strides": [Interval(Integral, 1, None, closed="left"), tuple, list],
         "encoder": [callable, None],
         "decoder": [callable, None],
     }
@@ -162,6 +164,10 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         layerwise_pretraining=False,
         pretraining_max_iter=20,
         input_shape=None,
+        code_activation="auto",
+        output_activation="identity",
+        conv_kernel_size=3,
+        conv_strides=2,
         encoder=None,
         decoder=None,
         optimizer=torch.optim.Adam,
@@ -202,19 +208,14 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         self.layerwise_pretraining = layerwise_pretraining
         self.pretraining_max_iter = pretraining_max_iter
         self.input_shape = input_shape
+        self.code_activation = code_activation
+        self.output_activation = output_activation
+        self.conv_kernel_size = conv_kernel_size
+        self.conv_strides = conv_strides
         self.encoder = encoder
         self.decoder = decoder
 
-    # ------------------------------------------------- network parameters
-    def _network_params(self, role):
-        """Return the ``role__*`` parameters ('encoder' or 'decoder'), unprefixed."""
-        prefix = role + "__"
-        return {
-            k[len(prefix) :]: v
-            for k, v in vars(self).get("_extra_params", {}).items()
-            if k.startswith(prefix)
-        }
-
+    # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features):
         """Return the untrained torch module for ``n_features`` inputs."""
         if self.encoder is not None:
@@ -230,6 +231,8 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
                 self.input_shape,
                 self.n_components,
                 self._hidden_sizes(),
+                kernel_size=as_ints(self.conv_kernel_size),
+                strides=as_ints(self.conv_strides),
                 activation=self.activation,
                 dropout=self.dropout,
                 batch_norm=self.batch_norm,
@@ -259,46 +262,44 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         return dict(
             noise=self.noise,
             noise_level=self.noise_level,
-            # KL sparsity compares activation rates, so the code must be in (0, 1).
-            code_activation="logistic" if self.sparsity == "kl" else "identity",
+            code_activation=self._code_activation(),
+            output_activation=self.output_activation,
             return_code=self.sparsity is not None,
         )
 
-    def _custom_network(self, role, n_features):
-        """Build the user's ``encoder`` or ``decoder`` from its parameters.
+    def _code_activation(self):
+        """The code activation that ``code_activation`` names; ``'auto'`` is
+        ``'logistic'`` with ``sparsity='kl'`` (which compares activation
+        rates, so the code must be in (0, 1)), else ``'identity'``."""
+        if self.code_activation == "auto":
+            return "logistic" if self.sparsity == "kl" else "identity"
+        return self.code_activation
 
-        A class (or factory) is called with the ``role__*`` parameters, plus
-        ``n_features`` and ``n_components`` where its signature takes them
-        and they are not set; a module instance is copied.
-        """
-        spec = getattr(self, role)
-        params = self._network_params(role)
-        if isinstance(spec, torch.nn.Module):
-            if params:
-                raise ValueError(
-                    f"{role}__* parameters ({', '.join(sorted(params))}) need "
-                    f"{role} to be a class, got a module instance."
-                )
-            return copy.deepcopy(spec)
-        try:
-            accepted = inspect.signature(spec).parameters
-        except (TypeError, ValueError):
-            accepted = {}
-        for name, value in (("n_features", n_features), ("n_components", self.n_components)):
-            if name in accepted and name not in params:
-                params[name] = value
-        try:
-            network = spec(**params)
-        except TypeError as exc:
+    # ------------------------------------------------------ input validation
+    def _scales_input(self):
+        """Whether inputs are z-scored inside the estimator: not with
+        ``loss='bce'`` or ``output_activation='logistic'``, whose
+        reconstructions are in (0, 1) and are compared with X as it is."""
+        return super()._scales_input() and self.output_activation == "identity"
+
+    def _check_input_range(self, X):
+        super()._check_input_range(X)
+        if self.output_activation != "logistic":
+            return
+        values = X.data if hasattr(X, "tocsr") else X
+        if values.size and (values.min() < 0 or values.max() > 1):
             raise ValueError(
-                f"{role}={getattr(spec, '__name__', spec)!r} could not be built "
-                f"from the {role}__* parameters {params}: {exc}"
-            ) from exc
-        if not isinstance(network, torch.nn.Module):
-            raise ValueError(
-                f"{role} must build a torch.nn.Module, got {type(network).__name__}."
+                "output_activation='logistic' reconstructs values in (0, 1), but X "
+                f"has values in [{values.min():.4g}, {values.max():.4g}]. Scale X "
+                "to [0, 1] (e.g. MinMaxScaler) or use output_activation='identity'."
             )
-        return network
+
+    def _validate_X(self, X, *, reset):
+        """Validate X, accepting ``(n_samples, *input_shape)`` arrays as flat rows."""
+        return super()._validate_X(self._flatten_shaped(X), reset=reset)
+
+    def _flatten_shaped(self, X):
+        return flatten_shaped(X, self.input_shape)
 
     def _check_network_shapes(self, module, n_features):
         """Run two rows through user-given networks and check the shapes.
@@ -307,14 +308,14 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         """
         module.eval()
         with torch.no_grad():
-            code = _run_network(module.encode, torch.zeros(2, n_features), "encoder")
+            code = run_network(module.encode, torch.zeros(2, n_features), "encoder")
             if tuple(code.shape) != (2, self.n_components):
                 raise ValueError(
                     f"encoder must map (n_samples, {n_features}) to (n_samples, "
                     f"n_components={self.n_components}), got shape "
                     f"{tuple(code.shape)} for 2 samples."
                 )
-            output = _run_network(module.decode, code, "decoder")
+            output = run_network(module.decode, code, "decoder")
             if tuple(output.shape) != (2, n_features):
                 raise ValueError(
                     f"decoder must map (n_samples, n_components={self.n_components}) "
@@ -341,20 +342,7 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         shape = self.input_shape
         if shape is None:
             return
-        if not (
-            len(shape) in (2, 3)
-            and all(isinstance(s, Integral) and s > 0 for s in shape)
-        ):
-            raise ValueError(
-                "input_shape must be None, (channels, height, width) for images "
-                "or (n_timesteps, n_channels) for sequences, with positive "
-                f"integers; got {shape!r}."
-            )
-        if int(np.prod(shape)) != n_features:
-            raise ValueError(
-                f"input_shape={tuple(shape)} holds {int(np.prod(shape))} values "
-                f"per row but X has {n_features} features."
-            )
+        check_input_shape(shape, n_features, self._hidden_sizes(), self.batch_norm)
         if self.encoder is not None:
             raise ValueError(
                 "input_shape selects a built-in convolutional or LSTM network; "
@@ -365,41 +353,10 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
                 "tied_weights=True applies to the fully connected network only, "
                 f"not with input_shape={tuple(shape)}."
             )
-        if len(shape) == 2 and not self._hidden_sizes():
-            raise ValueError(
-                "hidden_layer_sizes must name at least one LSTM layer with "
-                f"input_shape={tuple(shape)} (n_timesteps, n_channels); got ()."
-            )
-        if len(shape) == 2 and self.batch_norm:
-            raise ValueError(
-                "batch_norm=True is not available for the LSTM network of "
-                f"input_shape={tuple(shape)} (n_timesteps, n_channels)."
-            )
 
     def _check_variant_params(self):
         """Check the combinations of variant parameters that constraints cannot."""
-        for name in vars(self).get("_extra_params", {}):
-            if not name.startswith(self._param_prefixes):
-                raise ValueError(
-                    f"{name!r} is not a parameter of {type(self).__name__}; extra "
-                    "keyword parameters must be encoder__* or decoder__* "
-                    "parameters of custom networks, or optimizer__* parameters."
-                )
-        if (self.encoder is None) != (self.decoder is None):
-            given, missing = (
-                ("encoder", "decoder") if self.decoder is None else ("decoder", "encoder")
-            )
-            raise ValueError(
-                f"{given} was given without {missing}: custom networks need both "
-                "encoder and decoder."
-            )
-        for role in ("encoder", "decoder"):
-            params = self._network_params(role)
-            if params and getattr(self, role) is None:
-                raise ValueError(
-                    f"{role}__{next(iter(params))} is set but {role} is None; "
-                    f"{role}__* parameters configure a custom {role} class."
-                )
+        self._check_network_options()
         if self.layerwise_pretraining and (
             self.encoder is not None or self.input_shape is not None
         ):
@@ -413,6 +370,24 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
                 "tied_weights=True ties the built-in fully connected layers; it "
                 "cannot be used with a custom encoder and decoder."
             )
+        if self.loss == "bce" and self.output_activation != "identity":
+            raise ValueError(
+                "loss='bce' reads the decoder's outputs as logits and already "
+                "reconstructs through a sigmoid; output_activation="
+                f"{self.output_activation!r} would apply a second one. Use "
+                "output_activation='identity' with loss='bce', or "
+                "output_activation='logistic' with loss='mse'."
+            )
+        if self.sparsity == "kl" and self._code_activation() != "logistic":
+            raise ValueError(
+                "sparsity='kl' compares each code unit's mean activation with "
+                "sparsity_target, so the code must be in (0, 1): use "
+                f"code_activation='auto' or 'logistic', got {self.code_activation!r}."
+            )
+        check_conv_params(
+            self.conv_kernel_size, self.conv_strides, self.input_shape,
+            len(self._hidden_sizes()),
+        )
         if self.noise == "mask" and not 0 < self.noise_level < 1:
             raise ValueError(
                 "noise='mask' needs 0 < noise_level < 1 (the probability of "
@@ -458,32 +433,49 @@ class _BaseVariantAutoencoder(_BaseAutoencoder):
         (rows as the network sees them) and silence its nonlinear branches.
 
         The encoder's linear path gives PCA's scores and the decoder's the
-        PCA reconstruction. Codes through a sigmoid (``sparsity='kl'``) get
-        each score scaled into the sigmoid's near-linear range and the
-        decoder the inverse scaling, so the start is PCA up to the sigmoid's
-        curvature; with ``loss='bce'`` the decoder starts from each
-        feature's mean rate (the logit of its mean), the best reconstruction
-        that ignores the code, since a linear map of the data is no logit.
+        PCA reconstruction. Through a sigmoid or tanh code
+        (``code_activation``) each score is scaled into the activation's
+        near-linear range (one standard deviation to half a unit; with
+        ``tied_weights`` a fixed factor, the square root of the slope at 0)
+        and the decoder undoes the scaling, so the start is PCA up to the
+        activation's curvature; through relu each score is shifted by three
+        standard deviations and shifted back by the decoder. With
+        ``output_activation='logistic'`` the decoder holds PCA's
+        reconstruction to first order around each feature's mean. With
+        ``loss='bce'`` the decoder starts from each feature's mean rate (the
+        logit of its mean), the best reconstruction that ignores the code.
         """
         k = self.n_components
         mean, components, variances = principal_axes(data, k)
-        encoder_weight = components
-        decoder_weight = components.T.copy()
-        if self.sparsity == "kl":
-            if self.tied_weights:
-                # The decoder's weight is the encoder's transpose: 1/s = 4s.
-                factor = np.full(k, 0.5)
-            else:
-                # Scores of about one standard deviation in half a logit unit.
-                factor = 2 * np.sqrt(np.where(variances > 0, variances, 1.0))
-            encoder_weight = components / factor[:, None]
-            decoder_weight = decoder_weight * (4 * factor)[None, :]
-            decoder_bias = mean - decoder_weight @ np.full(k, 0.5)
+        code_at_zero, slope, shifted = _CODE_ACTIVATIONS[self._code_activation()]
+        std = np.sqrt(np.where(variances > 0, variances, 0.0))
+        if slope == 1.0 and code_at_zero == 0.0 and self._code_activation() != "tanh":
+            factor = np.ones(k)
+        elif self.tied_weights:
+            # The decoder's weight is the encoder's transpose: 1/f = f/slope.
+            factor = np.full(k, np.sqrt(slope))
         else:
-            decoder_bias = mean
-        encoder_bias = -encoder_weight @ mean
+            # Scores of about one standard deviation in half a unit.
+            factor = 2 * np.where(std > 0, std, 1.0)
+        shift = 3 * std / factor if shifted else np.zeros(k)
+        # codes u = f(scores / factor + shift) ~ code_at_zero + slope * (...);
+        # the decoder maps them back to scores and then to PCA's reconstruction.
+        encoder_weight = components / factor[:, None]
+        encoder_bias = -encoder_weight @ mean + shift
+        decoder_weight = components.T * (factor / slope)[None, :]
+        decoder_bias = mean - decoder_weight @ (code_at_zero + slope * shift)
         if self.loss == "bce":
             decoder_weight = np.zeros_like(decoder_weight)
             rate = np.clip(mean, 1e-3, 1 - 1e-3)
             decoder_bias = np.log(rate / (1 - rate))
+        elif self.output_activation == "logistic":
+            # First order around each feature's mean m: sigmoid(logit(m) + d)
+            # ~ m + m (1 - m) d, so the pre-activation carries the PCA
+            # reconstruction's deviation from m divided by m (1 - m). A tied
+            # decoder keeps its weight unscaled (a shrunken start).
+            rate = np.clip(mean, 1e-3, 1 - 1e-3)
+            gain = 1 / (rate * (1 - rate))
+            decoder_weight = decoder_weight * gain[:, None]
+            decoder_bias = np.log(rate / (1 - rate)) + gain * (decoder_bias - mean)
         module.start_from_linear(encoder_weight, encoder_bias, decoder_weight, decoder_bias)
+

@@ -31,6 +31,18 @@ class LinearDecoder(LinearEncoder):
         super().__init__(n_components, n_features, bias=bias)
 
 
+class PosteriorEncoder(LinearEncoder):
+    """A VAE's custom encoder branch: the posterior's mean and log-variance."""
+
+    def __init__(self, n_features, n_components):
+        super().__init__(n_features, 2 * n_components)
+
+
+def shift_noise(batch, generator):
+    """A user's own corruption (a module-level function, so it pickles)."""
+    return batch + 0.1 * torch.randn(batch.shape, generator=generator, device=batch.device)
+
+
 ESTIMATORS = [
     AutoencoderTransformer(**FAST),
     AutoencoderTransformer(
@@ -47,6 +59,8 @@ ESTIMATORS = [
         pretraining_max_iter=2, **FAST,
     ),
     AutoencoderTransformer(tied_weights=True, sparsity="l1", **FAST),
+    AutoencoderTransformer(code_activation="tanh", noise=shift_noise, **FAST),
+    VAETransformer(encoder=PosteriorEncoder, decoder=LinearDecoder, decoder__bias=False, **FAST),
     AutoencoderTransformer(
         encoder=LinearEncoder,
         decoder=LinearDecoder,
