@@ -145,11 +145,22 @@ class EnsembleAutoencoder(nn.Module):
     def forward(self, x):
         return self.decode(self.encode(x), x)
 
-    def errors_and_codes(self, x):
-        """Return each member's mean squared error over its own features,
-        ``(n_members, B)``, and its codes, ``(n_members, B, n_components)``."""
+    def squared_residuals(self, x):
+        """Return each member's squared residuals, ``(n_members, B,
+        n_features)`` (0 outside its features), and its codes."""
         codes = self.encode(x)
-        squared = (self.decode(codes, x) - x.unsqueeze(0)).square()
+        return (self.decode(codes, x) - x.unsqueeze(0)).square(), codes
+
+    def errors_and_codes(self, x, feature_weights=None):
+        """Return each member's mean squared error over its own features,
+        ``(n_members, B)``, and its codes, ``(n_members, B, n_components)``.
+
+        ``feature_weights``, of shape ``(n_members, n_features)``, multiplies
+        each member's squared residual on each feature before the mean.
+        """
+        squared, codes = self.squared_residuals(x)
+        if feature_weights is not None:
+            squared = squared * feature_weights.unsqueeze(1)
         counts = self.feature_mask.sum(dim=1, keepdim=True).to(x.dtype)
         return squared.sum(dim=2) / counts, codes
 
