@@ -105,6 +105,7 @@ BASE = {
     "latent_weight": 0.0,
     "residual_scaling": None,
     "member_combination": "mean",
+    "dropout_passes": 0,
 }
 CANDIDATES = {
     "reconstruction": {},
@@ -134,7 +135,14 @@ CANDIDATES = {
     # Geometric mean of the members' errors over their training medians: a
     # row must be badly reconstructed by most members (agreement).
     "geometric members": {"member_combination": "geometric"},
+    # Scoring with dropout on, averaged over 8 fixed masks: a Monte Carlo
+    # estimate of the expected error under dropout, which training minimises.
+    "8 dropout passes": {"dropout_passes": 8},
 }
+# Parameters added after a cache version was started are left out of the
+# cache key at the value that reproduces the earlier code, so its entries
+# stay valid.
+LEGACY = {"dropout_passes": 0}
 # Bump when a change to the detector's code changes its scores: old cache
 # entries then no longer match. issue11-2: the merged feature_scaling floors
 # each feature's scale at 0.1 x the median one (issue 10), which changed
@@ -277,9 +285,11 @@ class Cache:
     @staticmethod
     def key(method, name, seed, cap, quick):
         if method.startswith("AE:"):
-            method = "AE " + CODE_VERSION + " " + json.dumps(
-                detector_params(method[3:]), sort_keys=True
-            )
+            params = {
+                k: v for k, v in detector_params(method[3:]).items()
+                if not (k in LEGACY and v == LEGACY[k])
+            }
+            method = "AE " + CODE_VERSION + " " + json.dumps(params, sort_keys=True)
         return f"{method}|{name}|seed={seed}|cap={cap}|quick={quick}"
 
     def get(self, key):

@@ -15,7 +15,13 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._base import _BaseAutoencoder, _restore_on_error, resolve_n_jobs, torch_threads
 from ._data import feature_scaling
-from ._ensemble import EnsembleAutoencoder, TrimmedEnsembleLoss, squared_mahalanobis
+from ._ensemble import (
+    EnsembleAutoencoder,
+    TrimmedEnsembleLoss,
+    draw_dropout_masks,
+    set_dropout_masks,
+    squared_mahalanobis,
+)
 
 # The threshold and the scales of the score's parts are estimated on at most
 # this many training rows (all rows below it): quantiles of 65,536 rows are
@@ -225,6 +231,14 @@ default='mean'
         mean), so a row is abnormal when most members agree that it is,
         rather than when one member reconstructs it very badly.
 
+    dropout_passes : int >= 0, default=0
+        With a positive number and ``dropout > 0``, each member's error is
+        averaged over this many passes with dropout on (a Monte Carlo
+        estimate of the expected error under dropout, the quantity training
+        minimises), instead of one pass with dropout off. The masks are
+        drawn once in ``fit`` and each is shared by all rows, so a row's
+        score does not depend on its batch; scoring costs this many passes.
+
     scaling : {'standard', 'robust'} or None, default='standard'
         Per-feature scaling learned on the training data, applied inside
         the estimator: ``'standard'`` z-scores, ``'robust'`` centres on the
@@ -339,6 +353,11 @@ or None
         IQR / 1.349 of each member's error on the calibration rows, as
         ``member_centers_``.
 
+    dropout_masks_ : list of torch.Tensor or None
+        Per dropout layer, the ``(dropout_passes, n_estimators, 1, n_units)``
+        fixed masks of the scoring passes; None with ``dropout_passes=0``.
+        ``backbone='ae'`` only.
+
     backbone_ : estimator or None
         The fitted backbone estimator for ``backbone='vae'`` or an estimator;
         None for ``backbone='ae'``, whose networks are ``net_``.
@@ -439,6 +458,7 @@ or None
         "latent_weight": [Interval(Real, 0, None, closed="left")],
         "residual_scaling": [StrOptions({"feature"}), None],
         "member_combination": [StrOptions({"mean", "standardized", "geometric"})],
+        "dropout_passes": [Interval(Integral, 0, None, closed="left")],
         "scaling": [StrOptions({"standard", "robust"}), None],
     }
 
@@ -455,6 +475,7 @@ or None
         latent_weight=0.0,
         residual_scaling=None,
         member_combination="mean",
+        dropout_passes=0,
         scaling="standard",
         hidden_layer_sizes=(64,),
         activation="relu",
@@ -486,6 +507,7 @@ or None
         self.latent_weight = latent_weight
         self.residual_scaling = residual_scaling
         self.member_combination = member_combination
+        self.dropout_passes = dropout_passes
         self.scaling = scaling
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -575,6 +597,7 @@ or None
                 self.n_iter_ = self.backbone_.n_iter_
         X = self._calibration_sample(X, rng)
         if self.backbone_ is None:
+            self._draw_dropout_masks(rng)
             self._fit_member_scales(X, rng)
             scores = self._combine(self._fit_score_scales(X))
         else:
@@ -657,7 +680,7 @@ or None
         """Each row's reconstruction error combined over the members (see
         ``member_combination``), and its codes as ``(n_members, B,
         n_components)``."""
-        errors, codes = module.errors_and_codes(xb, self.residual_weights_)
+        errors, codes = self._member_errors(module, xb)
         if self.member_centers_ is not None:
             center, scale = self.member_centers_.unsqueeze(1), self.member_scales_.unsqueeze(1)
             if self.member_combination == "geometric":
@@ -665,6 +688,30 @@ or None
             else:
                 errors = (errors - center) / scale
         return errors.mean(dim=0), codes
+
+    def _member_errors(self, module, xb):
+        """Each member's error ``(n_members, B)`` and codes: in eval mode, or
+        averaged over the fixed dropout masks of ``dropout_masks_``."""
+        if self.dropout_masks_ is None:
+            return module.errors_and_codes(xb, self.residual_weights_)
+        n_passes = self.dropout_masks_[0].shape[0]
+        total = 0
+        try:
+            for t in range(n_passes):
+                set_dropout_masks(module, [masks[t] for masks in self.dropout_masks_])
+                total = total + module.errors_and_codes(xb, self.residual_weights_)[0]
+        finally:
+            set_dropout_masks(module, None)
+        codes = module.encode(xb) if self.latent_weight > 0 else None
+        return total / n_passes, codes
+
+    def _draw_dropout_masks(self, rng):
+        """Draw ``dropout_passes`` fixed dropout masks per dropout layer."""
+        self.dropout_masks_ = None
+        if self.dropout_passes > 0 and self.dropout > 0:
+            generator = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
+            masks = draw_dropout_masks(self.net_.module_, self.dropout_passes, generator)
+            self.dropout_masks_ = [m.to(self.net_.device) for m in masks]
 
     def _fit_member_scales(self, X, rng):
         """Fit ``residual_weights_`` and the members' error scales on the
@@ -688,7 +735,7 @@ or None
         if self.member_combination != "mean":
             errors = self._fixed_batches(
                 X,
-                lambda module, xb: module.errors_and_codes(xb, self.residual_weights_)[0].T,
+                lambda module, xb: self._member_errors(module, xb)[0].T,
             ).astype(np.float64)
             center, scale = np.array([_robust_center_scale(e) for e in errors.T]).T
             center = np.maximum(center, np.finfo(np.float32).tiny)

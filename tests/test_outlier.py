@@ -305,6 +305,7 @@ def test_pandas_feature_names_and_pickle():
         {"residual_scaling": "feature"},
         {"member_combination": "standardized"},
         {"member_combination": "geometric", "residual_scaling": "feature"},
+        {"dropout_passes": 3, "member_combination": "standardized", "latent_weight": 1.0},
     ],
 )
 def test_a_row_scores_the_same_alone_and_in_any_batch(params):
@@ -502,9 +503,59 @@ def test_geometric_combination_ranks_by_agreement_of_the_members(monkeypatch):
 @pytest.mark.parametrize(
     "params, name",
     [({"residual_scaling": "all"}, "residual_scaling"),
-     ({"member_combination": "max"}, "member_combination")],
+     ({"member_combination": "max"}, "member_combination"),
+     ({"dropout_passes": -1}, "dropout_passes")],
 )
 def test_invalid_scoring_options_are_rejected_by_name(params, name):
     X, _ = make_contaminated()
     with pytest.raises(ValueError, match=name):
         AEOutlierDetector(**params, **FAST).fit(X)
+
+
+def test_dropout_passes_average_the_error_over_fixed_dropout_masks():
+    from sklearn_ae._ensemble import FastDropout, set_dropout_masks
+
+    X, y = make_contaminated()
+    params = dict(random_state=0, device="cpu", max_iter=10)
+    det = AEOutlierDetector(dropout_passes=50, **params).fit(X)
+    # One mask per pass and dropout layer, shared by the rows of a batch:
+    # zeros with probability `dropout`, 1 / (1 - dropout) elsewhere.
+    for masks in det.dropout_masks_:
+        assert masks.shape[:3] == (50, det.n_estimators, 1)
+        values = masks.unique().tolist()
+        assert values == pytest.approx([0.0, 1 / 0.8])
+        assert abs(float((masks == 0).float().mean()) - 0.2) < 0.02
+    # The members' errors are the mean over the passes of the errors with
+    # each pass's masks applied, in eval mode.
+    module = det.module_
+    xb = det._tensor_data(X[:40], torch.float32).take(slice(None))
+    expected = 0
+    with torch.no_grad():
+        for t in range(50):
+            set_dropout_masks(module, [m[t] for m in det.dropout_masks_])
+            expected = expected + module.errors_and_codes(xb)[0]
+        set_dropout_masks(module, None)
+        errors, _ = det._member_errors(module, xb)
+    torch.testing.assert_close(errors, expected / 50)
+    assert all(layer.fixed_mask is None for layer in module.modules()
+               if isinstance(layer, FastDropout))
+    # They change the scores, not the outlier contract; without dropout they
+    # do nothing.
+    plain = AEOutlierDetector(**params).fit(X)
+    assert not np.allclose(det.score_samples(X), plain.score_samples(X))
+    assert roc_auc_score(y, det.score_samples(X)) > 0.95
+    no_dropout = dict(params, dropout=0.0)
+    np.testing.assert_array_equal(
+        AEOutlierDetector(dropout_passes=5, **no_dropout).fit(X).score_samples(X),
+        AEOutlierDetector(**no_dropout).fit(X).score_samples(X),
+    )
+
+
+def test_fixed_dropout_mask_applies_in_eval_mode():
+    from sklearn_ae._ensemble import FastDropout
+
+    layer = FastDropout(0.5).eval()
+    x = torch.ones(2, 3, 4)
+    assert torch.equal(layer(x), x)
+    layer.fixed_mask = torch.tensor([0.0, 2.0, 2.0, 0.0]).reshape(1, 1, 4)
+    assert torch.equal(layer(x), x * layer.fixed_mask)
