@@ -40,7 +40,7 @@ Usage::
 
     python benchmarks/bench_outliers.py --fresh          # the full run
     python benchmarks/bench_outliers.py --quick          # seconds: smoke test
-    python benchmarks/bench_outliers.py --candidates recon+code   # research
+    python benchmarks/bench_outliers.py --candidates "50 epochs"  # research
     python benchmarks/bench_outliers.py --skip-large --output -
 """
 

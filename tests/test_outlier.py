@@ -486,7 +486,7 @@ def test_geometric_combination_ranks_by_agreement_of_the_members(monkeypatch):
     # every member reconstructs it somewhat badly. The mean error ranks row
     # 0 as the more abnormal; the geometric mean (agreement) ranks row 1.
     X, _ = make_contaminated()
-    det = AEOutlierDetector(member_combination="geometric", **FAST).fit(X)
+    det = AEOutlierDetector(member_combination="geometric", n_estimators=4, **FAST).fit(X)
     fixed = torch.tensor([[20.0, 3.0], [0.5, 3.0], [0.5, 3.0], [0.5, 3.0]])
     det.member_centers_ = torch.ones(4)
     monkeypatch.setattr(
