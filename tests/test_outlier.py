@@ -297,12 +297,22 @@ def test_pandas_feature_names_and_pickle():
 
 
 # ------------------------------------------------------ scoring that scales
-@pytest.mark.parametrize("latent_weight", [0.0, 1.0])
-def test_a_row_scores_the_same_alone_and_in_any_batch(latent_weight):
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"latent_weight": 1.0},
+        {"residual_scaling": "feature"},
+        {"member_combination": "standardized"},
+        {"member_combination": "geometric", "residual_scaling": "feature"},
+        {"dropout_passes": 3, "member_combination": "standardized", "latent_weight": 1.0},
+    ],
+)
+def test_a_row_scores_the_same_alone_and_in_any_batch(params):
     # Scoring runs in float32 on batches padded to one shape: a row's score
     # must not depend on the rows that share its batch, nor on its place.
     X, _ = make_contaminated()
-    det = AEOutlierDetector(latent_weight=latent_weight, **FAST).fit(X)
+    det = AEOutlierDetector(**params, **FAST).fit(X)
     together = det.score_samples(X)
     alone = np.array([det.score_samples(X[i : i + 1])[0] for i in range(0, len(X), 7)])
     np.testing.assert_array_equal(alone, together[::7])
@@ -319,9 +329,9 @@ def test_scoring_runs_fixed_shape_float32_batches(monkeypatch):
     shapes = []
     original = det.module_.errors_and_codes
 
-    def spy(x):
+    def spy(x, *args):
         shapes.append((tuple(x.shape), x.dtype))
-        return original(x)
+        return original(x, *args)
 
     monkeypatch.setattr(det.module_, "errors_and_codes", spy)
     det.score_samples(X[:150])
@@ -386,3 +396,166 @@ def test_negative_latent_weight_is_rejected_by_name():
     X, _ = make_contaminated()
     with pytest.raises(ValueError, match="latent_weight"):
         AEOutlierDetector(latent_weight=-1.0, **FAST).fit(X)
+
+
+# ------------------------------------------ residual scales, member combination
+@pytest.mark.parametrize(
+    "params", [{"residual_scaling": "feature"}, {"member_combination": "geometric"}]
+)
+def test_new_scores_keep_the_outlier_contract(params):
+    X, y = make_contaminated()
+    det = AEOutlierDetector(contamination=0.1, random_state=0, device="cpu", **params).fit(X)
+    scores = det.score_samples(X)
+    assert scores.dtype == np.float64 and np.all(np.isfinite(scores))
+    np.testing.assert_allclose(det.decision_function(X), scores - det.offset_)
+    assert det.offset_ == pytest.approx(np.percentile(scores, 10))
+    assert set(np.unique(det.predict(X))) == {-1, 1}
+    assert roc_auc_score(y, scores) > 0.9
+
+
+def test_feature_residual_scales_are_each_features_median_squared_residual():
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(residual_scaling="feature", **FAST).fit(X)
+    module = det.module_
+    with torch.no_grad():
+        squared, _ = module.squared_residuals(det._tensor_data(X, torch.float32).take(slice(None)))
+    typical = np.median(squared.numpy(), axis=1)  # (members, features)
+    mask = module.feature_mask.numpy()
+    weights = det.residual_weights_.numpy()
+    # Inside each member's subset: 1 / the median squared residual (floored
+    # at 1% of the member's mean); outside it, 1 (the residual is 0 there).
+    floor = 1e-2 * np.array([t[m].mean() for t, m in zip(typical, mask)])[:, None]
+    np.testing.assert_allclose(weights[mask], (1 / np.maximum(typical, floor))[mask], rtol=1e-4)
+    assert np.all(weights[~mask] == 1)
+    # The default leaves the squared residuals as they are.
+    assert AEOutlierDetector(**FAST).fit(X).residual_weights_ is None
+
+
+def test_feature_residual_scales_stop_an_unpredictable_feature_dominating():
+    # Six features near a 2-d surface, two of independent heavy-tailed
+    # noise that no network can predict. Outliers leave the surface by a
+    # margin small next to the noise: their squared error in z-units is
+    # buried under the noise features' errors, but not once each feature's
+    # residual is measured against its own typical residual.
+    rng = np.random.RandomState(0)
+    n, n_out = 400, 20
+    surface = np.tanh(rng.normal(size=(n + n_out, 2)) @ rng.normal(size=(2, 6)))
+    surface += 0.02 * rng.normal(size=surface.shape)
+    surface[n:] += 0.4 * rng.choice([-1, 1], size=(n_out, 6))
+    X = np.column_stack([surface, rng.laplace(size=(n + n_out, 2))])
+    y = np.r_[np.ones(n), -np.ones(n_out)]
+    params = dict(hidden_layer_sizes=(32,), n_components=4, max_features=1.0,
+                  max_iter=40, random_state=0, device="cpu")
+    plain = roc_auc_score(y, AEOutlierDetector(**params).fit(X).score_samples(X))
+    det = AEOutlierDetector(residual_scaling="feature", **params).fit(X)
+    scaled = roc_auc_score(y, det.score_samples(X))
+    assert scaled > 0.9 and scaled > plain + 0.05  # 0.938 and 0.850 when written
+    # The noise features weigh less than the surface's.
+    weights = det.residual_weights_.numpy().mean(axis=0)
+    assert weights[6:].mean() < weights[:6].mean() / 2
+
+
+def test_member_combination_standardizes_or_takes_the_geometric_mean():
+    X, _ = make_contaminated()
+    fits = {
+        kind: AEOutlierDetector(member_combination=kind, **FAST).fit(X)
+        for kind in ("mean", "standardized", "geometric")
+    }
+    with torch.no_grad():
+        errors, _ = fits["mean"].module_.errors_and_codes(
+            fits["mean"]._tensor_data(X, torch.float32).take(slice(None))
+        )
+    errors = errors.numpy().astype(np.float64)  # (members, rows), the same nets
+    median = np.median(errors, axis=1, keepdims=True)
+    q1, q3 = np.percentile(errors, [25, 75], axis=1, keepdims=True)
+    combined = {
+        "mean": errors.mean(axis=0),
+        "standardized": ((errors - median) / ((q3 - q1) / 1.349)).mean(axis=0),
+        "geometric": np.log(errors / median).mean(axis=0),
+    }
+    for kind, det in fits.items():
+        center, scale = det.score_scales_[0]
+        np.testing.assert_allclose(
+            det.score_samples(X), -(combined[kind] - center) / scale, rtol=1e-4, atol=1e-4
+        )
+    assert fits["mean"].member_centers_ is None
+
+
+def test_geometric_combination_ranks_by_agreement_of_the_members(monkeypatch):
+    # Row 0: one member reconstructs it very badly, the others well; row 1:
+    # every member reconstructs it somewhat badly. The mean error ranks row
+    # 0 as the more abnormal; the geometric mean (agreement) ranks row 1.
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(member_combination="geometric", n_estimators=4, **FAST).fit(X)
+    fixed = torch.tensor([[20.0, 3.0], [0.5, 3.0], [0.5, 3.0], [0.5, 3.0]])
+    det.member_centers_ = torch.ones(4)
+    monkeypatch.setattr(
+        det.module_, "errors_and_codes",
+        lambda x, *args: (fixed.repeat(1, len(x) // 2), torch.zeros(4, len(x), 4)),
+    )
+    scores = det.score_samples(X[:2])
+    assert scores[1] < scores[0]  # row 1 is the more abnormal
+    det.member_centers_ = None  # the plain mean of the same errors
+    scores = det.score_samples(X[:2])
+    assert scores[0] < scores[1]
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [({"residual_scaling": "all"}, "residual_scaling"),
+     ({"member_combination": "max"}, "member_combination"),
+     ({"dropout_passes": -1}, "dropout_passes")],
+)
+def test_invalid_scoring_options_are_rejected_by_name(params, name):
+    X, _ = make_contaminated()
+    with pytest.raises(ValueError, match=name):
+        AEOutlierDetector(**params, **FAST).fit(X)
+
+
+def test_dropout_passes_average_the_error_over_fixed_dropout_masks():
+    from sklearn_ae._ensemble import FastDropout, set_dropout_masks
+
+    X, y = make_contaminated()
+    params = dict(random_state=0, device="cpu", max_iter=10)
+    det = AEOutlierDetector(dropout_passes=50, **params).fit(X)
+    # One mask per pass and dropout layer, shared by the rows of a batch:
+    # zeros with probability `dropout`, 1 / (1 - dropout) elsewhere.
+    for masks in det.dropout_masks_:
+        assert masks.shape[:3] == (50, det.n_estimators, 1)
+        values = masks.unique().tolist()
+        assert values == pytest.approx([0.0, 1 / 0.8])
+        assert abs(float((masks == 0).float().mean()) - 0.2) < 0.02
+    # The members' errors are the mean over the passes of the errors with
+    # each pass's masks applied, in eval mode.
+    module = det.module_
+    xb = det._tensor_data(X[:40], torch.float32).take(slice(None))
+    expected = 0
+    with torch.no_grad():
+        for t in range(50):
+            set_dropout_masks(module, [m[t] for m in det.dropout_masks_])
+            expected = expected + module.errors_and_codes(xb)[0]
+        set_dropout_masks(module, None)
+        errors, _ = det._member_errors(module, xb)
+    torch.testing.assert_close(errors, expected / 50)
+    assert all(layer.fixed_mask is None for layer in module.modules()
+               if isinstance(layer, FastDropout))
+    # They change the scores, not the outlier contract; without dropout they
+    # do nothing.
+    plain = AEOutlierDetector(**params).fit(X)
+    assert not np.allclose(det.score_samples(X), plain.score_samples(X))
+    assert roc_auc_score(y, det.score_samples(X)) > 0.95
+    no_dropout = dict(params, dropout=0.0)
+    np.testing.assert_array_equal(
+        AEOutlierDetector(dropout_passes=5, **no_dropout).fit(X).score_samples(X),
+        AEOutlierDetector(**no_dropout).fit(X).score_samples(X),
+    )
+
+
+def test_fixed_dropout_mask_applies_in_eval_mode():
+    from sklearn_ae._ensemble import FastDropout
+
+    layer = FastDropout(0.5).eval()
+    x = torch.ones(2, 3, 4)
+    assert torch.equal(layer(x), x)
+    layer.fixed_mask = torch.tensor([0.0, 2.0, 2.0, 0.0]).reshape(1, 1, 4)
+    assert torch.equal(layer(x), x * layer.fixed_mask)
