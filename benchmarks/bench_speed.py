@@ -169,6 +169,9 @@ def fit_sklearn_ae(X, spec, seed, device, n_jobs="bench", mixed_precision=False)
         learning_rate=LEARNING_RATE,
         batch_size=spec["batch_size"],
         max_iter=spec["epochs"],
+        # Every method trains on all rows for the same epochs (the default
+        # early stopping would hold 10% out and add validation passes).
+        early_stopping=False,
         random_state=seed,
         device=device,
         n_jobs=THREADS if n_jobs == "bench" else n_jobs,
