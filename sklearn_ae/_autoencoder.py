@@ -474,6 +474,44 @@ default='auto'
             )
         return self._fit(X)
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Train the autoencoder on one chunk of X: one pass over it.
+
+        The first call builds the network and its start from ``X`` (the
+        start that :meth:`fit` computes from all the data, here from the
+        first chunk only); each call then trains one pass (one epoch) over
+        ``X``, as :class:`~sklearn.neural_network.MLPRegressor`'s
+        ``partial_fit``: no early stopping, no validation split and no
+        ``ConvergenceWarning``, whatever ``early_stopping`` and
+        ``max_iter`` say. With ``standardize=True`` the internal scaling
+        is updated from every chunk before training on it (the running mean
+        and variance of all rows seen, as
+        :class:`~sklearn.preprocessing.StandardScaler`'s ``partial_fit``,
+        with the same floor on small scales as :meth:`fit`): the network
+        then sees inputs scaled by the statistics of all chunks so far,
+        which drift less with every chunk (a change of order 1/``n_chunks``).
+        A ``partial_fit`` after :meth:`fit` continues the fitted network;
+        :meth:`fit` after ``partial_fit`` starts anew unless
+        ``warm_start=True``. A memory-mapped ``X`` is streamed a batch at a
+        time. If the call raises, the estimator is left as it was.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            A chunk of training data; ``n_features`` must be the same in
+            every call.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        return self._partial_fit(X)
+
     def transform(self, X):
         """Return the latent code of each sample.
 

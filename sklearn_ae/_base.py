@@ -30,7 +30,7 @@ from ._callbacks import (
     fresh_callbacks,
     shared_objects,
 )
-from ._data import TensorData, feature_scaling
+from ._data import RunningScaling, TensorData, feature_scaling, is_memory_mapped
 from ._engine import AutoencoderNet, DivergenceError, HoldoutSplit, has_batch_norm
 from ._losses import reconstruction_of
 from ._networks import ACTIVATIONS
@@ -176,6 +176,19 @@ def _restore_on_error(fit):
             raise
 
     return wrapper
+
+
+@contextmanager
+def _one_plain_epoch(net):
+    """Train ``net`` without its early-stopping callback and validation split
+    in the block (``partial_fit``'s epochs), then put them back."""
+    callbacks, train_split = net.callbacks_, net.train_split
+    net.callbacks_ = [(n, cb) for n, cb in callbacks if n != "early_stopping"]
+    net.train_split = None
+    try:
+        yield
+    finally:
+        net.callbacks_, net.train_split = callbacks, train_split
 
 
 def _diverged_error(estimator, detail):
@@ -481,7 +494,11 @@ class _BaseAutoencoder(BaseEstimator):
                     net.initialize()
                 epochs_before = 0
             self._check_batch_norm(net.module_, n_samples, batch_size)
-            data = TensorData(X, mean=mean, scale=scale, device=device, resident=True)
+            # A memory-mapped X is streamed a batch at a time, never loaded.
+            data = TensorData(
+                X, mean=mean, scale=scale, device=device,
+                resident=not is_memory_mapped(X),
+            )
             with self._training_rng(net.module_, seed, device):
                 try:
                     if not warm:
@@ -495,6 +512,10 @@ class _BaseAutoencoder(BaseEstimator):
         self.net_ = net
         for name, value in fitted.items():
             setattr(self, name, value)
+        if not warm:
+            # What partial_fit's running scaling continues from.
+            self.n_samples_seen_ = n_samples
+            self._scaling_var = None
         self.mean_, self.scale_ = mean, scale
         self.device_ = device
         self._set_history_attributes()
@@ -504,6 +525,118 @@ class _BaseAutoencoder(BaseEstimator):
                 "reached and the optimization hasn't converged yet.",
                 ConvergenceWarning,
             )
+        return self
+
+    def _updates_scaling(self):
+        """Whether ``partial_fit`` updates the internal scaling from every
+        chunk: z-scores do (running mean and variance); a robust scaling
+        (median and IQR, which have no exact running update) stays the
+        first chunk's."""
+        return self._scales_input() and getattr(self, "scaling", "standard") != "robust"
+
+    def _running_scaling(self, n_features):
+        """Return the running moments the fitted scaling came from."""
+        moments = RunningScaling(n_features)
+        moments.n_samples_seen = self.n_samples_seen_
+        moments.mean = np.asarray(self.mean_, dtype=np.float64).copy()
+        var = getattr(self, "_scaling_var", None)
+        if var is None:
+            # After fit (or a load): the scale's square, which is the
+            # variance but for floored features, where it is larger.
+            var = np.square(np.asarray(self.scale_, dtype=np.float64))
+        moments.m2 = var * self.n_samples_seen_
+        return moments
+
+    @_restore_on_error
+    def _partial_fit(self, X):
+        """One pass (epoch) over the chunk ``X``, building the network first
+        if there is none; the running scaling is updated from ``X`` first.
+
+        No early stopping and no validation split: as in scikit-learn, a
+        ``partial_fit`` call trains exactly one epoch. All or nothing, as
+        :meth:`_fit`.
+        """
+        first = not hasattr(self, "net_")
+        X = self._validate_X(X, reset=first)
+        self._hidden_sizes()
+        self._check_optimizer()
+        self._check_fit_params(X.shape[1])
+        self._check_input_range(X)
+        device = resolve_device(self.device)
+        self._check_mixed_precision(device)
+        n_threads = resolve_n_jobs(self.n_jobs)
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        if not first:
+            # Each call draws its own shuffles: an int random_state would
+            # otherwise visit every chunk in the same order of positions.
+            seed = (seed + len(self.net_.history)) % np.iinfo(np.int32).max
+        n_samples, n_features = X.shape
+        batch_size = self._resolved_batch_size(n_samples)
+        var = None
+        if first:
+            if self._scales_input():
+                mean, scale = self._input_scaling(X)
+                if self._updates_scaling():
+                    moments = RunningScaling(n_features).update(X)
+                    var = moments.var
+            else:
+                mean = scale = None
+            n_seen = n_samples
+        else:
+            self._check_warm_start_network(n_features, seed)
+            n_seen = self.n_samples_seen_ + n_samples
+            if self._scales_input() and self.mean_ is not None and self._updates_scaling():
+                moments = self._running_scaling(n_features).update(X)
+                mean, scale = moments.scaling()
+                var = moments.var
+            else:
+                mean, scale = self.mean_, self.scale_
+            net = copy.deepcopy(self.net_, shared_objects(self.net_.callbacks_))
+            net.verbose = 0
+            net.set_params(
+                batch_size=batch_size,
+                lr=self.learning_rate,
+                mixed_precision=self.mixed_precision,
+            )
+            net.verbose = self.verbose
+
+        with torch_threads(n_threads):
+            fitted = {}
+            if first:
+                with seeded_global_rng(seed, device):
+                    net = self._build_net(n_features, batch_size, device, seed)
+                    net.initialize()
+            epochs_before = len(net.history)
+            self._check_batch_norm(net.module_, n_samples, batch_size)
+            data = TensorData(
+                X, mean=mean, scale=scale, device=device,
+                resident=not is_memory_mapped(X),
+            )
+            with self._training_rng(net.module_, seed, device):
+                try:
+                    if first:
+                        fitted = self._before_training(net, data, batch_size, device)
+                    with _one_plain_epoch(net):
+                        net.partial_fit(data, epochs=1)
+                    self._drop_unfinished_epoch(net, epochs_before)
+                    net.check_trained()
+                except DivergenceError as exc:
+                    raise _diverged_error(self, exc) from None
+
+        self.net_ = net
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        self.mean_, self.scale_ = mean, scale
+        self.n_samples_seen_ = n_seen
+        self._scaling_var = var
+        self.device_ = device
+        early_stopping = self.early_stopping
+        try:
+            # The epochs of partial_fit have no validation losses.
+            self.early_stopping = False
+            self._set_history_attributes()
+        finally:
+            self.early_stopping = early_stopping
         return self
 
     @staticmethod

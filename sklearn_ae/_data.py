@@ -62,13 +62,79 @@ def feature_scaling(X):
         mean, var = mean_variance_axis(sp.csr_matrix(X, dtype=np.float64), axis=0)
     else:
         mean, var = _blockwise_mean_var(np.asarray(X))
+    return mean, floored_scale(mean, var)
+
+
+def floored_scale(mean, var):
+    """Return the z-scoring scale for per-feature ``mean`` and ``var``: the
+    standard deviation with :func:`feature_scaling`'s floor rule."""
     scale = np.sqrt(var)
     tiny = 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
     varying = scale >= tiny
     floor = SCALE_FLOOR * np.median(scale[varying]) if varying.any() else 0.0
     scale[~varying] = floor if floor > 0 else 1.0
     np.maximum(scale, floor, out=scale)
-    return mean, scale
+    return scale
+
+
+def is_memory_mapped(X):
+    """Whether dense ``X`` (or the array it views) is a memory-mapped file
+    (``numpy.memmap``, ``numpy.load(..., mmap_mode=...)``): such data is
+    streamed from the file a batch at a time, never loaded whole."""
+    import mmap
+
+    obj = X
+    while obj is not None:
+        if isinstance(obj, (np.memmap, mmap.mmap)):
+            return True
+        obj = getattr(obj, "base", None)
+    return False
+
+
+class RunningScaling:
+    """Per-feature mean and variance updated chunk by chunk, for ``partial_fit``.
+
+    As :class:`~sklearn.preprocessing.StandardScaler`'s ``partial_fit``: the
+    moments of the rows seen so far, merged across chunks with Chan et al.'s
+    pairwise update (in float64, blockwise within a chunk, so a memmapped
+    chunk is read a block at a time), exact whatever the chunking.
+    :meth:`scaling` applies :func:`feature_scaling`'s floor rule to them.
+    """
+
+    def __init__(self, n_features):
+        self.n_samples_seen = 0
+        self.mean = np.zeros(n_features)
+        self.m2 = np.zeros(n_features)
+
+    def update(self, X):
+        """Add the rows of ``X`` (dense or sparse) to the moments."""
+        n_block = X.shape[0]
+        if n_block == 0:
+            return self
+        if sp.issparse(X):
+            from sklearn.utils.sparsefuncs import mean_variance_axis
+
+            block_mean, block_var = mean_variance_axis(
+                sp.csr_matrix(X, dtype=np.float64), axis=0
+            )
+        else:
+            block_mean, block_var = _blockwise_mean_var(X)
+        count = self.n_samples_seen
+        total = count + n_block
+        delta = block_mean - self.mean
+        self.mean = self.mean + delta * (n_block / total)
+        self.m2 = self.m2 + block_var * n_block + delta**2 * (count * n_block / total)
+        self.n_samples_seen = total
+        return self
+
+    @property
+    def var(self):
+        """Population variance of the rows seen."""
+        return self.m2 / max(self.n_samples_seen, 1)
+
+    def scaling(self):
+        """Return ``(mean, scale)`` of the rows seen, as :func:`feature_scaling`."""
+        return self.mean.copy(), floored_scale(self.mean, self.var)
 
 
 def _blockwise_mean_var(X):

@@ -272,14 +272,27 @@ class AutoencoderNet(NeuralNet):
                 losses.append(loss)
             else:
                 step = step_fn(batch, **fit_params)
-                # Kept on the device; read once per epoch.
-                losses.append(step["loss"].detach())
+                # Kept on the device; read once per epoch. Written into one
+                # buffer: a list of small tensors, each allocated between
+                # two batches, fragmented the heap so that every batch cut
+                # from host data stayed allocated until the epoch ended
+                # (an epoch streamed from a memmap then held all of it).
+                loss = step["loss"].detach()
+                n_done = len(sizes)
+                if not isinstance(losses, torch.Tensor) or n_done == len(losses):
+                    grown = torch.empty(
+                        max(64, 2 * n_done), dtype=torch.float32, device=loss.device
+                    )
+                    if n_done:
+                        grown[:n_done] = losses
+                    losses = grown
+                losses[n_done] = loss
             sizes.append(batch_rows)
         history.record(prefix + "_batch_count", len(sizes))
         if not sizes:
             return
         if not hooks:
-            losses = torch.stack(losses).float().tolist()  # the one sync per epoch
+            losses = losses[: len(sizes)].tolist()  # the one sync per epoch
             for loss, batch_rows in zip(losses, sizes):
                 history.new_batch()
                 history.record_batch(prefix + "_loss", loss)

@@ -645,6 +645,85 @@ or None
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    @_restore_on_error
+    def partial_fit(self, X, y=None):
+        """Train the detector on one chunk of X: one pass over it.
+
+        With ``backbone='ae'``, the first call builds the ensemble (on all
+        of the chunk's rows: ``max_samples`` applies to :meth:`fit` only)
+        and each call trains one epoch over the chunk, without early
+        stopping, as ``AutoencoderTransformer.partial_fit``; with
+        ``scaling='standard'`` the scaling is updated from every chunk
+        (running mean and variance), with ``scaling='robust'`` it stays the
+        first chunk's (medians and quartiles have no exact running update).
+        Another backbone is trained with its own ``partial_fit`` (a
+        ``ValueError`` if it has none). The most recent training rows (at
+        most 2**21 values, and at most 65,536 rows) are kept, and after
+        every call the score's scales and ``offset_`` are set on them,
+        scored by the network as it now is, so that ``offset_`` stays
+        current. If the call raises, the estimator is left as it was.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            A chunk of training data, which may hold unlabelled outliers.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        first = not hasattr(self, "offset_")
+        ae = isinstance(self.backbone, str) and self.backbone == "ae"
+        # The rows kept by the last partial_fit, unless a fit came since.
+        recent = getattr(self, "_recent_rows", None)
+        owner = vars(self).get("net_" if ae else "backbone_")
+        if first or owner is None or getattr(self, "_recent_owner", None) is not owner:
+            recent = None
+        if ae:
+            self.backbone_ = None
+            self._partial_fit(X)
+            X = self._validate_X(X, reset=False)
+        else:
+            X = self._validate_X(X, reset=first)
+            if first or self.backbone_ is None:
+                backbone = clone(self._backbone_estimator())
+                if not hasattr(backbone, "partial_fit"):
+                    raise ValueError(
+                        f"backbone={type(backbone).__name__} has no partial_fit; "
+                        "use fit, or a backbone with partial_fit ('ae', 'vae')."
+                    )
+                self.backbone_ = backbone
+            self.backbone_.partial_fit(X)
+            if hasattr(self.backbone_, "n_iter_"):
+                self.n_iter_ = self.backbone_.n_iter_
+        # The recent rows that set the score's scales and offset_.
+        max_rows = max(1, min(_CALIBRATION_ROWS, 2**21 // X.shape[1]))
+        if recent is not None:
+            if sp.issparse(X) or sp.issparse(recent):
+                X = sp.vstack([sp.csr_matrix(recent), sp.csr_matrix(X)], format="csr")
+            else:
+                X = np.concatenate([recent, X.astype(recent.dtype, copy=False)])
+        recent = X[-max_rows:]
+        recent = recent.copy() if not sp.issparse(recent) else recent.tocsr()
+        if self.backbone_ is None:
+            scores = self._combine(self._fit_score_scales(recent))
+        else:
+            scores = self._score_samples(recent)
+        self._check_training_scores(scores)
+        if self.contamination == "auto":
+            q1, q3 = np.percentile(scores, [25, 75])
+            self.offset_ = float(q1 - 1.5 * (q3 - q1))
+        else:
+            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        self._recent_rows = recent
+        self._recent_owner = self.net_ if ae else self.backbone_
+        return self
+
     @staticmethod
     def _row_sample(X, n_rows, rng):
         """Return at most ``n_rows`` rows of ``X`` drawn without replacement."""

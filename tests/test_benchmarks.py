@@ -147,3 +147,17 @@ def test_bench_representation_without_data_uses_synthetic_sets(tmp_path):
          "--skip-likelihood"]
     )
     assert {row["set"] for row in recon} == {"breast cancer", "synthetic 400x12"}
+
+
+def test_bench_out_of_core_quick(tmp_path):
+    output = tmp_path / "OUT_OF_CORE_RESULTS.md"
+    rows = load_script("bench_out_of_core").main(
+        ["--quick", "--data", str(tmp_path / "no-data"), "--out", str(output)]
+    )
+    assert [r["method"] for r in rows] == ["partial_fit", "fit"]
+    # The memmap (192 MiB) is never loaded: anonymous memory grows by less
+    # than the 96 MiB bound in either method.
+    assert all(r["bounded"] for r in rows), rows
+    assert all(np.isfinite(r["mse"]) for r in rows)
+    text = output.read_text()
+    assert "made-up low-rank data" in text and "| partial_fit |" in text
