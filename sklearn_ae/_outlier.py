@@ -703,6 +703,7 @@ or None
                 self.n_iter_ = self.backbone_.n_iter_
         # The recent rows that set the score's scales and offset_.
         max_rows = max(1, min(_CALIBRATION_ROWS, 2**21 // X.shape[1]))
+        new_network = recent is None
         if recent is not None:
             if sp.issparse(X) or sp.issparse(recent):
                 X = sp.vstack([sp.csr_matrix(recent), sp.csr_matrix(X)], format="csr")
@@ -711,6 +712,12 @@ or None
         recent = X[-max_rows:]
         recent = recent.copy() if not sp.issparse(recent) else recent.tocsr()
         if self.backbone_ is None:
+            # As fit does: fixed dropout masks once per network, then the
+            # members' and the score's scales on the recent rows.
+            rng = check_random_state(self.random_state)
+            if new_network or not hasattr(self, "dropout_masks_"):
+                self._draw_dropout_masks(rng)
+            self._fit_member_scales(recent, rng)
             scores = self._combine(self._fit_score_scales(recent))
         else:
             scores = self._score_samples(recent)
