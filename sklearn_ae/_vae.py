@@ -25,6 +25,7 @@ from ._base import _BaseAutoencoder, resolve_n_jobs
 from ._callbacks import KLWarmup
 from ._losses import NegativeELBO, gaussian_kl, log_importance_weight, log_likelihood
 from ._networks import VariationalAutoencoder
+from ._random import current_generator
 
 # Smallest observation variance of the Gaussian decoder, as a fraction of
 # the feature's variance on the training rows in the units the network sees
@@ -37,7 +38,11 @@ from ._networks import VariationalAutoencoder
 # held-out rows follow the training rows exactly; where they do not, a
 # small floor loses the held-out comparison by far.
 _VARIANCE_FLOOR = 1e-3
-_VARIANCE_FLOORS = (1e-3, 1e-6, 1e-9, 1e-12)
+# Nothing smaller than 1e-6: a variance of 1e-12 left the loss of a
+# nearly exactly predicted feature at the mercy of Adam's first steps (on
+# 140 rows of digits, five never-inked pixels took the validation loss from
+# -49 to 4e6 nats in one epoch, a diverged fit).
+_VARIANCE_FLOORS = (1e-3, 1e-6)
 # Most values (rows x features) of the training data that the probabilistic
 # PCA and factor-analysis fits of the linear start see, and fewest rows:
 # FactorAnalysis's EM costs O(rows * features * n_components) per
@@ -183,8 +188,8 @@ def _variance_floor(X, relative):
     ``v = sum(d ** 2) / (n_rows * n_constant + n_singletons)``, where the
     ``n_singletons`` features off their common value in exactly one row
     (by ``d``) are constant once that row is left out. With no such
-    feature nothing has broken a constant yet, and v is 1e-12 of the mean
-    variance (factor analysis's own floor). A fixed fraction cannot be
+    feature nothing has broken a constant yet, and v is the smallest of
+    ``_VARIANCE_FLOORS`` times the mean variance. A fixed fraction cannot be
     right both ways: on digits, pixels that are 0 in all 1,257 training
     rows are 0 in the 540 held-out ones too, but on 100 training rows a
     held-out digit with ink where the training rows had none scored
@@ -202,7 +207,7 @@ def _variance_floor(X, relative):
         singleton = off.sum(axis=0) == 1
         squared = float(np.sum(np.where(off, deviation, 0.0)[:, singleton] ** 2))
         count = len(X) * int(constant.sum()) + int(singleton.sum())
-        floor[constant] = max(squared / count, 1e-12 * typical)
+        floor[constant] = max(squared / count, min(_VARIANCE_FLOORS) * typical)
     return floor, constant
 
 
@@ -512,7 +517,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
     variance_floor_ : float or None
         The Gaussian decoder's smallest observation variance, as a fraction
         of each feature's variance on the training rows in the units the
-        network sees: the one of 1e-3, 1e-6, 1e-9 and 1e-12 under which the
+        network sees: the one of 1e-3 and 1e-6 under which the
         linear start scored best on the held-out rows (with
         ``linear_start_``; the largest among ties), 1e-3 where no rows were
         held out. Training rows cannot make this choice: a smaller floor
@@ -520,7 +525,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
         share one floor, ``sum(d ** 2) / (n_rows * n_constant +
         n_singletons)``, the maximiser of their leave-one-out likelihood,
         where ``d`` are the deviations of the ``n_singletons`` features off
-        their common value in exactly one row (1e-12 of the features' mean
+        their common value in exactly one row (1e-6 of the features' mean
         variance when there are none): an estimate of how often, and how
         far, a new row breaks a constant. None for
         ``likelihood='bernoulli'``.
@@ -681,9 +686,16 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
                 "linear_model_": None,
                 "variance_floor_": None,
             }
-        # torch's generator is seeded by fit here: reproducible, and the
-        # caller's random_state object is not drawn from again.
-        seed = int(torch.randint(np.iinfo(np.int32).max, ()))
+        # From the fit's own CPU generator (seeded from random_state; the
+        # caller's random_state object is not drawn from again). torch's
+        # default generator is not seeded in fit any more, and drawing from
+        # it made the held-out split and the start differ between fits
+        # with the same random_state.
+        seed = int(
+            torch.randint(
+                np.iinfo(np.int32).max, (), generator=current_generator("cpu")
+            )
+        )
         rng = np.random.RandomState(seed)
         if self.early_stopping:
             fit_part, held_out = net.train_split(data)
