@@ -700,7 +700,12 @@ class VariationalAutoencoder(nn.Module):
         if noise is None and not self.training and self.eval_noise is not None:
             noise = self.eval_noise[:, None, :]
         z = self._reparameterize(z_mean, z_log_var, noise)
-        decoded = self.decode(z)
+        if z.dim() > z_mean.dim():
+            # One batch of draws x rows for the decoder (batch norm takes
+            # 2-d input), then the draws' axis again.
+            decoded = self.decode(z.flatten(0, 1)).unflatten(0, z.shape[:2])
+        else:
+            decoded = self.decode(z)
         if self.training and self.observation_var is not None:
             with torch.no_grad():
                 batch_var = (x - decoded).square().mean(dim=0)
