@@ -38,11 +38,13 @@ from ._random import current_generator
 # held-out rows follow the training rows exactly; where they do not, a
 # small floor loses the held-out comparison by far.
 _VARIANCE_FLOOR = 1e-3
-# Nothing smaller than 1e-6: a variance of 1e-12 left the loss of a
-# nearly exactly predicted feature at the mercy of Adam's first steps (on
-# 140 rows of digits, five never-inked pixels took the validation loss from
-# -49 to 4e6 nats in one epoch, a diverged fit).
-_VARIANCE_FLOORS = (1e-3, 1e-6)
+_VARIANCE_FLOORS = (1e-3, 1e-6, 1e-9, 1e-12)
+# Smallest variance of a feature constant in training, as a fraction of the
+# features' mean variance: at 1e-12, the loss of a feature predicted to
+# about 1e-22 was at the mercy of Adam's first steps (on 140 rows of
+# digits, five never-inked pixels took the validation loss from -49 to 4e6
+# nats in one epoch, a diverged fit).
+_CONSTANT_FEATURE_FLOOR = 1e-6
 # Most values (rows x features) of the training data that the probabilistic
 # PCA and factor-analysis fits of the linear start see, and fewest rows:
 # FactorAnalysis's EM costs O(rows * features * n_components) per
@@ -188,8 +190,8 @@ def _variance_floor(X, relative):
     ``v = sum(d ** 2) / (n_rows * n_constant + n_singletons)``, where the
     ``n_singletons`` features off their common value in exactly one row
     (by ``d``) are constant once that row is left out. With no such
-    feature nothing has broken a constant yet, and v is the smallest of
-    ``_VARIANCE_FLOORS`` times the mean variance. A fixed fraction cannot be
+    feature nothing has broken a constant yet, and v is
+    ``_CONSTANT_FEATURE_FLOOR`` times the mean variance. A fixed fraction cannot be
     right both ways: on digits, pixels that are 0 in all 1,257 training
     rows are 0 in the 540 held-out ones too, but on 100 training rows a
     held-out digit with ink where the training rows had none scored
@@ -207,7 +209,7 @@ def _variance_floor(X, relative):
         singleton = off.sum(axis=0) == 1
         squared = float(np.sum(np.where(off, deviation, 0.0)[:, singleton] ** 2))
         count = len(X) * int(constant.sum()) + int(singleton.sum())
-        floor[constant] = max(squared / count, min(_VARIANCE_FLOORS) * typical)
+        floor[constant] = max(squared / count, _CONSTANT_FEATURE_FLOOR * typical)
     return floor, constant
 
 
@@ -517,7 +519,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseAut
     variance_floor_ : float or None
         The Gaussian decoder's smallest observation variance, as a fraction
         of each feature's variance on the training rows in the units the
-        network sees: the one of 1e-3 and 1e-6 under which the
+        network sees: the one of 1e-3, 1e-6, 1e-9 and 1e-12 under which the
         linear start scored best on the held-out rows (with
         ``linear_start_``; the largest among ties), 1e-3 where no rows were
         held out. Training rows cannot make this choice: a smaller floor
