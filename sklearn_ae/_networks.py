@@ -713,6 +713,14 @@ class VariationalAutoencoder(nn.Module):
     variance_momentum : float
         How far each training batch moves the Gaussian decoder's variance
         toward the batch's mean squared residual per feature.
+    eval_noise : tensor of shape (n_draws, n_components) or None
+        Standard normal draws that ``forward`` decodes in evaluation mode
+        (when no ``noise`` is given) instead of one fresh draw per row: the
+        output's ``z`` and ``decoded`` then have a leading axis of
+        ``n_draws``, and a loss averaged over it is a deterministic,
+        low-noise estimate of the ELBO (e.g. the validation loss of early
+        stopping). Kept as a non-persistent buffer (it follows the module's
+        device and dtype and is not saved). None: one fresh draw per row.
     activation, dropout, batch_norm
         See :func:`mlp`.
     branches : tuple of nn.Module or None
@@ -753,6 +761,7 @@ class VariationalAutoencoder(nn.Module):
         likelihood="gaussian",
         min_variance=1e-4,
         variance_momentum=0.1,
+        eval_noise=None,
         activation="relu",
         dropout=0.0,
         batch_norm=False,
@@ -792,6 +801,9 @@ class VariationalAutoencoder(nn.Module):
         # Per feature, so that the caller can floor each variance relative
         # to its feature's own variance.
         self.register_buffer("variance_floor", variance_floor)
+        if eval_noise is not None:
+            eval_noise = torch.as_tensor(eval_noise, dtype=torch.float32)
+        self.register_buffer("eval_noise", eval_noise, persistent=False)
 
     def encode(self, x):
         """Return the posterior's ``(mean, log_variance)`` for ``x``."""
@@ -819,12 +831,21 @@ class VariationalAutoencoder(nn.Module):
 
         ``noise`` is the standard normal draw (broadcast against the
         posterior's shape); by default it is drawn from torch's default
-        generator. In training mode the Gaussian decoder's variance is
-        updated from this batch first (see Notes).
+        generator; in evaluation mode with ``eval_noise`` set, every row is
+        decoded at each of those draws (a leading axis of ``n_draws`` on
+        ``z`` and ``decoded``). In training mode the Gaussian decoder's
+        variance is updated from this batch first (see Notes).
         """
         z_mean, z_log_var = self.encode(x)
+        if noise is None and not self.training and self.eval_noise is not None:
+            noise = self.eval_noise[:, None, :]
         z = self._reparameterize(z_mean, z_log_var, noise)
-        decoded = self.decode(z)
+        if z.dim() > z_mean.dim():
+            # One batch of draws x rows for the decoder (batch norm takes
+            # 2-d input), then the draws' axis again.
+            decoded = self.decode(z.flatten(0, 1)).unflatten(0, z.shape[:2])
+        else:
+            decoded = self.decode(z)
         if self.training and self.observation_var is not None:
             with torch.no_grad():
                 batch_var = (x - decoded).square().mean(dim=0)

@@ -31,11 +31,22 @@ from ._shapes import as_ints, check_conv_params, check_input_shape, flatten_shap
 
 # Smallest observation variance of the Gaussian decoder, as a fraction of
 # the feature's variance on the training rows in the units the network sees
-# (and at least that fraction of the features' mean variance, so that a
-# feature constant in training still gets a floor): a feature the decoder
-# predicts exactly then costs at most 0.5 * log(1 / _VARIANCE_FLOOR) nats
-# more than its marginal, never an infinite score on a new row.
+# (features constant there: see _variance_floor): a feature the decoder
+# predicts exactly then gets a finite variance, never an infinite score on
+# a new row. The fraction is chosen with the linear start, on the held-out
+# rows, among _VARIANCE_FLOORS (largest first, which wins ties);
+# _VARIANCE_FLOOR where none are held out. A fixed 1e-3 cost the start
+# about 20 nats on 12_fault's 11 exactly dependent columns (k=16), where
+# held-out rows follow the training rows exactly; where they do not, a
+# small floor loses the held-out comparison by far.
 _VARIANCE_FLOOR = 1e-3
+_VARIANCE_FLOORS = (1e-3, 1e-6, 1e-9, 1e-12)
+# Smallest variance of a feature constant in training, as a fraction of the
+# features' mean variance: at 1e-12, the loss of a feature predicted to
+# about 1e-22 was at the mercy of Adam's first steps (on 140 rows of
+# digits, five never-inked pixels took the validation loss from -49 to 4e6
+# nats in one epoch, a diverged fit).
+_CONSTANT_FEATURE_FLOOR = 1e-6
 # Most values (rows x features) of the training data that the probabilistic
 # PCA and factor-analysis fits of the linear start see, and fewest rows:
 # FactorAnalysis's EM costs O(rows * features * n_components) per
@@ -50,7 +61,19 @@ _LINEAR_START_MIN_ROWS = 1000
 _FA_TOL_PER_ROW = 1e-3
 _FA_MAX_ITER = 200
 # How far each training batch moves the decoder's variance toward the batch's
-# mean squared residual: about ten batches of memory.
+# mean squared residual: about ten batches of memory. But never below the
+# linear start's noise variance, which held-out rows chose (it is the
+# network's variance floor): left to track the training residuals down, the
+# variances shrank below what new rows bear: on 42_WBC (k=4) the median held-out row gained 2.7
+# nats but two rows lost 300 and 350 (mean -20.7 against factor analysis's
+# -11.8), on digits (k=16) the median row gained 29 nats and one lost
+# 31,000 (mean -127 against -35), and on 300 rows of CIFAR10_0 a PPCA start
+# fell 180 nats below PPCA in 11 epochs, all while the validation ELBO
+# rose (validation sets of 16 to 126 rows held none of those rows). Kept
+# fixed: 42_WBC -11.0 (median row +1.1, worst -6.2), digits -53.4 (median
+# row +9.0, worst -3.5), in the same fits. They may still grow: fixed, a
+# variance of 1e-12 (an exactly dependent column) turned the first steps
+# of the nonlinear branch into a diverged loss.
 _VARIANCE_MOMENTUM = 0.1
 # Epochs over which the learning rate rises linearly to learning_rate. The
 # network starts at the optimum of its linear model, where Adam's first
@@ -114,6 +137,31 @@ def _posterior_draws(n_importance, n_components, *, balanced):
     return torch.cat([draws, -draws])
 
 
+class _NegativeELBO(NegativeELBO):
+    """``NegativeELBO`` that also reads outputs decoded at several draws.
+
+    In evaluation mode the network decodes every row at the fixed draws of
+    ``score_samples`` (its ``eval_noise``, a leading axis on ``decoded``):
+    the loss is then the ELBO that ``score`` reports, averaged over those
+    draws. The validation loss that early stopping compares across epochs,
+    and against the linear start, is thus not one random draw per row (on
+    100 validation rows at n_components=16 that noise is several nats per
+    row, enough to restore a worse epoch or give up a better one).
+    """
+
+    def per_sample(self, output, target):
+        if output.decoded.dim() == target.dim():
+            return super().per_sample(output, target)
+        weight = self.beta * (self.kl_weight if self.training else 1.0)
+        expected = torch.stack(
+            [
+                log_likelihood(output._replace(decoded=decoded), target, self.likelihood)
+                for decoded in output.decoded
+            ]
+        ).mean(dim=0)
+        return -expected + weight * gaussian_kl(output.z_mean, output.z_log_var)
+
+
 def linear_gaussian_log_likelihood(X, mean, W, noise_variance):
     """Return log N(x; mean, W W^T + diag(noise_variance)) of each row of ``X``.
 
@@ -133,19 +181,53 @@ def linear_gaussian_log_likelihood(X, mean, W, noise_variance):
     return -0.5 * (quadratic + log_det + n_features * math.log(2 * math.pi))
 
 
-def _fit_linear_gaussian(kind, X, n_components, floor, seed):
+def _variance_floor(X, relative):
+    """Per-feature floor of the decoder's observation variances, for rows ``X``.
+
+    ``relative`` times each feature's variance on these rows. A feature
+    constant on them (variance at most 1e-12 of the features' mean) gets
+    instead its leave-one-out maximum-likelihood variance: each row left
+    out in turn, the features constant on the other rows predict it with
+    one shared variance v, which maximises that held-out likelihood at
+    ``v = sum(d ** 2) / (n_rows * n_constant + n_singletons)``, where the
+    ``n_singletons`` features off their common value in exactly one row
+    (by ``d``) are constant once that row is left out. With no such
+    feature nothing has broken a constant yet, and v is
+    ``_CONSTANT_FEATURE_FLOOR`` times the mean variance. A fixed fraction cannot be
+    right both ways: on digits, pixels that are 0 in all 1,257 training
+    rows are 0 in the 540 held-out ones too, but on 100 training rows a
+    held-out digit with ink where the training rows had none scored
+    -1.3e11 nats under a 1e-12 floor (chosen on 10 validation rows that
+    had none either). Returns ``(floor, constant)``: the floors and the
+    mask of the constant features.
+    """
+    variance = X.var(axis=0)
+    typical = variance.mean() if variance.any() else 1.0
+    constant = variance <= 1e-12 * typical
+    floor = relative * variance
+    if constant.any():
+        deviation = X - np.median(X, axis=0)
+        off = np.abs(deviation) > math.sqrt(1e-12 * typical)
+        singleton = off.sum(axis=0) == 1
+        squared = float(np.sum(np.where(off, deviation, 0.0)[:, singleton] ** 2))
+        count = len(X) * int(constant.sum()) + int(singleton.sum())
+        floor[constant] = max(squared / count, _CONSTANT_FEATURE_FLOOR * typical)
+    return floor, constant
+
+
+def _fit_linear_gaussian(kind, X, n_components, seed):
     """Fit probabilistic PCA (``'pca'``) or factor analysis to ``X``.
 
     Returns ``(model, mean, W, noise_variance)``: the fitted scikit-learn
-    estimator and the parameters of x ~ N(mean, W W^T + diag(noise_variance))
-    with the noise variances raised to ``floor``. ``W`` has at most
-    ``n_components`` columns (fewer when ``X`` is too narrow or short).
+    estimator and the parameters of x ~ N(mean, W W^T + diag(noise_variance)),
+    before any variance floor. ``W`` has at most ``n_components`` columns
+    (fewer when ``X`` is too narrow or short).
     """
     n_samples, n_features = X.shape
     n_factors = max(0, min(n_components, n_features - 1, n_samples - 1))
     if n_factors == 0:
         mean = X.mean(axis=0)
-        return None, mean, np.zeros((n_features, 0)), np.maximum(X.var(axis=0), floor)
+        return None, mean, np.zeros((n_features, 0)), X.var(axis=0)
     if kind == "pca":
         model = PCA(n_components=n_factors, random_state=seed).fit(X)
         # The maximum-likelihood PPCA loadings (Tipping and Bishop, 1999),
@@ -168,11 +250,13 @@ def _fit_linear_gaussian(kind, X, n_components, floor, seed):
             ).fit(X)
         W = model.components_.T
         noise_variance = model.noise_variance_
-    noise_variance = np.maximum(noise_variance, floor)
-    if kind == "factor_analysis":
-        # So that model.score is the density the network starts from.
-        model.noise_variance_ = noise_variance
     return model, model.mean_, W, noise_variance
+
+
+def _floored(fit, floor):
+    """``fit`` (see ``_fit_linear_gaussian``) with noise variances raised to ``floor``."""
+    model, mean, W, noise_variance = fit
+    return model, mean, W, np.maximum(noise_variance, floor)
 
 
 def _posterior_maps(W, noise_variance):
@@ -268,15 +352,19 @@ class VAETransformer(
 
     likelihood : {'gaussian', 'bernoulli'}, default='gaussian'
         The decoder's distribution p(x|z). ``'gaussian'``: the decoder gives
-        the mean and each feature has a learned variance: it starts at the
-        linear model's noise variance, then tracks the mean squared residual
-        of that feature (its maximum-likelihood value; kept at PPCA's
-        sigma^2 when the network starts from PPCA, which means estimated
-        variances did not generalise to held-out rows), floored at 1e-3 times
-        the feature's variance in the units the network sees (1e-3 times
-        the mean variance for a feature constant in training), so that a
+        the mean and each feature has a variance: it starts at the linear
+        model's noise variance, then tracks the mean squared residual of
+        that feature, but never below that start (left to track the
+        training residuals down, variances shrank below what new rows bear:
+        on digits at n_components=16 the median held-out row gained 29 nats
+        and one lost 31,000). The start's variances are floored at a fraction
+        of the feature's variance in the units the network sees, so that a
         feature predicted exactly cannot make the likelihood of a new row
-        absurd. Only the Gaussian decoder starts from the linear model.
+        absurd. The fraction (``variance_floor_``) is chosen with the linear
+        start, on the held-out rows. A feature constant on the training rows
+        gets the variance that maximises the leave-one-out likelihood of
+        such features (see ``variance_floor_``). Only the Gaussian decoder
+        starts from the linear model.
         ``'bernoulli'``: the decoder gives the
         probability of each feature being 1; for data in [0, 1], which is not
         standardized. For non-binary data in [0, 1] its score is a
@@ -341,7 +429,10 @@ class VAETransformer(
         has not seen, and a VAE's held-out likelihood peaks long before its
         training likelihood does (on CIFAR10_0, about 305 nats held-out at
         the best epoch, 288 after 200 epochs without stopping; measured
-        before the linear start).
+        before the linear start). The validation ELBO is computed as
+        ``score`` computes it, over the same fixed, balanced posterior
+        draws: one random draw per row, on a small validation split, is
+        noisy enough to restore a worse epoch than the linear start.
 
     validation_fraction : float, default=0.1
         Fraction of the training data held out when ``early_stopping=True``.
@@ -493,9 +584,25 @@ class VAETransformer(
         ``likelihood='bernoulli'``.
 
     linear_start_scores_ : dict or None
-        Held-out mean log-likelihood of each candidate, in nats per sample
-        of X's units, keyed by ``'pca'`` and ``'factor_analysis'``; None
-        where no rows were held out.
+        Held-out mean log-likelihood of each candidate (at its best variance
+        floor), in nats per sample of X's units, keyed by ``'pca'`` and
+        ``'factor_analysis'``; None where no rows were held out.
+
+    variance_floor_ : float or None
+        The Gaussian decoder's smallest observation variance, as a fraction
+        of each feature's variance on the training rows in the units the
+        network sees: the one of 1e-3, 1e-6, 1e-9 and 1e-12 under which the
+        linear start scored best on the held-out rows (with
+        ``linear_start_``; the largest among ties), 1e-3 where no rows were
+        held out. Training rows cannot make this choice: a smaller floor
+        always fits them better. Features constant on the training rows
+        share one floor, ``sum(d ** 2) / (n_rows * n_constant +
+        n_singletons)``, the maximiser of their leave-one-out likelihood,
+        where ``d`` are the deviations of the ``n_singletons`` features off
+        their common value in exactly one row (1e-6 of the features' mean
+        variance when there are none): an estimate of how often, and how
+        far, a new row breaks a constant. None for
+        ``likelihood='bernoulli'``.
 
     linear_model_ : PCA, FactorAnalysis or None
         The fitted model named by ``linear_start_``, in the units the
@@ -504,8 +611,9 @@ class VAETransformer(
 
     validation_scores_ : list of float or None
         With ``early_stopping``, the held-out ELBO per sample of each epoch
-        (in the units of ``score``; with ``beta != 1``, the objective with
-        that weight), else None.
+        (in the units of ``score``, over the same fixed posterior draws, so
+        ``score`` of the validation rows gives the restored epoch's value;
+        with ``beta != 1``, the objective with that weight), else None.
 
     best_validation_score_ : float or None
         Largest value of ``validation_scores_``, whose weights were restored.
@@ -698,6 +806,7 @@ class VAETransformer(
             likelihood=self.likelihood,
             min_variance=_VARIANCE_FLOOR,
             variance_momentum=_VARIANCE_MOMENTUM,
+            eval_noise=_posterior_draws(1, self.n_components, balanced=True),
             activation=self.activation,
             dropout=self.dropout,
             batch_norm=self.batch_norm,
@@ -747,7 +856,7 @@ class VAETransformer(
         return super()._validate_X(flatten_shaped(X, self.input_shape), reset=reset)
 
     def _build_criterion(self):
-        return NegativeELBO(self.likelihood, beta=self.beta)
+        return _NegativeELBO(self.likelihood, beta=self.beta)
 
     def _before_training(self, net, data, batch_size, device):
         """Start the network from the better of PPCA and factor analysis.
@@ -762,12 +871,21 @@ class VAETransformer(
         ELBO before the first step is the winner's log-likelihood.
         """
         if self.likelihood != "gaussian":
-            return {"linear_start_": None, "linear_start_scores_": None, "linear_model_": None}
-        # This fit's own generator (seeded by fit): reproducible, the
-        # caller's random_state object is not drawn from again, and torch's
-        # global generator is left alone (fits may run in parallel threads).
+            return {
+                "linear_start_": None,
+                "linear_start_scores_": None,
+                "linear_model_": None,
+                "variance_floor_": None,
+            }
+        # From the fit's own CPU generator (seeded from random_state; the
+        # caller's random_state object is not drawn from again). torch's
+        # default generator is not seeded in fit any more, and drawing from
+        # it made the held-out split and the start differ between fits
+        # with the same random_state.
         seed = int(
-            torch.randint(np.iinfo(np.int32).max, (), generator=current_generator("cpu"))
+            torch.randint(
+                np.iinfo(np.int32).max, (), generator=current_generator("cpu")
+            )
         )
         rng = np.random.RandomState(seed)
         if self.early_stopping:
@@ -791,66 +909,66 @@ class VAETransformer(
         # (load 12), factor analysis at n_components=16 took 6.4 s on 1,953
         # x 512 CIFAR10_0 rows with OpenBLAS's default threads, 0.9 s on
         # 3,315 rows with one.
-        candidates, floor = self._linear_candidates(X_fit, ("pca", "factor_analysis"), seed)
+        kinds = ("pca", "factor_analysis")
+        fits = {
+            kind: _fit_linear_gaussian(kind, X_fit, self.n_components, seed)
+            for kind in kinds
+        }
         scores = None
-        chosen = "pca"
+        chosen, relative_floor = "pca", _VARIANCE_FLOOR
         if held_out is not None:
             X_held_out = _network_rows(held_out, max_rows, rng)
             shift = (
                 -float(np.sum(np.log(self._start_scale))) if self._scales_input() else 0.0
             )
-            scores = {
-                kind: float(
-                    np.mean(linear_gaussian_log_likelihood(X_held_out, *fit[1:])) + shift
-                )
-                for kind, fit in candidates.items()
-            }
-            # A non-finite score (a failed fit) never wins.
-            finite = {k: v for k, v in scores.items() if np.isfinite(v)}
+            fit_floors = {r: _variance_floor(X_fit, r)[0] for r in _VARIANCE_FLOORS}
+            # Every pair of model and relative floor, scored on the held-out
+            # rows: the floor is the one setting here that the training rows
+            # cannot choose (a smaller one always fits them better).
+            pair_scores = {}
+            for kind, fit in fits.items():
+                for relative in _VARIANCE_FLOORS:
+                    _, mean, W, noise_variance = _floored(fit, fit_floors[relative])
+                    try:
+                        with np.errstate(all="ignore"):
+                            log_likelihoods = linear_gaussian_log_likelihood(
+                                X_held_out, mean, W, noise_variance
+                            )
+                    except np.linalg.LinAlgError:
+                        log_likelihoods = np.nan
+                    pair_scores[kind, relative] = float(np.mean(log_likelihoods)) + shift
+            # A non-finite score (a failed fit) never wins; among equal
+            # scores the first (PPCA, the larger floor) does.
+            finite = {pair: v for pair, v in pair_scores.items() if np.isfinite(v)}
             if finite:
-                chosen = max(finite, key=finite.get)
+                chosen, relative_floor = max(finite, key=finite.get)
+            scores = {
+                kind: max(
+                    (v for (k, _), v in finite.items() if k == kind), default=math.nan
+                )
+                for kind in kinds
+            }
             # The winner is refitted on all the training rows: the linear
             # start is then the model a user would fit, and the validation
             # rows, having seen it, keep it unless training does better.
             X_all = _network_rows(data, max_rows, rng)
-            candidates, floor = self._linear_candidates(X_all, ("pca", chosen), seed)
-        model, mean, W, noise_variance = candidates[chosen]
-        self._set_linear_start(net.module_, mean, W, noise_variance, floor)
-        # Where estimated noise variances did not generalise (PPCA won the
-        # held-out comparison), training keeps PPCA's sigma^2: left to track
-        # the training residuals, it shrinks, and on 300 rows of CIFAR10_0
-        # the test ELBO fell 180 nats below PPCA's in 11 epochs (one test
-        # value 339 standard deviations out dominates it) while the
-        # validation ELBO rose; kept fixed, the test ELBO stays at PPCA's.
-        if chosen == "pca":
-            net.module_.variance_momentum = 0.0
+            fits = {chosen: _fit_linear_gaussian(chosen, X_all, self.n_components, seed)}
+            floor = _variance_floor(X_all, relative_floor)[0]
+        else:
+            floor = _variance_floor(X_fit, relative_floor)[0]
+        model, mean, W, noise_variance = _floored(fits[chosen], floor)
+        if chosen == "factor_analysis":
+            # So that model.score is the density the network starts from.
+            model.noise_variance_ = noise_variance
+        # Training never takes the variances below these (see
+        # _VARIANCE_MOMENTUM).
+        self._set_linear_start(net.module_, mean, W, noise_variance)
         return {
             "linear_start_": chosen,
             "linear_start_scores_": scores,
             "linear_model_": model,
+            "variance_floor_": relative_floor,
         }
-
-    def _linear_candidates(self, X, kinds, seed):
-        """Fit the linear-Gaussian ``kinds`` to rows ``X`` (network units).
-
-        Returns ``({kind: (model, mean, W, noise_variance)}, floor)`` with
-        ``floor`` the per-feature variance floor of the decoder.
-        """
-        variance = X.var(axis=0)
-        typical = variance.mean() if variance.any() else 1.0
-        # A feature constant on these rows is floored relative to the
-        # typical feature instead of to nothing: factor analysis gives it a
-        # noise variance of 1e-12, and a new row off that constant an absurd
-        # score. (Held out, rows of such features that do move move little:
-        # on 300 rows of the CIFAR10_0 embeddings, this floor scores them
-        # higher than PPCA's sigma^2 does.)
-        constant = variance <= 1e-12 * typical
-        floor = _VARIANCE_FLOOR * np.where(constant, typical, variance)
-        candidates = {
-            kind: _fit_linear_gaussian(kind, X, self.n_components, floor, seed)
-            for kind in dict.fromkeys(kinds)
-        }
-        return candidates, floor
 
     def _input_scaling(self, X):
         mean, scale = super()._input_scaling(X)
@@ -859,7 +977,7 @@ class VAETransformer(
         self._start_scale = scale
         return mean, scale
 
-    def _set_linear_start(self, module, mean, W, noise_variance, floor):
+    def _set_linear_start(self, module, mean, W, noise_variance):
         """Write a linear-Gaussian model and its posterior into ``module``."""
         n_components = self.n_components
         W_rotated, posterior_mean, posterior_log_var = _posterior_maps(W, noise_variance)
@@ -877,7 +995,7 @@ class VAETransformer(
             module.encoder_linear.weight: encoder_weight,
             module.encoder_linear.bias: encoder_bias,
             module.observation_var: noise_variance,
-            module.variance_floor: floor,
+            module.variance_floor: noise_variance,
         }
         with torch.no_grad():
             for tensor, value in values.items():

@@ -329,10 +329,14 @@ def make_small_wide(seed=0, n_samples=100):
 
 
 def make_wide(seed=0):
-    """40 rows, 60 features: too few rows for factor analysis's per-feature
-    noise variances; PPCA's single one generalises better."""
+    """40 rows, 60 features from probabilistic PCA's own model (isotropic
+    noise, and loadings of equal norm, so that z-scoring keeps the noise
+    isotropic): too few rows for factor analysis's per-feature noise
+    variances; PPCA's single one generalises better."""
     rng = np.random.RandomState(seed)
-    return rng.randn(40, 2) @ rng.randn(2, 60) + 0.5 * rng.randn(40, 60)
+    W = rng.randn(2, 60)
+    W /= np.linalg.norm(W, axis=0)
+    return rng.randn(40, 2) @ W + 0.5 * rng.randn(40, 60)
 
 
 @pytest.mark.parametrize("early_stopping", [True, False])
@@ -385,8 +389,9 @@ def test_nonlinear_branches_start_at_zero():
         linear = module.encoder_linear(xs)
         np.testing.assert_array_equal(torch.cat([z_mean, z_log_var], 1), linear)
         np.testing.assert_array_equal(module.decode(z_mean), module.decoder_linear(z_mean))
-    # Trained, the branches are no longer zero.
-    trained = VAETransformer(n_components=2, **FAST).fit(X)
+    # Trained, the branches are no longer zero (without early stopping,
+    # which may restore the start when no epoch beats it).
+    trained = VAETransformer(n_components=2, early_stopping=False, **FAST).fit(X)
     assert torch.count_nonzero(trained.module_.decoder[-1].weight) > 0
 
 
@@ -437,33 +442,43 @@ def test_variances_do_not_collapse_on_near_constant_columns():
     # Each variance stays above its floor: a fraction of its feature's
     # variance in the units the network sees.
     variance = vae.module_.observation_log_var().exp()
-    assert torch.all(variance >= vae.module_.variance_floor)
+    assert torch.all(variance >= vae.module_.variance_floor * (1 - 1e-6))
     assert torch.all(vae.module_.variance_floor > 0)
 
 
-def test_ppca_start_keeps_its_noise_variance():
-    # PPCA winning the held-out comparison says that estimated noise
-    # variances do not generalise: training keeps sigma^2.
-    X = make_wide()
+@pytest.mark.parametrize(
+    "X, n_components, expected",
+    [(make_wide(), 4, "pca"), (make_factor_data(), 3, "factor_analysis")],
+    ids=["pca", "factor_analysis"],
+)
+def test_training_keeps_variances_at_or_above_the_start(X, n_components, expected):
+    # The start's noise variances, chosen on held-out rows, are the floor:
+    # left to track the training residuals down, variances shrank below
+    # what new rows bear.
     vae = starting_vae(
-        VAETransformer(n_components=4, hidden_layer_sizes=(8,), random_state=0, device="cpu"),
+        VAETransformer(
+            n_components=n_components,
+            hidden_layer_sizes=(8,),
+            early_stopping=False,
+            random_state=0,
+            device="cpu",
+        ),
         X,
     )
-    assert vae.linear_start_ == "pca"
+    assert vae.linear_start_ == expected
     start = vae.module_.observation_var.clone()
-    np.testing.assert_allclose(start.numpy(), vae.linear_model_.noise_variance_, rtol=1e-6)
+    np.testing.assert_allclose(
+        start.numpy(), np.broadcast_to(vae.linear_model_.noise_variance_, start.shape),
+        rtol=1e-6,
+    )
+    torch.testing.assert_close(vae.module_.variance_floor, start)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         trained = vae.set_params(max_iter=5, callbacks=None).fit(X)
-    assert torch.equal(trained.module_.observation_var, start)
-    # A factor-analysis start tracks the residuals.
-    X = make_factor_data()
-    fa_vae = VAETransformer(n_components=3, **FAST).fit(X)
-    assert fa_vae.linear_start_ == "factor_analysis"
-    assert not torch.allclose(
-        fa_vae.module_.observation_var,
-        torch.as_tensor(fa_vae.linear_model_.noise_variance_, dtype=torch.float32),
-    )
+    variance = trained.module_.observation_log_var().exp()
+    assert torch.all(variance >= start * (1 - 1e-6))
+    # The buffer itself does track the residuals (below the floor here).
+    assert not torch.allclose(trained.module_.observation_var, start)
 
 
 def test_bernoulli_has_no_linear_start():
@@ -471,3 +486,87 @@ def test_bernoulli_has_no_linear_start():
     X = (rng.uniform(size=(50, 6)) < 0.3).astype(float)
     vae = VAETransformer(likelihood="bernoulli", **FAST).fit(X)
     assert vae.linear_start_ is None and vae.linear_start_scores_ is None
+
+
+def test_variance_floor_of_constant_features_is_leave_one_out_likelihood():
+    # Features constant on the training rows get the variance that
+    # maximises the leave-one-out likelihood of "constant in the other rows,
+    # so predicted exactly": tiny where no feature has ever broken its
+    # constant, the closed form where some feature is off it in one row.
+    from sklearn_ae._vae import _variance_floor
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(50, 6)
+    X[:, 0] = 0.0  # constant
+    X[:, 1] = 0.0  # constant
+    floor, constant = _variance_floor(X, 1e-6)
+    typical = X.var(axis=0).mean()
+    np.testing.assert_array_equal(constant, [True, True, False, False, False, False])
+    np.testing.assert_allclose(floor[2:], 1e-6 * X[:, 2:].var(axis=0))
+    np.testing.assert_allclose(floor[:2], 1e-6 * typical)
+
+    X[7, 2] = 0.0  # ordinary column: not constant
+    X[:, 3] = 0.0
+    X[11, 3] = 3.0  # a feature off its constant in exactly one row
+    floor, constant = _variance_floor(X, 1e-6)
+    assert constant.sum() == 2
+    # Leave-one-out log-likelihood of the constant part, on a grid.
+    grid = np.logspace(-6, 2, 2001)
+    held_out = [
+        50 * 2 * -0.5 * np.log(2 * np.pi * v) - 0.5 * np.log(2 * np.pi * v) - 9.0 / (2 * v)
+        for v in grid
+    ]
+    best = grid[int(np.argmax(held_out))]
+    assert floor[0] == floor[1] == pytest.approx(9.0 / (50 * 2 + 1))
+    assert floor[0] == pytest.approx(best, rel=0.01)
+
+
+def make_dependent(n_samples=600, seed=0):
+    """Factor data with three columns that are exact sums of others (as in
+    one-hot groups and totals): factor analysis gives them a noise variance
+    of about 0, which held-out rows honour."""
+    X = make_factor_data(n_samples, seed=seed)
+    return np.hstack([X, X[:, :3] + X[:, 3:6]])
+
+
+def test_variance_floor_is_chosen_on_held_out_rows(monkeypatch):
+    X_train, X_test = train_test_split(make_dependent(), test_size=0.3, random_state=0)
+    vae = starting_vae(VAETransformer(n_components=3, **FAST), X_train)
+    # Held out, the smaller floor wins on the three dependent columns, and
+    # it gains on new rows too.
+    assert vae.linear_start_ == "factor_analysis"
+    assert vae.variance_floor_ < 1e-3
+    with monkeypatch.context() as patch:
+        patch.setattr("sklearn_ae._vae._VARIANCE_FLOORS", (1e-3,))
+        fixed = starting_vae(VAETransformer(n_components=3, **FAST), X_train)
+    assert fixed.variance_floor_ == 1e-3
+    assert vae.score(X_test) > fixed.score(X_test) + 2.0
+    # Rows that break the dependence reject a small floor.
+    rng = np.random.RandomState(1)
+    X_noisy = X_train + np.hstack([np.zeros((len(X_train), 10)), rng.randn(len(X_train), 3)])
+    noisy = starting_vae(VAETransformer(n_components=3, **FAST), X_noisy)
+    assert noisy.variance_floor_ == 1e-3
+
+
+def test_validation_loss_is_the_score_over_fixed_draws():
+    # In evaluation mode the network decodes each row at score_samples's
+    # balanced draws, and the criterion averages over them: the validation
+    # loss that early stopping compares is -score (in the network's units),
+    # the same on every call, not one random draw per row.
+    X = make_data()
+    vae = VAETransformer(n_components=3, **FAST).fit(X)
+    module, criterion = vae.module_, vae.net_.criterion_
+    xs = torch.as_tensor((X - vae.mean_) / vae.scale_, dtype=torch.float32)
+    module.eval()
+    criterion.eval()
+    with torch.no_grad():
+        output = module(xs)
+        loss = float(criterion(output, xs))
+        again = float(criterion(module(xs), xs))
+    assert output.decoded.shape == (2 * max(5, 3), len(X), X.shape[1])
+    assert loss == again
+    assert -loss == pytest.approx(vae.score(X) - vae._log_jacobian(), rel=1e-5, abs=1e-4)
+    # Without the fixed draws, one random draw per row.
+    module.eval_noise = None
+    with torch.no_grad():
+        assert module(xs).decoded.shape == xs.shape
