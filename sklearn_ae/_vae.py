@@ -644,12 +644,12 @@ class VAETransformer(
     >>> from sklearn_ae import VAETransformer
     >>> X, _ = load_breast_cancer(return_X_y=True)
     >>> vae = VAETransformer(n_components=4, max_iter=5, random_state=0)
-    >>> Z = vae.fit_transform(X)  # doctest: +SKIP
-    >>> Z.shape  # doctest: +SKIP
+    >>> Z = vae.fit_transform(X)
+    >>> Z.shape
     (569, 4)
-    >>> vae.score_samples(X[:3]).shape  # doctest: +SKIP
+    >>> vae.score_samples(X[:3]).shape
     (3,)
-    >>> vae.sample(10, random_state=0).shape  # doctest: +SKIP
+    >>> vae.sample(10, random_state=0).shape
     (10, 30)
 
     A convolutional VAE on images given as an array, and one with your own
