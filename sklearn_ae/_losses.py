@@ -185,8 +185,15 @@ class NegativeELBO(nn.Module):
         self.kl_weight = 1.0
 
     def mean(self, decoded):
-        """Return the mean of p(x|z) given the decoder's raw output."""
-        return decoded.sigmoid() if self.likelihood == "bernoulli" else decoded
+        """Return the mean of p(x|z) given the decoder's raw output.
+
+        Output with a leading axis of draws (the network in evaluation mode
+        decodes every row at fixed posterior draws) gives the mean over the
+        draws: one reconstruction per row, as skorch's scoring callbacks
+        expect.
+        """
+        mean = decoded.sigmoid() if self.likelihood == "bernoulli" else decoded
+        return mean.mean(dim=0) if mean.dim() == 3 else mean
 
     def per_sample(self, output, target):
         """Return the loss of each row."""
