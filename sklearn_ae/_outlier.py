@@ -630,9 +630,15 @@ or None
                 self.backbone_ = clone(self._backbone_estimator()).fit(X)
             if hasattr(self.backbone_, "n_iter_"):
                 self.n_iter_ = self.backbone_.n_iter_
-        X = self._calibration_sample(X, rng)
+        self._calibrate(self._calibration_sample(X, rng), rng)
+        return self
+
+    def _calibrate(self, X, rng, *, draw_masks=True):
+        """Set the score's scales (and, with ``draw_masks``, the fixed
+        dropout masks) and ``offset_`` from the calibration rows ``X``."""
         if self.backbone_ is None:
-            self._draw_dropout_masks(rng)
+            if draw_masks:
+                self._draw_dropout_masks(rng)
             self._fit_member_scales(X, rng)
             scores = self._combine(self._fit_score_scales(X))
         else:
@@ -643,7 +649,6 @@ or None
             self.offset_ = float(q1 - 1.5 * (q3 - q1))
         else:
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
-        return self
 
     @_fit_context(prefer_skip_nested_validation=True)
     @_restore_on_error
@@ -711,22 +716,13 @@ or None
                 X = np.concatenate([recent, X.astype(recent.dtype, copy=False)])
         recent = X[-max_rows:]
         recent = recent.copy() if not sp.issparse(recent) else recent.tocsr()
-        if self.backbone_ is None:
-            # As fit does: fixed dropout masks once per network, then the
-            # members' and the score's scales on the recent rows.
-            rng = check_random_state(self.random_state)
-            if new_network or not hasattr(self, "dropout_masks_"):
-                self._draw_dropout_masks(rng)
-            self._fit_member_scales(recent, rng)
-            scores = self._combine(self._fit_score_scales(recent))
-        else:
-            scores = self._score_samples(recent)
-        self._check_training_scores(scores)
-        if self.contamination == "auto":
-            q1, q3 = np.percentile(scores, [25, 75])
-            self.offset_ = float(q1 - 1.5 * (q3 - q1))
-        else:
-            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        # As fit does, on the recent rows; the fixed dropout masks are drawn
+        # once per network.
+        self._calibrate(
+            recent,
+            check_random_state(self.random_state),
+            draw_masks=new_network or not hasattr(self, "dropout_masks_"),
+        )
         self._recent_rows = recent
         self._recent_owner = self.net_ if ae else self.backbone_
         return self
