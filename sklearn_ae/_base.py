@@ -485,7 +485,6 @@ class _BaseAutoencoder(BaseEstimator):
             mean = scale = None
 
         with torch_threads(n_threads):
-            fitted = {}
             if not warm:
                 with seeded_global_rng(seed, device):
                     # Weight initialisation draws from torch's default
@@ -499,15 +498,9 @@ class _BaseAutoencoder(BaseEstimator):
                 X, mean=mean, scale=scale, device=device,
                 resident=not is_memory_mapped(X),
             )
-            with self._training_rng(net.module_, seed, device):
-                try:
-                    if not warm:
-                        fitted = self._before_training(net, data, batch_size, device)
-                    net.partial_fit(data)
-                    self._drop_unfinished_epoch(net, epochs_before)
-                    net.check_trained()
-                except DivergenceError as exc:
-                    raise _diverged_error(self, exc) from None
+            fitted = self._train(
+                net, data, batch_size, device, seed, epochs_before, start=not warm
+            )
 
         self.net_ = net
         for name, value in fitted.items():
@@ -601,7 +594,6 @@ class _BaseAutoencoder(BaseEstimator):
             net.verbose = self.verbose
 
         with torch_threads(n_threads):
-            fitted = {}
             if first:
                 with seeded_global_rng(seed, device):
                     net = self._build_net(n_features, batch_size, device, seed)
@@ -612,16 +604,10 @@ class _BaseAutoencoder(BaseEstimator):
                 X, mean=mean, scale=scale, device=device,
                 resident=not is_memory_mapped(X),
             )
-            with self._training_rng(net.module_, seed, device):
-                try:
-                    if first:
-                        fitted = self._before_training(net, data, batch_size, device)
-                    with _one_plain_epoch(net):
-                        net.partial_fit(data, epochs=1)
-                    self._drop_unfinished_epoch(net, epochs_before)
-                    net.check_trained()
-                except DivergenceError as exc:
-                    raise _diverged_error(self, exc) from None
+            fitted = self._train(
+                net, data, batch_size, device, seed, epochs_before, start=first,
+                one_epoch=True,
+            )
 
         self.net_ = net
         for name, value in fitted.items():
@@ -630,14 +616,33 @@ class _BaseAutoencoder(BaseEstimator):
         self.n_samples_seen_ = n_seen
         self._scaling_var = var
         self.device_ = device
-        early_stopping = self.early_stopping
-        try:
-            # The epochs of partial_fit have no validation losses.
-            self.early_stopping = False
-            self._set_history_attributes()
-        finally:
-            self.early_stopping = early_stopping
+        # The epochs of partial_fit have no validation losses.
+        self._set_history_attributes(validation=False)
         return self
+
+    def _train(self, net, data, batch_size, device, seed, epochs_before, *, start,
+               one_epoch=False):
+        """Train ``net`` on ``data`` under this fit's generators and check it.
+
+        ``start``: run :meth:`_before_training` first (a new network);
+        ``one_epoch``: one plain epoch (partial_fit) instead of ``max_iter``.
+        Returns the fitted attributes :meth:`_before_training` gave.
+        """
+        fitted = {}
+        with self._training_rng(net.module_, seed, device):
+            try:
+                if start:
+                    fitted = self._before_training(net, data, batch_size, device)
+                if one_epoch:
+                    with _one_plain_epoch(net):
+                        net.partial_fit(data, epochs=1)
+                else:
+                    net.partial_fit(data)
+                self._drop_unfinished_epoch(net, epochs_before)
+                net.check_trained()
+            except DivergenceError as exc:
+                raise _diverged_error(self, exc) from None
+        return fitted
 
     @staticmethod
     @contextmanager
@@ -837,12 +842,14 @@ class _BaseAutoencoder(BaseEstimator):
             **optimizer_options,
         )
 
-    def _set_history_attributes(self):
+    def _set_history_attributes(self, validation=True):
+        """Set the loss curves from the net's history; ``validation=False``
+        for epochs without validation losses (partial_fit)."""
         history = self.net_.history
         self.loss_curve_ = [float(v) for v in history[:, "train_loss"]]
         self.n_iter_ = len(history)
         self.best_loss_ = min(self.loss_curve_)
-        if self.early_stopping:
+        if self.early_stopping and validation:
             scores = [-float(v) for v in history[:, "valid_loss"]]
             self.validation_scores_ = scores
             # The network before training was a candidate too (see

@@ -1033,9 +1033,9 @@ class VAETransformer(
             return 0.0
         return -float(np.sum(np.log(self.scale_)))
 
-    def _set_history_attributes(self):
+    def _set_history_attributes(self, validation=True):
         # The engine records losses in the network's (standardized) units.
-        super()._set_history_attributes()
+        super()._set_history_attributes(validation)
         shift = self._log_jacobian()
         self.loss_curve_ = [v - shift for v in self.loss_curve_]
         self.best_loss_ = min(self.loss_curve_)
