@@ -454,15 +454,7 @@ class _BaseAutoencoder(BaseEstimator):
         :func:`sklearn_ae._engine.diverged`).
         """
         warm = self.warm_start and hasattr(self, "net_")
-        X = self._validate_X(X, reset=not warm)
-        self._hidden_sizes()
-        self._check_optimizer()
-        self._check_fit_params(X.shape[1])
-        self._check_input_range(X)
-        device = resolve_device(self.device)
-        self._check_mixed_precision(device)
-        n_threads = resolve_n_jobs(self.n_jobs)
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        X, device, n_threads, seed = self._prepare_fit(X, reset=not warm)
         n_samples, n_features = X.shape
         batch_size = self._resolved_batch_size(n_samples)
 
@@ -550,15 +542,7 @@ class _BaseAutoencoder(BaseEstimator):
         :meth:`_fit`.
         """
         first = not hasattr(self, "net_")
-        X = self._validate_X(X, reset=first)
-        self._hidden_sizes()
-        self._check_optimizer()
-        self._check_fit_params(X.shape[1])
-        self._check_input_range(X)
-        device = resolve_device(self.device)
-        self._check_mixed_precision(device)
-        n_threads = resolve_n_jobs(self.n_jobs)
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        X, device, n_threads, seed = self._prepare_fit(X, reset=first)
         if not first:
             # Each call draws its own shuffles: an int random_state would
             # otherwise visit every chunk in the same order of positions.
@@ -619,6 +603,21 @@ class _BaseAutoencoder(BaseEstimator):
         # The epochs of partial_fit have no validation losses.
         self._set_history_attributes(validation=False)
         return self
+
+    def _prepare_fit(self, X, *, reset):
+        """What fit and partial_fit check and resolve before training:
+        return validated ``X``, the device, the torch thread count and this
+        call's seed (one draw from ``random_state``)."""
+        X = self._validate_X(X, reset=reset)
+        self._hidden_sizes()
+        self._check_optimizer()
+        self._check_fit_params(X.shape[1])
+        self._check_input_range(X)
+        device = resolve_device(self.device)
+        self._check_mixed_precision(device)
+        n_threads = resolve_n_jobs(self.n_jobs)
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        return X, device, n_threads, seed
 
     def _train(self, net, data, batch_size, device, seed, epochs_before, *, start,
                one_epoch=False):
