@@ -27,16 +27,23 @@ class AutoencoderTransformer(
     It drops into a :class:`~sklearn.pipeline.Pipeline` wherever
     :class:`~sklearn.decomposition.PCA` does.
 
-    The autoencoder contains PCA and starts as PCA. Encoder and decoder are
-    each a linear map plus a nonlinear branch through the hidden layers;
-    before the first training step the linear maps hold PCA's solution on
-    the training rows as the network sees them (after ``standardize``) and
-    the branches' output layers are zero, so that ``transform`` returns
-    PCA's scores and ``inverse_transform(transform(X))`` PCA's
-    reconstruction. Training moves on from there, and with
-    ``early_stopping`` (the default) the start is a candidate like every
-    epoch: if no epoch beats PCA on the validation rows, ``fit`` returns
-    PCA. Where a nonlinear code helps, the branches learn it.
+    The autoencoder contains PCA and starts as PCA. Before the first
+    training step encoder and decoder compute PCA's solution on the training
+    rows as the network sees them (after ``standardize``), so that
+    ``transform`` returns PCA's scores and ``inverse_transform(transform(X))``
+    PCA's reconstruction; the rest of the network adds nothing yet. Training
+    moves on from there, and with ``early_stopping`` (the default) the start
+    is a candidate like every epoch: if no epoch beats PCA on the validation
+    rows, ``fit`` returns PCA. Where a nonlinear code helps, training finds
+    it. How PCA is held: with ReLU hidden layers (no dropout, batch norm,
+    tied weights or layer-wise pretraining) wide enough (``4 * n_components <= min(hidden_layer_sizes)``),
+    the first ``2 * n_components`` units of each hidden layer carry PCA's
+    scores and their negatives (``relu(u) - relu(-u) = u``) and the other
+    units' weights into the output layers start at zero: the network is
+    exactly the one ``hidden_layer_sizes`` describes and costs what it
+    costs. Otherwise encoder and decoder are each a linear map (holding
+    PCA) plus a nonlinear branch through the hidden layers whose output
+    layer starts at zero: two extra matrix products per pass.
 
     Parameters
     ----------
@@ -522,7 +529,7 @@ default='auto'
             ``(n_samples, *input_shape)``.
 
         Before training the codes are PCA's scores of the (standardized)
-        rows; the trained encoder adds its nonlinear branch to them.
+        rows; training moves the encoder on from them.
 
         Returns
         -------

@@ -235,6 +235,10 @@ class _BaseAutoencoder(BaseEstimator):
     # given in a private dict (sklearn's checks require that __init__ sets
     # no public attribute but the declared parameters) and checked in fit.
     _param_prefixes = ("optimizer__",)
+    # With early stopping, the level of the sign test by which the best epoch
+    # must beat the start on the validation rows (EarlyStoppingFromStart's
+    # significance); None: any better mean loss replaces the start.
+    _start_significance = None
 
     def __init__(
         self,
@@ -804,6 +808,7 @@ class _BaseAutoencoder(BaseEstimator):
                     min_patience_steps=(
                         _MIN_PATIENCE_STEPS if self.early_stopping else 0
                     ),
+                    significance=self._start_significance,
                 ),
             )
         ]
@@ -853,9 +858,13 @@ class _BaseAutoencoder(BaseEstimator):
             self.validation_scores_ = scores
             # The network before training was a candidate too (see
             # EarlyStoppingFromStart), and is what was restored if it won.
-            initial = dict(self.net_.callbacks_)["early_stopping"].initial_score_
+            stopper = dict(self.net_.callbacks_)["early_stopping"]
+            initial = stopper.initial_score_
             candidates = scores if initial is None else [*scores, -initial]
             self.best_validation_score_ = max(candidates)
+            if initial is not None and getattr(stopper, "kept_start_", False):
+                # the start was restored (no epoch beat it clearly)
+                self.best_validation_score_ = -initial
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None

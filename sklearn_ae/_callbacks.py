@@ -3,6 +3,7 @@
 import copy
 import math
 
+import torch
 from skorch.callbacks import Callback, EarlyStopping
 
 
@@ -141,6 +142,23 @@ class KLWarmup(Callback):
         net.history.record("kl_weight", weight)
 
 
+def sign_test(n_better, n):
+    """One-sided p-value of ``n_better`` successes out of ``n`` fair coin
+    flips: P(X >= n_better), X ~ Binomial(n, 1/2) (exact up to 1,000 flips,
+    the normal approximation with continuity correction beyond)."""
+    if n == 0 or n_better <= 0:
+        return 1.0
+    if n > 1000:
+        z = (2 * n_better - n - 1) / math.sqrt(n)
+        return 0.5 * math.erfc(z / math.sqrt(2))
+    log_terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
+        for i in range(n_better, n + 1)
+    ]
+    top = max(log_terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in log_terms))
+
+
 class EarlyStoppingFromStart(EarlyStopping):
     """skorch's ``EarlyStopping`` in which the network as training found it
     is the first candidate for the best.
@@ -160,6 +178,18 @@ class EarlyStoppingFromStart(EarlyStopping):
         steps (at the epoch's number of training batches): on a small data
         set, where an epoch is one or two steps, ``patience`` epochs would
         stop training before the network has moved.
+    significance : float or None, default=None
+        With ``load_best``, the best epoch (which has the lowest mean
+        validation loss) replaces the start only if it is also better on
+        more validation rows than chance would give: a one-sided sign test
+        of the per-row losses (``criterion_.per_sample``, ties left out)
+        at this level; else the start's weights are restored. On a few
+        dozen validation rows the best of many epochs is often better there
+        by chance and worse on new rows; on hundreds of rows a real
+        improvement passes. A sign test rather than a test on the mean: a
+        few rows with very large losses (outliers) make the mean's standard
+        error large even when nearly every row improved. None turns the
+        test off.
     **kwargs
         Those of :class:`skorch.callbacks.EarlyStopping`.
 
@@ -169,15 +199,27 @@ class EarlyStoppingFromStart(EarlyStopping):
         The monitored validation loss of the network before the run's first
         epoch (None when there is no validation split, or when the monitor
         is not a validation loss).
+    kept_start_ : bool
+        Whether training ended with the start's weights: no epoch beat it,
+        or none beat it on enough rows (``significance``).
+    improvement_p_ : float or None
+        The sign test's p-value for the best epoch against the start (None
+        when not tested).
     """
 
-    def __init__(self, *, min_patience_steps=0, **kwargs):
+    def __init__(self, *, min_patience_steps=0, significance=None, **kwargs):
         super().__init__(**kwargs)
         self.min_patience_steps = min_patience_steps
+        self.significance = significance
 
     def on_train_begin(self, net, **kwargs):
         super().on_train_begin(net, **kwargs)
         self.initial_score_ = None
+        self.kept_start_ = False
+        self.improvement_p_ = None
+        self._start_epoch = None
+        self._start_weights = None
+        self._start_losses = None
         self._pending_start = self.monitor.startswith("valid")
 
     def on_epoch_begin(self, net, dataset_valid=None, **kwargs):
@@ -192,9 +234,38 @@ class EarlyStoppingFromStart(EarlyStopping):
         self.initial_score_ = score
         self.dynamic_threshold_ = self._calc_new_threshold(score)
         # The row of this epoch is already open; the start is the row before.
-        self.best_epoch_ = len(net.history) - 1
+        self.best_epoch_ = self._start_epoch = len(net.history) - 1
         if self.load_best:
             self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
+            if self.significance is not None and hasattr(net.criterion_, "per_sample"):
+                self._start_weights = self.best_model_weights_
+                self._start_losses = self._per_row_losses(net, dataset_valid)
+                self._dataset_valid = dataset_valid
+
+    @staticmethod
+    def _per_row_losses(net, dataset_valid):
+        """Per-row validation losses of the current network (float64)."""
+        net._set_training(False)
+        losses = []
+        with torch.no_grad():
+            for Xi, yi in net.get_iterator(dataset_valid, training=False):
+                losses.append(net.criterion_.per_sample(net.infer(Xi), yi).double().cpu())
+        return torch.cat(losses)
+
+    def on_train_end(self, net, **kwargs):
+        super().on_train_end(net, **kwargs)  # restores the best epoch's weights
+        start, self._start_weights = self._start_weights, None
+        dataset_valid, self._dataset_valid = getattr(self, "_dataset_valid", None), None
+        self.kept_start_ = self.best_epoch_ == self._start_epoch
+        if start is None or self.kept_start_:
+            return
+        diff = self._start_losses - self._per_row_losses(net, dataset_valid)
+        self._start_losses = None
+        n_better, n_worse = int((diff > 0).sum()), int((diff < 0).sum())
+        self.improvement_p_ = sign_test(n_better, n_better + n_worse)
+        if not self.improvement_p_ < self.significance:
+            net.module_.load_state_dict(start)
+            self.kept_start_ = True
 
     @staticmethod
     def _validation_loss(net, dataset_valid):

@@ -165,6 +165,81 @@ class WithLinearPath(nn.Module):
         self.branch.train(training)
 
 
+class CarriedLinearPath(nn.Sequential):
+    """A ReLU :func:`mlp` whose first units carry a linear map through the
+    hidden layers: ``relu(u) - relu(-u) = u``.
+
+    :meth:`set_linear` makes the network compute ``weight @ x + bias``
+    exactly (to float rounding) without any layer of its own: the first
+    ``2 m`` units of every hidden layer (``m`` the smaller of the input and
+    output sizes) hold the map's ``m`` signals and their negatives, passed
+    on unchanged by identity blocks, and the output layer takes their
+    difference; the other hidden units are left as they are, and their
+    weights into the output layer are zeroed, so that they add nothing
+    until trained (and, as every weight, they start learning at the first
+    step). The network then costs exactly what the plain :func:`mlp` costs,
+    where a separate linear path (:class:`WithLinearPath`) adds two matrix
+    products per pass (10-20% of a fit at ``bench_speed.py``'s W1 and W2
+    sizes). Training may change every weight, the carrying ones included.
+
+    It needs ReLU hidden layers without dropout or batch norm, and room:
+    see :func:`can_carry`.
+    """
+
+    def __init__(self, layer_sizes):
+        super().__init__(*mlp(layer_sizes, activation="relu"))
+        self.in_features = int(layer_sizes[0])
+        self.out_features = int(layer_sizes[-1])
+        self.n_carried = min(self.in_features, self.out_features)
+
+    def set_linear(self, weight, bias):
+        """Make the network compute ``weight @ x + bias``, in place."""
+        layers = [m for m in self if isinstance(m, nn.Linear)]
+        first, last = layers[0], layers[-1]
+        m = self.n_carried
+        weight = torch.as_tensor(weight, dtype=first.weight.dtype, device=first.weight.device)
+        bias = torch.as_tensor(bias, dtype=first.weight.dtype, device=first.weight.device)
+        eye = torch.eye(m, dtype=weight.dtype, device=weight.device)
+        # weight = outer @ inner, one factor the identity.
+        inner, outer = (weight, eye) if self.out_features <= self.in_features else (eye, weight)
+        with torch.no_grad():
+            first.weight[:m] = inner
+            first.weight[m : 2 * m] = -inner
+            first.bias[: 2 * m] = 0
+            for layer in layers[1:-1]:
+                layer.weight[: 2 * m] = 0
+                layer.weight[: 2 * m, : 2 * m] = torch.eye(2 * m, dtype=weight.dtype, device=weight.device)
+                layer.bias[: 2 * m] = 0
+            last.weight.zero_()
+            last.weight[:, :m] = outer
+            last.weight[:, m : 2 * m] = -outer
+            last.bias.copy_(bias)
+
+
+def can_carry(n_features, n_components, hidden_layer_sizes, *, activation="relu",
+              dropout=0.0, batch_norm=False, tied_weights=False):
+    """Whether :class:`CarriedLinearPath` can hold the linear encoder and
+    decoder of an :class:`MLPAutoencoder` with these settings.
+
+    The carried map needs ReLU hidden layers (``relu(u) - relu(-u) = u``),
+    no dropout or batch norm (which would perturb or rescale the carried
+    signals), untied weights, and ``2 * n_components`` units in each hidden
+    layer; we ask for at most half of each layer (``4 * n_components <=
+    min(hidden_layer_sizes)``), so that the nonlinear part keeps at least as
+    many units as it carries. Otherwise the linear model gets a path of its
+    own (:class:`WithLinearPath`).
+    """
+    hidden = list(hidden_layer_sizes)
+    return bool(
+        hidden
+        and activation == "relu"
+        and dropout == 0
+        and not batch_norm
+        and not tied_weights
+        and 4 * min(n_features, n_components) <= min(hidden)
+    )
+
+
 def zero_output_layer(module):
     """Set the weight and bias of ``module``'s output layer to zero, in place.
 
@@ -316,10 +391,10 @@ class Autoencoder(nn.Module):
 
     @property
     def has_linear_path(self):
-        """Whether encoder and decoder are :class:`WithLinearPath` maps."""
-        return isinstance(self.encoder, WithLinearPath) and isinstance(
-            self.decoder, WithLinearPath
-        )
+        """Whether encoder and decoder are :class:`WithLinearPath` or
+        :class:`CarriedLinearPath` maps."""
+        paths = (WithLinearPath, CarriedLinearPath)
+        return isinstance(self.encoder, paths) and isinstance(self.decoder, paths)
 
     def start_from_linear(self, encoder_weight, encoder_bias, decoder_weight, decoder_bias):
         """Set the linear paths to the given linear encoder and decoder, and
@@ -337,6 +412,9 @@ class Autoencoder(nn.Module):
                 (self.encoder, encoder_weight, encoder_bias),
                 (self.decoder, decoder_weight, decoder_bias),
             ):
+                if isinstance(path, CarriedLinearPath):
+                    path.set_linear(weight, bias)
+                    continue
                 linear = path.linear
                 if not isinstance(linear, TiedLinear):
                     linear.weight.copy_(torch.as_tensor(weight))
@@ -345,15 +423,19 @@ class Autoencoder(nn.Module):
 
 
 class MLPAutoencoder(Autoencoder):
-    """A fully connected encoder and a decoder that mirrors it, each a linear
-    path plus a nonlinear branch.
+    """A fully connected encoder and a decoder that mirrors it, each able to
+    hold a linear map exactly.
 
-    Encoder and decoder are :class:`WithLinearPath` maps: a linear layer
-    from input to output, plus an :func:`mlp` branch through the hidden
-    layers whose output layer starts at zero (no branch without hidden
-    layers). Until trained, or until :meth:`Autoencoder.start_from_linear`
-    sets the linear paths (to PCA's solution, say), the network is a linear
-    autoencoder.
+    Where :func:`can_carry` allows (ReLU, no dropout, batch norm or tied
+    weights, hidden layers at least ``4 * n_components`` wide), encoder and
+    decoder are plain :func:`mlp` stacks whose first hidden units carry the
+    linear map (:class:`CarriedLinearPath`): no layer beyond the ones
+    ``hidden_layer_sizes`` describes. Otherwise they are
+    :class:`WithLinearPath` maps: a linear layer from input to output, plus
+    an :func:`mlp` branch through the hidden layers whose output layer
+    starts at zero (no branch without hidden layers). Until trained, or
+    until :meth:`Autoencoder.start_from_linear` sets the linear maps (to
+    PCA's solution, say), the network is a linear autoencoder.
 
     Parameters
     ----------
@@ -372,6 +454,10 @@ class MLPAutoencoder(Autoencoder):
         the decoder's linear path uses the encoder's. The decoder branch's
         output layer is then the encoder branch's first layer and cannot be
         zeroed: its bias cancels the branch's (constant) starting output.
+    carry : bool, default=True
+        Whether to carry the linear map in the hidden layers where
+        :func:`can_carry` allows; False always gives separate linear paths
+        (layer-wise pretraining wants every hidden unit for its stack).
     **options
         ``noise``, ``noise_level``, ``code_activation``, ``return_code``:
         see :class:`Autoencoder`.
@@ -387,10 +473,19 @@ class MLPAutoencoder(Autoencoder):
         dropout=0.0,
         batch_norm=False,
         tied_weights=False,
+        carry=True,
         **options,
     ):
         hidden = list(hidden_layer_sizes)
         layer_options = dict(activation=activation, dropout=dropout, batch_norm=batch_norm)
+        if carry and can_carry(n_features, n_components, hidden, tied_weights=tied_weights, **layer_options):
+            encoder = CarriedLinearPath([n_features, *hidden, n_components])
+            decoder = CarriedLinearPath([n_components, *hidden[::-1], n_features])
+            for path in (encoder, decoder):
+                start = nn.Linear(path.in_features, path.out_features)
+                path.set_linear(start.weight.detach(), start.bias.detach())
+            super().__init__(encoder, decoder, **options)
+            return
         linear = nn.Linear(n_features, n_components)
         branch = None
         if hidden:
@@ -883,7 +978,9 @@ __all__ = [
     "LSTMAutoencoder",
     "LSTMDecoder",
     "LSTMEncoder",
+    "CarriedLinearPath",
     "MLPAutoencoder",
+    "can_carry",
     "TiedLinear",
     "VAEOutput",
     "VariationalAutoencoder",

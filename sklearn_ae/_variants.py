@@ -110,6 +110,9 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
     # encoder__*/decoder__*: parameters of user-given networks, as
     # skorch's module__*; stored and exposed by the base like optimizer__*.
     _param_prefixes = _BaseAutoencoder._param_prefixes + _NETWORK_PREFIXES
+    # The PCA start is replaced only by an epoch better on significantly more
+    # than half of the validation rows (one-sided sign test at 5%).
+    _start_significance = 0.05
 
     _parameter_constraints: dict = {
         **_BaseAutoencoder._parameter_constraints,
@@ -254,6 +257,7 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
             dropout=self.dropout,
             batch_norm=self.batch_norm,
             tied_weights=self.tied_weights,
+            carry=not self.layerwise_pretraining,
             **self._autoencoder_options(),
         )
 

@@ -251,7 +251,8 @@ def test_stops_before_max_iter_when_loss_stalls():
 
 
 def test_early_stopping_restores_best_epoch():
-    X = make_data(n_samples=300)
+    # 100 validation rows: the best epoch beats the PCA start clearly
+    X = make_data(n_samples=1000)
     ae = AutoencoderTransformer(
         **{**FAST, "max_iter": 40, "early_stopping": True, "n_iter_no_change": 3}
     ).fit(X)
@@ -501,3 +502,86 @@ def test_digits_defaults_beat_pca_clearly():
         ae = AutoencoderTransformer(n_components=8, random_state=0, device="cpu").fit(X_train)
     ae_error = -ae.score(X_test)
     assert ae_error <= 0.75 * pca_error, ae_error / pca_error
+
+
+# ------------------------------------------ the linear model carried inside
+@pytest.mark.parametrize("hidden", [(12,), (16, 12), (40, 24, 12)])
+def test_carried_linear_path_computes_the_linear_map(hidden):
+    from sklearn_ae._networks import CarriedLinearPath
+
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.normal(size=(50, 9)), dtype=torch.float32)
+    for n_in, n_out in ((9, 3), (3, 9)):
+        path = CarriedLinearPath([n_in, *hidden, n_out])
+        weight = rng.normal(size=(n_out, n_in))
+        bias = rng.normal(size=n_out)
+        path.set_linear(weight, bias)
+        xin = x if n_in == 9 else x[:, :3]
+        expected = xin.double().numpy() @ weight.T + bias
+        np.testing.assert_allclose(path(xin).detach().numpy(), expected, atol=1e-5)
+        # the other hidden units add nothing yet, but they are there and learn
+        last = path[-1]
+        assert torch.all(last.weight[:, 2 * path.n_carried :] == 0)
+        path(xin).sum().backward()
+        assert last.weight.grad[:, 2 * path.n_carried :].abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "params, carried",
+    [
+        ({}, True),  # 4 * 3 <= 16: PCA rides in the hidden layers, no extra layer
+        ({"hidden_layer_sizes": (16, 8)}, False),  # no room in the 8-unit layer
+        ({"dropout": 0.2}, False),
+        ({"batch_norm": True}, False),
+        ({"activation": "tanh"}, False),
+        ({"tied_weights": True}, False),
+    ],
+)
+def test_where_the_linear_model_is_carried(params, carried):
+    from sklearn_ae._networks import CarriedLinearPath, WithLinearPath
+
+    ae = AutoencoderTransformer(**{**FAST, "n_components": 3, "max_iter": 1, **params})
+    ae.fit(make_data(n_samples=60, n_features=12))
+    expected = CarriedLinearPath if carried else WithLinearPath
+    assert isinstance(ae.module_.encoder, expected)
+    assert isinstance(ae.module_.decoder, expected)
+    if carried:  # exactly the parameters of the plain network
+        n_weights = sum(p.numel() for p in ae.module_.parameters())
+        assert n_weights == (12 * 16 + 16 + 16 * 3 + 3) + (3 * 16 + 16 + 16 * 12 + 12)
+
+
+def test_start_is_kept_unless_an_epoch_beats_it_on_most_rows():
+    # 10 validation rows: the best epoch's mean loss is a third below the PCA
+    # start's, but it is better on too few rows for the sign test at 5%
+    X = make_data(n_samples=100, seed=1)
+    ae = AutoencoderTransformer(
+        **{**FAST, "max_iter": 40, "early_stopping": True, "n_iter_no_change": 3},
+        callbacks=[("start", StartOfTraining())],
+    ).fit(X)
+    stopper = dict(ae.net_.callbacks_)["early_stopping"]
+    assert max(ae.validation_scores_) > -0.9 * stopper.initial_score_
+    assert stopper.improvement_p_ >= 0.05
+    assert stopper.kept_start_
+    assert ae.best_validation_score_ == -stopper.initial_score_
+    start = dict(ae.net_.callbacks_)["start"].state_
+    for name, value in ae.module_.state_dict().items():
+        assert torch.equal(value, start[name]), name
+    # with more rows the same kind of improvement passes the test
+    ae = AutoencoderTransformer(
+        **{**FAST, "max_iter": 40, "early_stopping": True, "n_iter_no_change": 3}
+    ).fit(make_data(n_samples=1000, seed=1))
+    stopper = dict(ae.net_.callbacks_)["early_stopping"]
+    assert stopper.improvement_p_ < 1e-6 and not stopper.kept_start_
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 16, 129, 1000, 1001, 5000])
+def test_sign_test_matches_scipy(n):
+    from scipy.stats import binomtest
+
+    from sklearn_ae._callbacks import sign_test
+
+    for k in sorted({0, 1, n // 2, (2 * n) // 3, n - 1, n}):
+        expected = binomtest(k, n, 0.5, alternative="greater").pvalue if k > 0 else 1.0
+        # exact up to 1,000; the normal approximation beyond
+        tol = 1e-9 if n <= 1000 else 2e-3
+        assert sign_test(k, n) == pytest.approx(expected, abs=tol), (k, n)
