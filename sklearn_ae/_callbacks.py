@@ -189,7 +189,8 @@ class EarlyStoppingFromStart(EarlyStopping):
         improvement passes. A sign test rather than a test on the mean: a
         few rows with very large losses (outliers) make the mean's standard
         error large even when nearly every row improved. None turns the
-        test off.
+        test off. Where :meth:`restore_if_start_wins` is set, the best
+        epoch must also have a lower mean per-row loss than those weights.
     **kwargs
         Those of :class:`skorch.callbacks.EarlyStopping`.
 
@@ -211,6 +212,17 @@ class EarlyStoppingFromStart(EarlyStopping):
         super().__init__(**kwargs)
         self.min_patience_steps = min_patience_steps
         self.significance = significance
+
+    def restore_if_start_wins(self, state_dict, start):
+        """Restore ``state_dict`` instead of the start's weights if the start
+        wins the coming training run (e.g. a start fitted on the training
+        part, replaced by the same model fitted on every row). Set before
+        the run; it applies to that run only, and only if the network it
+        starts from is still ``start`` (another callback, such as
+        ``LoadInitState``, may load other weights). With ``significance``,
+        the best epoch replaces the start only if its mean per-row
+        validation loss is also below that of ``state_dict``."""
+        self._instead_of_start = (state_dict, start)
 
     def on_train_begin(self, net, **kwargs):
         super().on_train_begin(net, **kwargs)
@@ -235,12 +247,24 @@ class EarlyStoppingFromStart(EarlyStopping):
         self.dynamic_threshold_ = self._calc_new_threshold(score)
         # The row of this epoch is already open; the start is the row before.
         self.best_epoch_ = self._start_epoch = len(net.history) - 1
+        instead = getattr(self, "_instead_of_start", None)
+        if instead is not None:
+            current = net.module_.state_dict()
+            if set(current) != set(instead[1]) or not all(
+                torch.equal(value, instead[1][name]) for name, value in current.items()
+            ):
+                self._instead_of_start = None
         if self.load_best:
             self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
             if self.significance is not None and hasattr(net.criterion_, "per_sample"):
                 self._start_weights = self.best_model_weights_
                 self._start_losses = self._per_row_losses(net, dataset_valid)
                 self._dataset_valid = dataset_valid
+                instead = getattr(self, "_instead_of_start", None)
+                if instead is not None:
+                    net.module_.load_state_dict(instead[0])
+                    self._instead_loss = float(self._per_row_losses(net, dataset_valid).mean())
+                    net.module_.load_state_dict(self._start_weights)
 
     @staticmethod
     def _per_row_losses(net, dataset_valid):
@@ -256,16 +280,26 @@ class EarlyStoppingFromStart(EarlyStopping):
         super().on_train_end(net, **kwargs)  # restores the best epoch's weights
         start, self._start_weights = self._start_weights, None
         dataset_valid, self._dataset_valid = getattr(self, "_dataset_valid", None), None
+        instead, self._instead_of_start = getattr(self, "_instead_of_start", None), None
         self.kept_start_ = self.best_epoch_ == self._start_epoch
-        if start is None or self.kept_start_:
-            return
-        diff = self._start_losses - self._per_row_losses(net, dataset_valid)
+        instead_loss, self._instead_loss = getattr(self, "_instead_loss", None), None
+        if start is not None and not self.kept_start_:
+            best = self._per_row_losses(net, dataset_valid)
+            diff = self._start_losses - best
+            n_better, n_worse = int((diff > 0).sum()), int((diff < 0).sum())
+            self.improvement_p_ = sign_test(n_better, n_better + n_worse)
+            # The replacement must also beat, on mean, what would be restored
+            # in the start's place (which may have seen these rows).
+            if not self.improvement_p_ < self.significance or (
+                instead is not None
+                and instead_loss is not None
+                and not float(best.mean()) < instead_loss
+            ):
+                net.module_.load_state_dict(start)
+                self.kept_start_ = True
         self._start_losses = None
-        n_better, n_worse = int((diff > 0).sum()), int((diff < 0).sum())
-        self.improvement_p_ = sign_test(n_better, n_better + n_worse)
-        if not self.improvement_p_ < self.significance:
-            net.module_.load_state_dict(start)
-            self.kept_start_ = True
+        if self.kept_start_ and instead is not None and self.load_best:
+            net.module_.load_state_dict(instead[0])
 
     @staticmethod
     def _validation_loss(net, dataset_valid):

@@ -398,8 +398,12 @@ def test_network_starts_as_pca_of_the_scaled_training_rows(params):
         **{**FAST, "n_components": 3, **params}, callbacks=[("start", StartOfTraining())]
     ).fit(X)
     Xs = (X - ae.mean_) / ae.scale_  # X as the network sees it
-    # every row, the validation rows of early stopping included
-    pca = PCA(n_components=3).fit(Xs)
+    fit_rows = Xs
+    if ae.early_stopping:  # the training part: the validation rows stay unseen
+        data = TensorData(X, mean=ae.mean_, scale=ae.scale_, resident=True)
+        fit_rows = ae.net_.get_split_datasets(data)[0].X.numpy().astype(np.float64)
+        assert len(fit_rows) < len(Xs)
+    pca = PCA(n_components=3).fit(fit_rows)
     _at_start(ae)
     expected = pca.inverse_transform(pca.transform(Xs)) * ae.scale_ + ae.mean_
     # float32 weights: agreement to float32 precision, relative to X's scale
@@ -431,15 +435,21 @@ def test_sigmoid_codes_start_near_pca():
 
 def test_early_stopping_keeps_the_start_when_no_epoch_beats_it():
     # A learning rate far too large: every epoch is worse on the validation
-    # rows than the PCA start, which is what comes out of fit.
+    # rows than the PCA start (of the training part), and fit returns PCA
+    # (of every row).
     X = make_data(n_samples=200)
     ae = AutoencoderTransformer(
         **{**FAST, "early_stopping": True, "max_iter": 3, "learning_rate": 0.5},
         callbacks=[("start", StartOfTraining())],
     ).fit(X)
+    Xs = (X - ae.mean_) / ae.scale_
+    pca = PCA(n_components=ae.n_components).fit(Xs)
+    np.testing.assert_allclose(ae.transform(X), pca.transform(Xs), atol=1e-4)
+    # what was restored before that is the start itself: the weights that
+    # PCA's start does not set (the other hidden units) are the start's
     start = dict(ae.net_.callbacks_)["start"].state_
-    for name, value in ae.module_.state_dict().items():
-        torch.testing.assert_close(value, start[name], rtol=0, atol=0)
+    first = ae.module_.encoder[0].weight
+    torch.testing.assert_close(first[6:], start["encoder.0.weight"][6:], rtol=0, atol=0)
     initial = dict(ae.net_.callbacks_)["early_stopping"].initial_score_
     assert ae.best_validation_score_ == -initial > max(ae.validation_scores_)
 
@@ -563,9 +573,16 @@ def test_start_is_kept_unless_an_epoch_beats_it_on_most_rows():
     assert stopper.improvement_p_ >= 0.05
     assert stopper.kept_start_
     assert ae.best_validation_score_ == -stopper.initial_score_
+    # training started from the PCA of the training part; what comes out is
+    # the PCA of every row
+    Xs = (X - ae.mean_) / ae.scale_
+    pca = PCA(n_components=ae.n_components).fit(Xs)
+    expected = pca.inverse_transform(pca.transform(Xs)) * ae.scale_ + ae.mean_
+    np.testing.assert_allclose(
+        ae.inverse_transform(ae.transform(X)), expected, atol=1e-5 * np.abs(X).max()
+    )
     start = dict(ae.net_.callbacks_)["start"].state_
-    for name, value in ae.module_.state_dict().items():
-        assert torch.equal(value, start[name]), name
+    assert not all(torch.equal(v, start[k]) for k, v in ae.module_.state_dict().items())
     # with more rows the same kind of improvement passes the test
     ae = AutoencoderTransformer(
         **{**FAST, "max_iter": 40, "early_stopping": True, "n_iter_no_change": 3}
@@ -585,3 +602,30 @@ def test_sign_test_matches_scipy(n):
         # exact up to 1,000; the normal approximation beyond
         tol = 1e-9 if n <= 1000 else 2e-3
         assert sign_test(k, n) == pytest.approx(expected, abs=tol), (k, n)
+
+
+def test_replacing_the_start_needs_a_lower_mean_loss_than_what_it_falls_back_on(monkeypatch):
+    # The fallback (normally PCA of every row) is here a network trained for
+    # long: a short fit that beats its own start on most validation rows
+    # still does not beat that one on mean, and the fallback comes out.
+    from sklearn_ae._callbacks import EarlyStoppingFromStart
+
+    X = make_data(n_samples=1000, seed=1)
+    params = {**FAST, "early_stopping": True, "n_iter_no_change": 3}
+    strong = AutoencoderTransformer(**{**params, "max_iter": 200}).fit(X)
+    short = AutoencoderTransformer(**{**params, "max_iter": 15}).fit(X)
+    stopper = dict(short.net_.callbacks_)["early_stopping"]
+    assert stopper.improvement_p_ < 0.05 and not stopper.kept_start_
+    assert strong.best_validation_score_ > short.best_validation_score_
+
+    original = EarlyStoppingFromStart.restore_if_start_wins
+
+    def fall_back_on_strong(self, state_dict, start):
+        original(self, copy.deepcopy(strong.module_.state_dict()), start)
+
+    monkeypatch.setattr(EarlyStoppingFromStart, "restore_if_start_wins", fall_back_on_strong)
+    again = AutoencoderTransformer(**{**params, "max_iter": 15}).fit(X)
+    stopper = dict(again.net_.callbacks_)["early_stopping"]
+    assert stopper.improvement_p_ < 0.05 and stopper.kept_start_
+    for name, value in again.module_.state_dict().items():
+        torch.testing.assert_close(value, strong.module_.state_dict()[name], rtol=0, atol=0)

@@ -87,16 +87,28 @@ def test_noise_is_reproducible_and_leaves_global_rng_alone():
 
 
 def test_validation_loss_uses_clean_inputs():
+    import copy
+
+    from skorch.callbacks import Callback
+
+    class Start(Callback):
+        def on_train_begin(self, net, **kwargs):
+            self.state_ = copy.deepcopy(net.module_.state_dict())
+
     X = make_data(n_samples=300)
     ae = AutoencoderTransformer(
-        noise="gaussian", noise_level=1.0, **{**FAST, "early_stopping": True}
+        noise="gaussian", noise_level=1.0, **{**FAST, "early_stopping": True},
+        callbacks=[("start", Start())],
     ).fit(X)
+    # no epoch beat the PCA start: its (clean) validation loss is the best score
+    assert dict(ae.net_.callbacks_)["early_stopping"].kept_start_
     data_loss = -ae.best_validation_score_
-    # the clean validation loss of the restored weights
+    # the clean validation loss of the start's weights
     from sklearn_ae._data import TensorData
 
     data = TensorData(X, mean=ae.mean_, scale=ae.scale_, resident=True)
     valid = ae.net_.get_split_datasets(data)[1]
+    ae.module_.load_state_dict(dict(ae.net_.callbacks_)["start"].state_)
     ae.module_.eval()
     with torch.no_grad():
         loss = ae.net_.criterion_(ae.module_(valid.X), valid.X).item()
