@@ -582,7 +582,7 @@ def load():
 
 def report(results, candidates, baselines, folds, seeds, sets_note, command, threads,
            loads, cache, large=None, large_size=None, ratios=None, time_budget=None,
-           cached_seconds=None):
+           cached_seconds=None, side_by_side=None):
     import torch
 
     names = list(folds)
@@ -662,9 +662,14 @@ def report(results, candidates, baselines, folds, seeds, sets_note, command, thr
         "figure); chosen = the folds whose training sets rated it best. "
         "Seconds are from the run that computed the candidate (candidates "
         "computed together were interleaved on each split); time / "
-        "IsolationForest is estimated as seconds over "
-        f"`{TIME_REFERENCE}`'s in that run, times `{TIME_REFERENCE}`'s ratio "
-        "measured side by side with IsolationForest in this run"
+        "IsolationForest is estimated as the candidate's seconds over "
+        f"`{TIME_REFERENCE}`'s, times `{TIME_REFERENCE}`'s ratio measured side "
+        "by side with IsolationForest in this run. The first ratio is over "
+        f"`{TIME_REFERENCE}` measured beside the candidate on each split where "
+        "the cache holds that (candidates computed since it was added: "
+        + (", ".join(f"`{c}`" for c in candidates if c in (side_by_side or ())) or "none")
+        + f"), else over `{TIME_REFERENCE}`'s seconds in the run that computed "
+        "the candidate"
         + (f"; candidates over the time budget of {time_budget:g}x are not "
            "eligible (marked *over budget*) and are never chosen." if ratios else "."),
         "",
@@ -829,6 +834,10 @@ def main(argv=None):
     finally:
         torch.set_num_threads(threads)
     cached_seconds = {c: total_seconds(results, "AE:" + c) for c in candidates}
+    timed_beside = [
+        c for c in candidates if c != TIME_REFERENCE
+        and all(r[2] is not None for v in results["AE:" + c].values() for r in v)
+    ]
     results.update(measured)
     large = large_size = None
     if not args.skip_large:
@@ -840,7 +849,7 @@ def main(argv=None):
     )
     text, _ = report(results, candidates, baselines, folds, seeds, sets_note,
                      command.strip(), args.threads, loads, cache, large, large_size,
-                     ratios, args.time_budget, cached_seconds)
+                     ratios, args.time_budget, cached_seconds, timed_beside)
     print(text)
     if args.output != "-" and not (args.quick and args.output == str(DEFAULT_OUTPUT)):
         Path(args.output).write_text(text)

@@ -154,12 +154,13 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
       ``fit`` on large data sets.
 
     The defaults were chosen by leave-sets-out cross-validation over 18
-    real data sets (17 ADBench tabular sets and CIFAR-10 embeddings): a few
+    real data sets (17 ADBench tabular sets and CIFAR-10 embeddings): the
     candidate settings within 4 times IsolationForest's time (the
-    network's main alternatives and the scores below) were each rated on
-    four folds of sets and scored on the fifth,
-    so that the reported figure is measured on sets the choice did not see
-    (``benchmarks/OUTLIER_NOTES.md``,
+    network's main alternatives, its structure included: dropout, batch
+    norm, ``max_features``, depth, ``learning_rate``, ``batch_size``; and
+    the scores below) were each rated on four folds of sets and scored on
+    the fifth, so that the reported figure is measured on sets the choice
+    did not see (``benchmarks/OUTLIER_NOTES.md``,
     ``benchmarks/OUTLIER_RESULTS.md``).
 
     It follows the outlier-detection contract of
