@@ -109,6 +109,8 @@ BASE = {
     "residual_scaling": None,
     "member_combination": "mean",
     "dropout_passes": 0,
+    "learning_rate": 1e-3,
+    "batch_size": "auto",
 }
 CANDIDATES = {
     "reconstruction": {},
@@ -144,11 +146,34 @@ CANDIDATES = {
     # Added after a full run of the 14 above chose `8 members` at 4.8x
     # IsolationForest's time (target 4x): 8 members for the time of about 5.
     "8 members, 20 epochs": {"n_estimators": 8, "max_iter": 20},
+    # Third attempt: the structure of the network itself, chosen in issue 4
+    # on 17 of these sets, one change from BASE each (issue 4's main
+    # alternatives), so that those choices too are made inside the folds.
+    "no dropout": {"dropout": 0.0},
+    "no batch norm": {"batch_norm": False},
+    "all features": {"max_features": 1.0},
+    "two hidden layers (64, 64)": {"hidden_layer_sizes": [64, 64]},
+    "learning rate 3e-4": {"learning_rate": 3e-4},
+    "learning rate 3e-3": {"learning_rate": 3e-3},
+    "batch 512": {"batch_size": 512},
+    # Two scores aimed at unseen data, each with its reason stated before it
+    # ran. Rank members: each member's error through its own empirical
+    # distribution function on the calibration rows before the mean, so the
+    # combination is invariant to each member's error distribution (a member
+    # whose features are heavy-tailed on a new set cannot dominate), as
+    # IsolationForest is invariant to monotone changes of the features.
+    "rank members": {"member_combination": "rank"},
+    # Log residuals: a Cauchy instead of a Gaussian likelihood per residual,
+    # log(1 + r^2 / c): a row's error counts how many features are badly
+    # reconstructed rather than how badly the worst one is, so a few
+    # heavy-tailed or unpredictable features on a new set cannot dominate
+    # (without the per-feature scales that were noisy on small sets).
+    "log residuals": {"residual_scaling": "log"},
 }
 # Parameters added after a cache version was started are left out of the
 # cache key at the value that reproduces the earlier code, so its entries
 # stay valid.
-LEGACY = {"dropout_passes": 0}
+LEGACY = {"dropout_passes": 0, "learning_rate": 1e-3, "batch_size": "auto"}
 # Bump when a change to the detector's code changes its scores: old cache
 # entries then no longer match. issue11-2: the merged feature_scaling floors
 # each feature's scale at 0.1 x the median one (issue 10), which changed
@@ -306,13 +331,15 @@ class Cache:
             method = "AE " + CODE_VERSION + " " + json.dumps(params, sort_keys=True)
         return f"{method}|{name}|seed={seed}|cap={cap}|quick={quick}"
 
-    def get(self, key):
+    def get(self, key, count=True):
         entry = self.entries.get(key)
-        self.hits += entry is not None
+        self.hits += count and entry is not None
         return entry
 
-    def put(self, key, auc, seconds):
+    def put(self, key, auc, seconds, reference_seconds=None):
         self.entries[key] = {"auc": auc, "seconds": seconds}
+        if reference_seconds is not None:
+            self.entries[key]["reference_seconds"] = reference_seconds
         return self.entries[key]
 
     def save(self):
@@ -331,33 +358,39 @@ class Cache:
 
 
 # ---------------------------------------------------------------------- run
-def run(sets, methods, seeds, cap, cache, quick=False, log=print):
-    """Return ``{method: {set: [(auc, seconds) per seed]}}``.
+def run(sets, methods, seeds, cap, cache, quick=False, log=print, time_reference=None):
+    """Return ``{method: {set: [(auc, seconds, reference seconds) per seed]}}``.
 
     Methods run one after the other on each split (interleaved over sets
-    and seeds), so their times are taken under the same load.
+    and seeds), so their times are taken under the same load. With
+    ``time_reference`` (a method), on every split where a method is not in
+    the cache the reference is first measured afresh too (not cached), and
+    each new entry keeps the reference's seconds on its split beside its
+    own (``reference_seconds``): its time ratio to the reference is then
+    measured side by side, whatever the load when it ran (see
+    ``time_ratios``). Otherwise the third element is None.
     """
     results = {m: {} for m in methods}
     for name, X, y in sets:
         for seed in seeds:
             X_train = None
+            reference_seconds = None
+            keys = {m: cache.key(m, name, seed, cap, quick) for m in methods}
+            missing = [m for m in methods if cache.get(keys[m], count=False) is None]
+            if time_reference is not None and missing:
+                X_train, X_test, _, y_test = split(X, y, seed, cap)
+                _, reference_seconds = _fit_score(time_reference, seed, quick, X_train, X_test, name)
             for method in methods:
-                key = cache.key(method, name, seed, cap, quick)
-                entry = cache.get(key)
+                entry = cache.get(keys[method])
                 if entry is None:
                     if X_train is None:
                         X_train, X_test, _, y_test = split(X, y, seed, cap)
-                    fit, outlier_scores = make_method(method, seed, quick)
-                    start = time.perf_counter()
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        fit(X_train)
-                        scores = outlier_scores(X_test)
-                    seconds = time.perf_counter() - start
-                    if not np.all(np.isfinite(scores)):
-                        raise RuntimeError(f"{method} gave non-finite scores on {name}")
-                    entry = cache.put(key, float(roc_auc_score(y_test, scores)), seconds)
-                results[method].setdefault(name, []).append((entry["auc"], entry["seconds"]))
+                    scores, seconds = _fit_score(method, seed, quick, X_train, X_test, name)
+                    entry = cache.put(keys[method], float(roc_auc_score(y_test, scores)), seconds,
+                                      reference_seconds)
+                results[method].setdefault(name, []).append(
+                    (entry["auc"], entry["seconds"], entry.get("reference_seconds"))
+                )
             log(f"{name:<12} seed {seed}: " + "  ".join(
                 f"{m.removeprefix('AE:')}={results[m][name][-1][0]:.3f}" for m in methods
             ))
@@ -365,31 +398,54 @@ def run(sets, methods, seeds, cap, cache, quick=False, log=print):
     return results
 
 
+def _fit_score(method, seed, quick, X_train, X_test, name):
+    """Fit ``method`` on ``X_train``; return its outlier scores of ``X_test``
+    and the seconds of both."""
+    fit, outlier_scores = make_method(method, seed, quick)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit(X_train)
+        scores = outlier_scores(X_test)
+    seconds = time.perf_counter() - start
+    if not np.all(np.isfinite(scores)):
+        raise RuntimeError(f"{method} gave non-finite scores on {name}")
+    return scores, seconds
+
+
 def set_auc(results, method):
     """``{set: mean AUC over seeds}``."""
-    return {name: float(np.mean([a for a, _ in v])) for name, v in results[method].items()}
+    return {name: float(np.mean([r[0] for r in v])) for name, v in results[method].items()}
 
 
 def total_seconds(results, method):
-    return float(sum(s for v in results[method].values() for _, s in v))
+    return float(sum(r[1] for v in results[method].values() for r in v))
 
 
 def time_ratios(cached, measured, candidates):
     """Estimate each candidate's fit+score time over IsolationForest's.
 
-    ``cached`` holds the candidates' seconds from the runs that computed
-    them (candidates computed in one run are interleaved on each split, so
-    their seconds compare); ``measured`` holds ``TIME_REFERENCE`` and
-    IsolationForest measured side by side in this run. A candidate's ratio
-    is its seconds over the reference's (cached) times the reference's over
-    IsolationForest's (measured).
+    ``measured`` holds ``TIME_REFERENCE`` and IsolationForest measured side
+    by side in this run. A candidate's ratio is its seconds over the
+    reference's, times the reference's over IsolationForest's (measured).
+    Its seconds over the reference's come from ``cached``, the runs that
+    computed it: where every one of its entries holds the reference's
+    seconds measured beside it on the same split (``run``'s
+    ``time_reference``), over those; else (entries computed before that
+    existed) over the reference's own cached seconds, which compare only
+    when both were computed in one run, interleaved on each split.
     """
     ref = "AE:" + TIME_REFERENCE
     measured_ratio = total_seconds(measured, ref) / total_seconds(measured, "IsolationForest")
-    return {
-        c: total_seconds(cached, "AE:" + c) / total_seconds(cached, ref) * measured_ratio
-        for c in candidates
-    }
+    out = {}
+    for c in candidates:
+        rows = [r for v in cached["AE:" + c].values() for r in v]
+        if c != TIME_REFERENCE and all(r[2] is not None for r in rows):
+            relative = sum(r[1] for r in rows) / sum(r[2] for r in rows)
+        else:
+            relative = total_seconds(cached, "AE:" + c) / total_seconds(cached, ref)
+        out[c] = relative * measured_ratio
+    return out
 
 
 def leave_sets_out(results, candidates, folds):
@@ -526,7 +582,7 @@ def load():
 
 def report(results, candidates, baselines, folds, seeds, sets_note, command, threads,
            loads, cache, large=None, large_size=None, ratios=None, time_budget=None,
-           cached_seconds=None):
+           cached_seconds=None, side_by_side=None):
     import torch
 
     names = list(folds)
@@ -606,9 +662,14 @@ def report(results, candidates, baselines, folds, seeds, sets_note, command, thr
         "figure); chosen = the folds whose training sets rated it best. "
         "Seconds are from the run that computed the candidate (candidates "
         "computed together were interleaved on each split); time / "
-        "IsolationForest is estimated as seconds over "
-        f"`{TIME_REFERENCE}`'s in that run, times `{TIME_REFERENCE}`'s ratio "
-        "measured side by side with IsolationForest in this run"
+        "IsolationForest is estimated as the candidate's seconds over "
+        f"`{TIME_REFERENCE}`'s, times `{TIME_REFERENCE}`'s ratio measured side "
+        "by side with IsolationForest in this run. The first ratio is over "
+        f"`{TIME_REFERENCE}` measured beside the candidate on each split where "
+        "the cache holds that (candidates computed since it was added: "
+        + (", ".join(f"`{c}`" for c in candidates if c in (side_by_side or ())) or "none")
+        + f"), else over `{TIME_REFERENCE}`'s seconds in the run that computed "
+        "the candidate"
         + (f"; candidates over the time budget of {time_budget:g}x are not "
            "eligible (marked *over budget*) and are never chosen." if ratios else "."),
         "",
@@ -750,7 +811,12 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     try:
         with threadpool_limits(args.threads):
-            results = run(sets, ["AE:" + c for c in candidates], seeds, cap, cache, args.quick)
+            # Candidates computed now (not in the cache) get the reference's
+            # seconds measured beside them on each split (see time_ratios);
+            # a --fresh run computes them all side by side anyway.
+            side_by_side = None if args.fresh or args.quick else "AE:" + TIME_REFERENCE
+            results = run(sets, ["AE:" + c for c in candidates], seeds, cap, cache, args.quick,
+                          time_reference=side_by_side)
             # The setting chosen on all sets and the baselines are always
             # measured again in this run, interleaved on the same splits, so
             # their times (and the ratio) are side by side, never cached.
@@ -768,6 +834,10 @@ def main(argv=None):
     finally:
         torch.set_num_threads(threads)
     cached_seconds = {c: total_seconds(results, "AE:" + c) for c in candidates}
+    timed_beside = [
+        c for c in candidates if c != TIME_REFERENCE
+        and all(r[2] is not None for v in results["AE:" + c].values() for r in v)
+    ]
     results.update(measured)
     large = large_size = None
     if not args.skip_large:
@@ -779,7 +849,7 @@ def main(argv=None):
     )
     text, _ = report(results, candidates, baselines, folds, seeds, sets_note,
                      command.strip(), args.threads, loads, cache, large, large_size,
-                     ratios, args.time_budget, cached_seconds)
+                     ratios, args.time_budget, cached_seconds, timed_beside)
     print(text)
     if args.output != "-" and not (args.quick and args.output == str(DEFAULT_OUTPUT)):
         Path(args.output).write_text(text)

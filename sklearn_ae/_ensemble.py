@@ -157,16 +157,21 @@ class EnsembleAutoencoder(nn.Module):
         codes = self.encode(x)
         return (self.decode(codes, x) - x.unsqueeze(0)).square(), codes
 
-    def errors_and_codes(self, x, feature_weights=None):
+    def errors_and_codes(self, x, feature_weights=None, log_residuals=False):
         """Return each member's mean squared error over its own features,
         ``(n_members, B)``, and its codes, ``(n_members, B, n_components)``.
 
         ``feature_weights``, of shape ``(n_members, n_features)``, multiplies
         each member's squared residual on each feature before the mean.
+        With ``log_residuals``, each (weighted) squared residual ``r`` counts
+        as ``log(1 + r)``: the negative log-likelihood of a Cauchy residual,
+        which grows with the log of a large residual rather than its square.
         """
         squared, codes = self.squared_residuals(x)
         if feature_weights is not None:
             squared = squared * feature_weights.unsqueeze(1)
+        if log_residuals:
+            squared = torch.log1p(squared)  # log(1 + 0) = 0 outside a member's features
         counts = self.feature_mask.sum(dim=1, keepdim=True).to(x.dtype)
         return squared.sum(dim=2) / counts, codes
 

@@ -43,6 +43,9 @@ _RESIDUAL_VALUES = 2**24
 # residual scale: a feature reconstructed almost exactly on most rows (a
 # binary feature, say) cannot weigh more than 100 times a typical one.
 _RESIDUAL_FLOOR = 1e-2
+# member_combination='rank' keeps each member's error distribution on the
+# calibration rows as this many quantiles (all rows' errors below it).
+_RANK_LEVELS = 1025
 # Ratios below this are clipped before a logarithm.
 _TINY = float(np.finfo(np.float32).tiny)
 
@@ -58,6 +61,30 @@ def _robust_center_scale(values):
     if not scale > tiny:
         scale = 1.0
     return float(median), float(scale)
+
+
+def _empirical_cdf(values, quantiles):
+    """Each member's empirical distribution function at its ``values``.
+
+    ``values`` is ``(n_members, B)``; ``quantiles`` is ``(n_members, L)``, each
+    row sorted: a member's values at the levels ``0, 1/(L-1), ..., 1``. The
+    function is piecewise linear between them, 0 below the first; above the
+    last (the largest calibration value) it goes on rising from 1 by the
+    excess over the last value, in units of the last value's distance from
+    the median, so rows beyond every calibration row keep their order.
+    Elementwise: a value's result does not depend on the other values.
+    """
+    n_levels = quantiles.shape[1]
+    idx = torch.searchsorted(quantiles, values.contiguous(), right=True)
+    lo = (idx - 1).clamp(0, n_levels - 1)
+    hi = idx.clamp(0, n_levels - 1)
+    q_lo, q_hi = quantiles.gather(1, lo), quantiles.gather(1, hi)
+    width = q_hi - q_lo
+    frac = torch.where(width > 0, (values - q_lo) / torch.where(width > 0, width, 1), 0)
+    cdf = (lo + frac.clamp(0, 1)) / max(n_levels - 1, 1)
+    top, median = quantiles[:, -1:], quantiles[:, (n_levels - 1) // 2 : (n_levels - 1) // 2 + 1]
+    spread = torch.clamp(top - median, min=_TINY)
+    return cdf + torch.clamp(values - top, min=0) / spread
 
 
 def _code_distribution(codes, trim_fraction):
@@ -127,12 +154,13 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
       ``fit`` on large data sets.
 
     The defaults were chosen by leave-sets-out cross-validation over 18
-    real data sets (17 ADBench tabular sets and CIFAR-10 embeddings): a few
+    real data sets (17 ADBench tabular sets and CIFAR-10 embeddings): the
     candidate settings within 4 times IsolationForest's time (the
-    network's main alternatives and the scores below) were each rated on
-    four folds of sets and scored on the fifth,
-    so that the reported figure is measured on sets the choice did not see
-    (``benchmarks/OUTLIER_NOTES.md``,
+    network's main alternatives, its structure included: dropout, batch
+    norm, ``max_features``, depth, ``learning_rate``, ``batch_size``; and
+    the scores below) were each rated on four folds of sets and scored on
+    the fifth, so that the reported figure is measured on sets the choice
+    did not see (``benchmarks/OUTLIER_NOTES.md``,
     ``benchmarks/OUTLIER_RESULTS.md``).
 
     It follows the outlier-detection contract of
@@ -217,16 +245,23 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
         up in the leave-sets-out comparison (lower mean ROC-AUC on the
         held-out sets than 0; see ``benchmarks/OUTLIER_NOTES.md``).
 
-    residual_scaling : {'feature'} or None, default=None
+    residual_scaling : {'feature', 'log'} or None, default=None
         How each member's squared residuals are weighed before their mean
         over its features. None: as they are, in scaled units. ``'feature'``:
         each divided by that feature's median squared residual under that
         member on the training rows (on at most 4,096 of the calibration
         rows; floored at 1% of the member's mean over its features), the
         Gaussian log-likelihood with a variance per feature, so features
-        that no member can predict do not dominate the error.
+        that no member can predict do not dominate the error. ``'log'``:
+        each squared residual ``r**2`` counts as ``log(1 + r**2 / c)``, ``c``
+        the member's median squared residual over its features and the
+        same rows (one scale per member, floored likewise): a Cauchy
+        log-likelihood, which grows with the log of a large residual, so a
+        row's error tells how many features are badly reconstructed more
+        than how badly the worst one is, and a few heavy-tailed features
+        cannot dominate it.
 
-    member_combination : {'mean', 'standardized', 'geometric'}, \
+    member_combination : {'mean', 'standardized', 'geometric', 'rank'}, \
 default='mean'
         How the members' errors make a row's error. ``'mean'``: their mean.
         ``'standardized'``: the mean of each member's error minus its
@@ -234,7 +269,12 @@ default='mean'
         dominates by its scale. ``'geometric'``: the mean of the log of each
         member's error over its median on the calibration rows (a geometric
         mean), so a row is abnormal when most members agree that it is,
-        rather than when one member reconstructs it very badly.
+        rather than when one member reconstructs it very badly. ``'rank'``:
+        the mean of each member's empirical distribution function of its
+        error on the calibration rows (kept as 1,025 quantiles; linear
+        between them, and rising on beyond the largest by the excess in
+        units of its distance to the median), so the combination does not
+        depend on the shape of any member's error distribution.
 
     dropout_passes : int >= 0, default=0
         With a positive number and ``dropout > 0``, each member's error is
@@ -372,8 +412,9 @@ n_components) or None
     residual_weights_ : torch.Tensor of shape (n_estimators, n_features_in_) \
 or None
         Per member, the weight of each feature's squared residual (1 /
-        its typical squared residual) with ``residual_scaling='feature'``;
-        None otherwise. ``backbone='ae'`` only.
+        its typical squared residual) with ``residual_scaling='feature'``,
+        or 1 / the member's typical squared residual on every feature with
+        ``residual_scaling='log'``; None otherwise. ``backbone='ae'`` only.
 
     member_centers_ : torch.Tensor of shape (n_estimators,) or None
         Median of each member's error on the calibration rows with
@@ -383,6 +424,11 @@ or None
     member_scales_ : torch.Tensor of shape (n_estimators,) or None
         IQR / 1.349 of each member's error on the calibration rows, as
         ``member_centers_``.
+
+    member_quantiles_ : torch.Tensor of shape (n_estimators, n_levels) or None
+        Each member's error on the calibration rows at ``n_levels`` evenly
+        spaced levels from 0 to 1 (at most 1,025) with
+        ``member_combination='rank'``; None otherwise. ``backbone='ae'`` only.
 
     dropout_masks_ : list of torch.Tensor or None
         Per dropout layer, the ``(dropout_passes, n_estimators, 1, n_units)``
@@ -487,8 +533,8 @@ or None
         "max_samples": [Interval(Integral, 1, None, closed="left"), None],
         "trim_fraction": [Interval(Real, 0, 1, closed="left")],
         "latent_weight": [Interval(Real, 0, None, closed="left")],
-        "residual_scaling": [StrOptions({"feature"}), None],
-        "member_combination": [StrOptions({"mean", "standardized", "geometric"})],
+        "residual_scaling": [StrOptions({"feature", "log"}), None],
+        "member_combination": [StrOptions({"mean", "standardized", "geometric", "rank"})],
         "dropout_passes": [Interval(Integral, 0, None, closed="left")],
         "scaling": [StrOptions({"standard", "robust"}), None],
     }
@@ -799,7 +845,9 @@ or None
         ``member_combination``), and its codes as ``(n_members, B,
         n_components)``."""
         errors, codes = self._member_errors(module, xb)
-        if self.member_centers_ is not None:
+        if self.member_quantiles_ is not None:
+            errors = _empirical_cdf(errors, self.member_quantiles_)
+        elif self.member_centers_ is not None:
             center, scale = self.member_centers_.unsqueeze(1), self.member_scales_.unsqueeze(1)
             if self.member_combination == "geometric":
                 errors = torch.log(torch.clamp(errors / center, min=_TINY))
@@ -810,14 +858,17 @@ or None
     def _member_errors(self, module, xb):
         """Each member's error ``(n_members, B)`` and codes: in eval mode, or
         averaged over the fixed dropout masks of ``dropout_masks_``."""
+        log_residuals = self.residual_scaling == "log"
         if self.dropout_masks_ is None:
-            return module.errors_and_codes(xb, self.residual_weights_)
+            return module.errors_and_codes(xb, self.residual_weights_, log_residuals)
         n_passes = self.dropout_masks_[0].shape[0]
         total = 0
         try:
             for t in range(n_passes):
                 set_dropout_masks(module, [masks[t] for masks in self.dropout_masks_])
-                total = total + module.errors_and_codes(xb, self.residual_weights_)[0]
+                total = total + module.errors_and_codes(
+                    xb, self.residual_weights_, log_residuals
+                )[0]
         finally:
             set_dropout_masks(module, None)
         codes = module.encode(xb) if self.latent_weight > 0 else None
@@ -836,25 +887,41 @@ or None
         calibration rows ``X`` (for ``residual_scaling`` and
         ``member_combination``; None where they do not apply)."""
         self.residual_weights_ = self.member_centers_ = self.member_scales_ = None
+        self.member_quantiles_ = None
         n_members, n_features = self.net_.module_.feature_mask.shape
         device = self.net_.device
-        if self.residual_scaling == "feature":
+        if self.residual_scaling is not None:
             n_rows = max(1, min(_RESIDUAL_ROWS, _RESIDUAL_VALUES // (n_members * n_features)))
             squared = self._fixed_batches(
                 self._row_sample(X, n_rows, rng),
                 lambda module, xb: module.squared_residuals(xb)[0].transpose(0, 1),
-            )
-            typical = np.median(squared, axis=0).astype(np.float64)  # (members, features)
+            )  # (rows, members, features)
             mask = self.net_.module_.feature_mask.cpu().numpy()
-            mean = np.array([row[m].mean() for row, m in zip(typical, mask)])
-            floor = np.maximum(_RESIDUAL_FLOOR * mean, np.finfo(np.float32).tiny)[:, None]
-            weights = np.where(mask, 1.0 / np.maximum(typical, floor), 1.0)
+            tiny = np.finfo(np.float32).tiny
+            if self.residual_scaling == "feature":
+                typical = np.median(squared, axis=0).astype(np.float64)  # (members, features)
+                mean = np.array([row[m].mean() for row, m in zip(typical, mask)])
+                floor = np.maximum(_RESIDUAL_FLOOR * mean, tiny)[:, None]
+                weights = np.where(mask, 1.0 / np.maximum(typical, floor), 1.0)
+            else:  # 'log': one scale per member, over all its rows and features
+                own = [squared[:, j, m].astype(np.float64) for j, m in enumerate(mask)]
+                typical = np.array([
+                    max(np.median(r), _RESIDUAL_FLOOR * r.mean(), tiny) for r in own
+                ])
+                weights = np.repeat(1.0 / typical[:, None], n_features, axis=1)
             self.residual_weights_ = torch.as_tensor(weights, dtype=torch.float32, device=device)
         if self.member_combination != "mean":
             errors = self._fixed_batches(
                 X,
                 lambda module, xb: self._member_errors(module, xb)[0].T,
             ).astype(np.float64)
+            if self.member_combination == "rank":
+                levels = np.linspace(0, 1, min(len(errors), _RANK_LEVELS))
+                quantiles = np.quantile(errors, levels, axis=0).T  # (members, levels)
+                self.member_quantiles_ = torch.as_tensor(
+                    np.ascontiguousarray(quantiles), dtype=torch.float32, device=device
+                )
+                return
             center, scale = np.array([_robust_center_scale(e) for e in errors.T]).T
             center = np.maximum(center, np.finfo(np.float32).tiny)
             self.member_centers_ = torch.as_tensor(center, dtype=torch.float32, device=device)

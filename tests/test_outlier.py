@@ -308,6 +308,7 @@ def test_pandas_feature_names_and_pickle():
         {"member_combination": "standardized"},
         {"member_combination": "geometric", "residual_scaling": "feature"},
         {"dropout_passes": 3, "member_combination": "standardized", "latent_weight": 1.0},
+        {"member_combination": "rank", "residual_scaling": "log"},
     ],
 )
 def test_a_row_scores_the_same_alone_and_in_any_batch(params):
@@ -402,7 +403,13 @@ def test_negative_latent_weight_is_rejected_by_name():
 
 # ------------------------------------------ residual scales, member combination
 @pytest.mark.parametrize(
-    "params", [{"residual_scaling": "feature"}, {"member_combination": "geometric"}]
+    "params",
+    [
+        {"residual_scaling": "feature"},
+        {"member_combination": "geometric"},
+        {"residual_scaling": "log"},
+        {"member_combination": "rank"},
+    ],
 )
 def test_new_scores_keep_the_outlier_contract(params):
     X, y = make_contaminated()
@@ -455,6 +462,102 @@ def test_feature_residual_scales_stop_an_unpredictable_feature_dominating():
     # The noise features weigh less than the surface's.
     weights = det.residual_weights_.numpy().mean(axis=0)
     assert weights[6:].mean() < weights[:6].mean() / 2
+
+
+def test_log_residuals_are_a_cauchy_loss_on_the_members_typical_residual():
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(residual_scaling="log", **FAST).fit(X)
+    module = det.module_
+    xb = det._tensor_data(X, torch.float32).take(slice(None))
+    with torch.no_grad():
+        squared, _ = module.squared_residuals(xb)
+    squared = squared.numpy().astype(np.float64)  # (members, rows, features)
+    mask = module.feature_mask.numpy()
+    # One scale per member: the median of its squared residuals over its
+    # own features and the calibration rows (all rows here).
+    typical = np.array([np.median(sq[:, m]) for sq, m in zip(squared, mask)])
+    np.testing.assert_allclose(det.residual_weights_.numpy(),
+                               np.repeat(1 / typical[:, None], X.shape[1], axis=1), rtol=1e-4)
+    errors = np.array([
+        np.log1p(sq[:, m] / t).mean(axis=1) for sq, m, t in zip(squared, mask, typical)
+    ])
+    center, scale = det.score_scales_[0]
+    np.testing.assert_allclose(
+        det.score_samples(X), -(errors.mean(axis=0) - center) / scale, rtol=1e-4, atol=1e-4
+    )
+
+
+def test_log_residuals_stop_a_few_heavy_tailed_features_dominating():
+    # As for residual_scaling='feature': six features near a 2-d surface,
+    # two of heavy-tailed noise. The log caps what the noise features'
+    # extreme residuals add to an inlier's error.
+    rng = np.random.RandomState(0)
+    n, n_out = 400, 20
+    surface = np.tanh(rng.normal(size=(n + n_out, 2)) @ rng.normal(size=(2, 6)))
+    surface += 0.02 * rng.normal(size=surface.shape)
+    surface[n:] += 0.4 * rng.choice([-1, 1], size=(n_out, 6))
+    X = np.column_stack([surface, rng.laplace(size=(n + n_out, 2))])
+    y = np.r_[np.ones(n), -np.ones(n_out)]
+    params = dict(hidden_layer_sizes=(32,), n_components=4, max_features=1.0,
+                  max_iter=40, random_state=0, device="cpu")
+    plain = roc_auc_score(y, AEOutlierDetector(**params).fit(X).score_samples(X))
+    logged = roc_auc_score(
+        y, AEOutlierDetector(residual_scaling="log", **params).fit(X).score_samples(X)
+    )
+    assert logged > plain + 0.03  # 0.902 and 0.850 when written
+
+
+def test_rank_combination_is_the_mean_of_each_members_distribution_function():
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(member_combination="rank", **FAST).fit(X)
+    with torch.no_grad():
+        errors, _ = det.module_.errors_and_codes(
+            det._tensor_data(X, torch.float32).take(slice(None))
+        )
+    errors = errors.numpy().astype(np.float64)  # (members, rows)
+    # The calibration rows (all rows here) at evenly spaced levels.
+    levels = np.linspace(0, 1, len(X))
+    quantiles = np.quantile(errors, levels, axis=1)  # (levels, members)
+    np.testing.assert_allclose(det.member_quantiles_.numpy(), quantiles.T, rtol=1e-5)
+    # Within the calibration range: the piecewise linear distribution
+    # function; the training rows are ranked by it.
+    cdf = np.array([np.interp(e, q, levels) for e, q in zip(errors, quantiles.T)])
+    center, scale = det.score_scales_[0]
+    np.testing.assert_allclose(
+        det.score_samples(X), -(cdf.mean(axis=0) - center) / scale, rtol=1e-4, atol=1e-4
+    )
+    assert det.member_centers_ is None
+
+
+def test_rank_distribution_function_keeps_order_beyond_the_calibration_rows():
+    from sklearn_ae._outlier import _empirical_cdf
+
+    quantiles = torch.tensor([[0.0, 1.0, 2.0, 4.0, 8.0]])  # median 2, largest 8
+    values = torch.tensor([[-1.0, 0.0, 0.5, 3.0, 8.0, 14.0, 20.0]])
+    expected = [0.0, 0.0, 0.125, 0.625, 1.0, 2.0, 3.0]  # beyond 8: 1 + excess / (8 - 2)
+    torch.testing.assert_close(_empirical_cdf(values, quantiles)[0], torch.tensor(expected))
+
+
+def test_rank_combination_stops_one_members_error_scale_dominating(monkeypatch):
+    # Member 0's errors spread over 0-100 on the training rows, the others'
+    # over 0-1. Row 0 is at member 0's 60th percentile and typical for the
+    # others; row 1 beyond every training row of members 1-3 and typical
+    # for member 0. The mean of the raw errors ranks row 0 as the more
+    # abnormal (15.4 against 13.6); the mean of the ranks, row 1.
+    X, _ = make_contaminated()
+    det = AEOutlierDetector(member_combination="rank", n_estimators=4, **FAST).fit(X)
+    levels = torch.linspace(0, 1, 101)
+    det.member_quantiles_ = torch.stack([100 * levels, levels, levels, levels])
+    fixed = torch.tensor([[60.0, 50.0], [0.5, 1.5], [0.5, 1.5], [0.5, 1.5]])
+    monkeypatch.setattr(
+        det.module_, "errors_and_codes",
+        lambda x, *args: (fixed.repeat(1, len(x) // 2), torch.zeros(4, len(x), 4)),
+    )
+    scores = det.score_samples(X[:2])
+    assert scores[1] < scores[0]
+    det.member_quantiles_ = None  # the plain mean of the same errors
+    scores = det.score_samples(X[:2])
+    assert scores[0] < scores[1]
 
 
 def test_member_combination_standardizes_or_takes_the_geometric_mean():
