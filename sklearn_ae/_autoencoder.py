@@ -33,9 +33,12 @@ class AutoencoderTransformer(
     ``transform`` returns PCA's scores and ``inverse_transform(transform(X))``
     PCA's reconstruction; the rest of the network adds nothing yet. Training
     moves on from there, and with ``early_stopping`` (the default) the start
-    is a candidate like every epoch: if no epoch beats PCA on the validation
-    rows, ``fit`` returns PCA. Where a nonlinear code helps, training finds
-    it. How PCA is held: with ReLU hidden layers (no dropout, batch norm,
+    is a candidate like every epoch. It is then the PCA of the training
+    part (the validation rows stay unseen), and an epoch replaces it only if
+    it is better on significantly more than half of the validation rows (a
+    one-sided sign test at 5%) and has a lower mean validation loss than the
+    PCA of every row; otherwise ``fit`` returns the PCA of every row. Where
+    a nonlinear code helps, training finds it. How PCA is held: with ReLU hidden layers (no dropout, batch norm,
     tied weights or layer-wise pretraining) wide enough (``4 * n_components <= min(hidden_layer_sizes)``),
     the first ``2 * n_components`` units of each hidden layer carry PCA's
     scores and their negatives (``relu(u) - relu(-u) = u``) and the other
