@@ -82,7 +82,8 @@ def test_bench_speed_quick(tmp_path):
 
 def test_first_fit_row_measures_the_fresh_process_itself():
     """The fresh process reports its own peak RSS, not its parent's (Linux
-    carries ``ru_maxrss`` over fork and exec)."""
+    carries ``ru_maxrss`` over fork and exec), and, importing sklearn_ae
+    (torch first), meets no full garbage collection in its first fit."""
     bench = load_script("bench_speed")
     ballast = np.ones(2**27)  # 1 GiB, touched: this process's peak is above it
     [run] = bench.time_fresh_process(dict(bench.FIRST_FIT, data="random"), 1)
@@ -90,6 +91,9 @@ def test_first_fit_row_measures_the_fresh_process_itself():
     assert run["rss_source"] == "VmHWM"
     assert 100 < run["max_rss_mib"] < 1024
     assert not run["dynamo"]
+    # If this fails after an upgrade of torch or scikit-learn, the import
+    # order in sklearn_ae/__init__.py no longer keeps the collection out.
+    assert run["first_gc"] == 0.0
     assert run["second"] > 0
 
 
