@@ -947,21 +947,34 @@ class _BaseAutoencoder(BaseEstimator):
         back to the units of X), binary cross-entropy for ``loss='bce'``.
         The network runs in ``dtype`` (X's): float32 input takes the float32
         forward pass that ``transform`` takes, float64 input a float64 copy
-        of the network. The residuals are scaled to input units, squared and
-        averaged in float64 either way: in input units a squared error
+        of the network. The errors are weighted by the squared feature scales
+        and averaged in float64 either way: in input units a squared error
         overflows float32 once residuals pass about 1e19 (features in large
         units), where float64 stays finite.
         """
         criterion = self.net_.criterion_
+        device = self.net_.device
         scale = None
         if self.scale_ is not None:
-            scale = torch.as_tensor(self.scale_, dtype=torch.float64, device=self.net_.device)
+            scale = torch.as_tensor(self.scale_, dtype=torch.float64, device=device)
+        # float32 input: each squared standardized residual's weight in the
+        # mean in input units. The squares stay float32 (in standardized
+        # units they overflow only past residuals of 1e19); their weighted
+        # sum is float64.
+        n_features = self.n_features_in_
+        weights = torch.full((n_features,), 1.0 / n_features, dtype=torch.float64, device=device)
+        if scale is not None:
+            weights = weights * scale.square()
 
         def errors(module, xb):
             output = reconstruction_of(module(xb))
             if self._loss_kind() == "bce":
                 return criterion.per_sample(output, xb).double()
-            residuals = (output - xb).double().flatten(1)
+            residuals = (output - xb).flatten(1)
+            if residuals.dtype == torch.float32:
+                return residuals.square().double() @ weights
+            # float64: elementwise, so that a row's error does not depend
+            # on the rows that share its batch.
             if scale is not None:
                 residuals = residuals * scale
             return residuals.square().mean(dim=1)

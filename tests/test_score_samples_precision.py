@@ -16,16 +16,19 @@ def make_data(n_samples=120, n_features=5, seed=0):
 
 
 def errors_by_hand(ae, X, dtype):
-    """Mean squared residual in input units, the network run in ``dtype``."""
+    """Mean squared residual in input units, the network run in ``dtype``:
+    float32 squares weighted in float64, or all in float64."""
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
     mean, scale = ae.mean_.astype(np_dtype), ae.scale_.astype(np_dtype)
     Xs = torch.as_tensor((X.astype(np_dtype) - mean) / scale)  # as TensorData does
     module = ae.module_.to(dtype).eval()
     try:
         with torch.no_grad():
-            residuals = (module(Xs) - Xs).double().numpy()
+            residuals = (module(Xs) - Xs).numpy()
     finally:
         ae.module_.float()
+    if dtype == torch.float32:
+        return (residuals**2).astype(np.float64) @ (ae.scale_**2 / X.shape[1])
     return ((residuals * ae.scale_) ** 2).mean(axis=1)
 
 
