@@ -1014,12 +1014,30 @@ def machine_info(device):
         f"{torch.get_num_interop_threads()} inter-op",
         "native thread pools (threadpoolctl)": ", ".join(blas) or "none found",
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "bytecode cache": _bytecode_cache(),
         "scikit-learn / skorch / pyod": f"{sklearn.__version__} / "
         f"{skorch.__version__} / {pyod_version}",
     }
     if str(device).startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def _bytecode_cache():
+    """Whether fresh processes import sklearn_ae from cached bytecode.
+
+    Without it (``PYTHONDONTWRITEBYTECODE`` set and no ``__pycache__``, as
+    in an editable install that never wrote one), every fresh process and
+    joblib worker compiles the package's sources again: about 0.05 s of
+    the import that a pip-installed package does not pay.
+    """
+    import sklearn_ae
+
+    cached = (Path(sklearn_ae.__file__).parent / "__pycache__").is_dir()
+    flag = os.environ.get("PYTHONDONTWRITEBYTECODE") or "unset"
+    return (f"PYTHONDONTWRITEBYTECODE={flag}; sklearn_ae/__pycache__ "
+            + ("present" if cached else "absent: each fresh process compiles "
+               "sklearn_ae's sources (its import's own share includes that)"))
 
 
 def _median(values):
