@@ -748,7 +748,7 @@ GRID_FOLDS = 3
 QUICK_GRID = dict(n_samples=300, max_iter=2)
 
 
-def _grid_pipeline(transformer, quick):
+def _grid_pipeline(transformer, quick, **params):
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -759,7 +759,7 @@ def _grid_pipeline(transformer, quick):
         step = PCA(random_state=0)
     else:
         options = {"max_iter": QUICK_GRID["max_iter"]} if quick else {}
-        step = AutoencoderTransformer(random_state=0, **options)
+        step = AutoencoderTransformer(random_state=0, **options, **params)
     return Pipeline([("transformer", step),
                      ("classifier", LogisticRegression(max_iter=2000))])
 
@@ -784,8 +784,9 @@ def time_grid_search(quick, repeats):
     every such search starts fresh workers (import and first fit included),
     as a user's first search does. ``n_jobs`` "2, threading" is the
     autoencoder's search at ``n_jobs=2`` under
-    ``joblib.parallel_backend('threading', n_jobs=2)``: two threads of this
-    process instead of two worker processes.
+    ``joblib.parallel_backend('threading', n_jobs=2)``, with
+    ``AutoencoderTransformer(n_jobs=1)``: two threads of this process
+    instead of two worker processes.
     """
     from joblib import parallel_backend
     from joblib.externals.loky import get_reusable_executor
@@ -800,8 +801,11 @@ def time_grid_search(quick, repeats):
             for n_jobs in modes:
                 if n_jobs == 2:
                     get_reusable_executor().shutdown(wait=True)
+                # Threaded: n_jobs=1 on the autoencoder, or inside the
+                # context its n_jobs=None means 2 torch threads for the refit.
+                params = {"n_jobs": 1} if n_jobs == THREADED else {}
                 search = GridSearchCV(
-                    _grid_pipeline(transformer, quick), GRID, cv=GRID_FOLDS,
+                    _grid_pipeline(transformer, quick, **params), GRID, cv=GRID_FOLDS,
                     n_jobs=2 if n_jobs == THREADED else n_jobs,
                 )
                 with warnings.catch_warnings():
@@ -897,8 +901,11 @@ def grid_table(results, start_up, quick):
         "first search does; `n_jobs=1` runs in this (warm) process. "
         f"'{THREADED}' is the same `GridSearchCV(n_jobs=2)` inside "
         "`joblib.parallel_backend('threading', n_jobs=2)`: two threads of "
-        "this process, no worker start-up; its refit runs with 2 torch "
-        "threads (inside that context `n_jobs=None` means the context's 2). "
+        "this process, no worker start-up, with `AutoencoderTransformer("
+        "n_jobs=1)` (same fits: `n_jobs=None` is 1 thread outside the "
+        "context, but inside it means the context's 2, so the refit, run "
+        "alone, would take 2 torch threads; see the 'Threads' table for what "
+        "2 threads cost here). "
         "'fits + scores' sums the candidates' fit and score times as each "
         "worker measured them; 'other' is wall - (fits + scores) / 2 - refit "
         "(/ 1 at n_jobs=1): worker start-up, dispatch and pickling. 'same as "
