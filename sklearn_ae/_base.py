@@ -905,14 +905,15 @@ class _BaseAutoencoder(BaseEstimator):
         """The torch dtype inference runs in for numpy output ``dtype``."""
         return torch.float64 if dtype == np.float64 else torch.float32
 
-    def _map_batches(self, X, fn, dtype):
+    def _map_batches(self, X, fn, dtype, out_dtype=None):
         """Return ``fn(module, batch)`` over standardized batches of ``X``, as numpy.
 
         ``X`` is validated; sparse input is densified one batch at a time.
         ``fn`` gets the module and batches in the precision of ``dtype``:
         float64 output is computed in float64 (with a float64 copy of the
         module), so that a row's result does not depend on which rows share
-        its batch, as it would at float32 rounding.
+        its batch, as it would at float32 rounding. The result has
+        ``out_dtype`` (default ``dtype``).
         """
         compute_dtype = self._compute_dtype(dtype)
         data = X if isinstance(X, TensorData) else self._tensor_data(X, compute_dtype)
@@ -925,7 +926,8 @@ class _BaseAutoencoder(BaseEstimator):
             for start in range(0, len(data), _INFERENCE_ROWS):
                 batch = data.take(slice(start, start + _INFERENCE_ROWS))
                 outputs.append(fn(module, batch))
-        return torch.cat(outputs).cpu().numpy().astype(dtype, copy=False)
+        out_dtype = dtype if out_dtype is None else out_dtype
+        return torch.cat(outputs).cpu().numpy().astype(out_dtype, copy=False)
 
     def _map_codes(self, Z, fn, dtype):
         """Return ``fn(module, codes)`` over batches of latent codes ``Z``, as numpy.
@@ -952,25 +954,41 @@ class _BaseAutoencoder(BaseEstimator):
 
         Mean squared error over features for ``loss='mse'`` (residuals scaled
         back to the units of X), binary cross-entropy for ``loss='bce'``.
-        Computed in float64 whatever ``dtype`` (X's): in input units, a
-        squared error overflows float32 once residuals pass about 1e19
-        (features in large units), where float64 stays finite.
+        The network runs in ``dtype`` (X's): float32 input takes the float32
+        forward pass that ``transform`` takes, float64 input a float64 copy
+        of the network. The errors are weighted by the squared feature scales
+        and averaged in float64 either way: in input units a squared error
+        overflows float32 once residuals pass about 1e19 (features in large
+        units), where float64 stays finite.
         """
-        dtype = np.float64
         criterion = self.net_.criterion_
+        device = self.net_.device
         scale = None
         if self.scale_ is not None:
-            scale = torch.as_tensor(
-                self.scale_, dtype=self._compute_dtype(dtype), device=self.net_.device
-            )
+            scale = torch.as_tensor(self.scale_, dtype=torch.float64, device=device)
+        # float32 input: each squared standardized residual's weight in the
+        # mean in input units. The squares stay float32 (in standardized
+        # units they overflow only past residuals of 1e19); their weighted
+        # sum is float64.
+        n_features = self.n_features_in_
+        weights = torch.full((n_features,), 1.0 / n_features, dtype=torch.float64, device=device)
+        if scale is not None:
+            weights = weights * scale.square()
 
         def errors(module, xb):
             output = reconstruction_of(module(xb))
-            if self._loss_kind() == "bce" or scale is None:
-                return criterion.per_sample(output, xb)
-            return ((output - xb) * scale).square().mean(dim=1)
+            if self._loss_kind() == "bce":
+                return criterion.per_sample(output, xb).double()
+            residuals = (output - xb).flatten(1)
+            if residuals.dtype == torch.float32:
+                return residuals.square().double() @ weights
+            # float64: elementwise, so that a row's error does not depend
+            # on the rows that share its batch.
+            if scale is not None:
+                residuals = residuals * scale
+            return residuals.square().mean(dim=1)
 
-        return self._map_batches(X, errors, dtype)
+        return self._map_batches(X, errors, dtype, out_dtype=np.float64)
 
     @staticmethod
     def _output_dtype(X):
