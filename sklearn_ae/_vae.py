@@ -1025,6 +1025,16 @@ class VAETransformer(
         kinds = ("pca", "standardized_pca", "factor_analysis")
         if scaling is None:
             kinds = ("pca", "factor_analysis")
+        if len(X_fit) <= keep.sum():
+            # With no more rows than (modelled) features the sample
+            # covariance is singular and factor analysis drives noise
+            # variances to its floor of 1e-12 (a Heywood case) on columns
+            # the rows happen to fit: held out, FactorAnalysis scored about
+            # -4e12 nats on 210 rows of CIFAR10_0 embeddings (512 columns),
+            # and on 50 rows of 120 sparse columns the start it won on 6
+            # validation rows scored -31,000 on new rows, where PPCA's
+            # isotropic noise held (-430). It is not a candidate there.
+            kinds = kinds[:-1]
         fits = {
             kind: _fit_linear_gaussian(kind, X_fit, self.n_components, seed, scaling)
             for kind in kinds
