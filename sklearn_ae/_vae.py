@@ -393,10 +393,11 @@ class VAETransformer(
 
     The network contains the linear models it generalises: encoder and
     decoder each have a linear path beside their nonlinear branch, whose
-    last layer starts at zero. At fit, probabilistic PCA and factor
-    analysis are fitted to the training data (as the network sees it, after
-    the internal scaling), the better of the two on held-out rows is
-    written into the linear paths (the decoder's mean, the per-feature
+    last layer starts at zero. At fit, probabilistic PCA (in the units of
+    X, as :class:`~sklearn.decomposition.PCA` fits it, and in the units of
+    the internal scaling) and factor analysis (where there are more rows
+    than features) are fitted to the training data, the best on held-out
+    rows is written into the linear paths (the decoder's mean, the per-feature
     observation variances, and the encoder's exact posterior), so that
     before its first step the VAE *is* that model: its ELBO equals the
     model's log-likelihood. Training moves on from there, and early
@@ -455,10 +456,14 @@ class VAETransformer(
         of the feature's variance in the units the network sees, so that a
         feature predicted exactly cannot make the likelihood of a new row
         absurd. The fraction (``variance_floor_``) is chosen with the linear
-        start, on the held-out rows. A feature constant on the training rows
-        gets the variance that maximises the leave-one-out likelihood of
-        such features (see ``variance_floor_``). Only the Gaussian decoder
-        starts from the linear model.
+        start, on the held-out rows. Features constant on the training rows
+        are not modelled by the network (it neither reads nor predicts
+        them): each gets its own density, a mixture of a narrow Gaussian at
+        its value and a rare break whose rate and spread are estimated by
+        leaving each training row out (see ``constant_feature_model_``), so
+        that rows keeping the constant gain a finite bonus and a row that
+        breaks it loses a finite, modest amount, whatever the units. Only
+        the Gaussian decoder starts from the linear model.
         ``'bernoulli'``: the decoder gives the
         probability of each feature being 1; for data in [0, 1], which is not
         standardized. For non-binary data in [0, 1] its score is a
@@ -666,12 +671,19 @@ class VAETransformer(
     best_loss_ : float
         Smallest value of ``loss_curve_``.
 
-    linear_start_ : {'pca', 'factor_analysis'} or None
-        The linear model the network started from: the one of probabilistic
-        PCA and factor analysis with the higher log-likelihood on held-out
-        rows (the early-stopping validation rows, or without early stopping
-        a ``validation_fraction`` of the rows), refitted on all training
-        rows. Both are fitted to at most ``max(1000, 10**7 // n_features)``
+    linear_start_ : {'pca', 'standardized_pca', 'factor_analysis'} or None
+        The linear model the network started from: the one with the highest
+        log-likelihood on held-out rows (the early-stopping validation
+        rows, or without early stopping a ``validation_fraction`` of the
+        rows), refitted on all training rows; the first among ties.
+        ``'pca'``: probabilistic PCA of X in its own units, the model of
+        :class:`~sklearn.decomposition.PCA` (isotropic noise in those
+        units); ``'standardized_pca'``: probabilistic PCA of the internally
+        scaled data (isotropic there; only with ``standardize=True``);
+        ``'factor_analysis'``: a candidate only with more training rows
+        than modelled features (with fewer, the sample covariance is
+        singular and its noise variances go to 1e-12 on columns the rows
+        happen to fit). All are fitted to at most ``max(1000, 10**7 // n_features)``
         rows drawn at random (about 20,000 for 512 features), which keeps
         their cost small next to training's. With too few rows to
         hold any out, probabilistic PCA. None for
@@ -679,8 +691,9 @@ class VAETransformer(
 
     linear_start_scores_ : dict or None
         Held-out mean log-likelihood of each candidate (at its best variance
-        floor), in nats per sample of X's units, keyed by ``'pca'`` and
-        ``'factor_analysis'``; None where no rows were held out.
+        floor, with the constant features' density), in nats per sample of
+        X's units, keyed by the names of ``linear_start_``; None where no
+        rows were held out.
 
     variance_floor_ : float or None
         The Gaussian decoder's smallest observation variance, as a fraction
@@ -695,13 +708,41 @@ class VAETransformer(
         where ``d`` are the deviations of the ``n_singletons`` features off
         their common value in exactly one row (1e-6 of the features' mean
         variance when there are none): an estimate of how often, and how
-        far, a new row breaks a constant. None for
-        ``likelihood='bernoulli'``.
+        far, a new row breaks a constant (the network pins features
+        constant on all the training rows, see ``constant_features_``; the
+        floor matters for those constant on the rows a candidate is fitted
+        to). A feature off its common value in one row alone gets that
+        floor too, at most its own variance: leaving that row out it is
+        constant, and on few rows factor analysis predicts it to 1e-12. None
+        for ``likelihood='bernoulli'``.
 
     linear_model_ : PCA, FactorAnalysis or None
-        The fitted model named by ``linear_start_``, in the units the
-        network sees (``(X - mean_) / scale_``); for factor analysis with
-        the floored noise variances the network starts with.
+        The fitted model named by ``linear_start_``: for ``'pca'`` fitted to
+        X in its own units, for the others in the units the network sees
+        (``(X - mean_) / scale_``); for factor analysis with the floored
+        noise variances the network starts with.
+
+    constant_features_ : ndarray of int or None
+        Indices of the features constant on the training rows (those the
+        linear start sees, see ``linear_start_``; variance at most 1e-12 of
+        the features' mean), pinned in the network and scored
+        by ``constant_feature_model_``. Empty where there are none, and
+        after a first ``partial_fit`` (a feature constant in one chunk may
+        vary in the next); None for ``likelihood='bernoulli'``.
+
+    constant_feature_model_ : dict or None
+        The density of each constant feature ``x`` in the units of X, added
+        to ``score_samples``: ``(1 - p) N(x; c, v0) + p N(x; c, v1)``, with
+        keys ``'value'`` (``c`` per feature), ``'variance'`` (``v0``, 1e-12
+        of the features' mean variance, factor analysis's floor on z-scored
+        data), ``'break_probability'`` (``p``) and ``'break_variance'``
+        (``v1``). Leaving each training row out in turn, the features
+        constant on the other rows are these and any feature off its
+        common value in that row alone (a break, by ``d``); with ``s``
+        breaks in ``n_rows * n_constant + s`` such trials, ``p = (s + 1) /
+        (n_rows * n_constant + s + 2)`` (Laplace's rule of succession) and
+        ``v1 = (sum(d ** 2) + mean variance) / (s + 1)``. None where no
+        feature is constant.
 
     validation_scores_ : list of float or None
         With ``early_stopping``, the held-out ELBO per sample of each epoch
