@@ -715,3 +715,20 @@ def test_small_wide_sparse_set_trains_and_holds_pca():
     assert set(vae.linear_start_scores_) == {"pca", "standardized_pca"}
     score = vae.score(X_test)
     assert np.isfinite(score) and score >= pca_score - max(1.0, 0.01 * abs(pca_score))
+
+
+def test_best_validation_score_counts_the_start():
+    # At a learning rate far too large every epoch is worse than the linear
+    # start on the validation rows; early stopping restores the start, and
+    # best_validation_score_ is its score, not the best epoch's.
+    X = make_factor_data()
+    vae = VAETransformer(
+        n_components=3, hidden_layer_sizes=(16,), learning_rate=1.0, max_iter=3,
+        n_iter_no_change=2, random_state=0, device="cpu",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(X)
+    start = dict(vae.net_.callbacks_)["early_stopping"].initial_score_
+    assert vae.best_validation_score_ > max(vae.validation_scores_)
+    assert vae.best_validation_score_ == pytest.approx(-start + vae._training_row_shift())
