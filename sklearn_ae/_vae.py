@@ -185,7 +185,7 @@ def linear_gaussian_log_likelihood(X, mean, W, noise_variance):
     return -0.5 * (quadratic + log_det + n_features * math.log(2 * math.pi))
 
 
-def _variance_floor(X, relative):
+def _variance_floor(X, relative, parts=None):
     """Per-feature floor of the decoder's observation variances, for rows ``X``.
 
     ``relative`` times each feature's variance on these rows. A feature
@@ -205,17 +205,9 @@ def _variance_floor(X, relative):
     had none either). Returns ``(floor, constant)``: the floors and the
     mask of the constant features.
     """
-    variance = X.var(axis=0)
-    typical = variance.mean() if variance.any() else 1.0
-    constant = variance <= 1e-12 * typical
+    variance, constant, singleton, shared = parts if parts is not None else _floor_parts(X)
     floor = relative * variance
-    deviation = X - np.median(X, axis=0)
-    off = np.abs(deviation) > math.sqrt(1e-12 * typical)
-    singleton = off.sum(axis=0) == 1
-    if constant.any() or singleton.any():
-        squared = float(np.sum(np.where(off, deviation, 0.0)[:, singleton] ** 2))
-        count = len(X) * int(constant.sum()) + int(singleton.sum())
-        shared = max(squared / count, _CONSTANT_FEATURE_FLOOR * typical)
+    if shared is not None:
         floor[constant] = shared
         # A feature off its common value in one row alone is, that row left
         # out, a constant feature: nothing but that row says the others
@@ -229,6 +221,24 @@ def _variance_floor(X, relative):
             floor[singleton], np.minimum(shared, variance[singleton])
         )
     return floor, constant
+
+
+def _floor_parts(X):
+    """What ``_variance_floor`` needs of ``X`` whatever ``relative``:
+    ``(variance, constant, singleton, shared)``; ``shared`` is None when no
+    feature is constant or a singleton."""
+    variance = X.var(axis=0)
+    typical = variance.mean() if variance.any() else 1.0
+    constant = variance <= 1e-12 * typical
+    deviation = X - np.median(X, axis=0)
+    off = np.abs(deviation) > math.sqrt(1e-12 * typical)
+    singleton = off.sum(axis=0) == 1
+    shared = None
+    if constant.any() or singleton.any():
+        squared = float(np.sum(np.where(off, deviation, 0.0)[:, singleton] ** 2))
+        count = len(X) * int(constant.sum()) + int(singleton.sum())
+        shared = max(squared / count, _CONSTANT_FEATURE_FLOOR * typical)
+    return variance, constant, singleton, shared
 
 
 def _constant_feature_model(X, center=None):
@@ -1089,7 +1099,8 @@ class VAETransformer(
             shift += float(_constant_log_density(constant_model["value"][None], constant_model)[0])
         if held_out is not None:
             X_held_out = _network_rows(held_out, max_rows, rng)[:, keep]
-            fit_floors = {r: _variance_floor(X_fit, r)[0] for r in _VARIANCE_FLOORS}
+            parts = _floor_parts(X_fit)
+            fit_floors = {r: _variance_floor(X_fit, r, parts)[0] for r in _VARIANCE_FLOORS}
             # Every pair of model and relative floor, scored on the held-out
             # rows: the floor is the one setting here that the training rows
             # cannot choose (a smaller one always fits them better).
