@@ -280,10 +280,15 @@ def _constant_feature_model(X, center=None):
     n_singletons = int(singleton.sum())
     squared = float(np.sum(np.where(off, deviation, 0.0)[:, singleton] ** 2))
     trials = len(X) * int(constant.sum()) + n_singletons
-    value = (median if center is None else center)[constant]
+    value = np.asarray((median if center is None else center)[constant], dtype=np.float64)
     return constant, {
-        "value": np.asarray(value, dtype=np.float64),
-        "variance": _CONSTANT_VARIANCE * typical,
+        "value": value,
+        # Without ``center`` the values went through float32: never
+        # narrower than its rounding.
+        "variance": np.maximum(
+            _CONSTANT_VARIANCE * typical,
+            0.0 if center is not None else (np.finfo(np.float32).eps * value) ** 2,
+        ),
         "break_probability": (n_singletons + 1) / (trials + 2),
         "break_variance": (squared + typical) / (n_singletons + 1),
     }
@@ -743,9 +748,10 @@ class VAETransformer(
     constant_feature_model_ : dict or None
         The density of each constant feature ``x`` in the units of X, added
         to ``score_samples``: ``(1 - p) N(x; c, v0) + p N(x; c, v1)``, with
-        keys ``'value'`` (``c`` per feature), ``'variance'`` (``v0``, 1e-12
-        of the features' mean variance, factor analysis's floor on z-scored
-        data), ``'break_probability'`` (``p``) and ``'break_variance'``
+        keys ``'value'`` (``c`` per feature), ``'variance'`` (``v0`` per
+        feature, 1e-12 of the features' mean variance, factor analysis's
+        floor on z-scored data; with ``standardize=False``, at least the
+        float32 rounding of ``c``, squared), ``'break_probability'`` (``p``) and ``'break_variance'``
         (``v1``). Leaving each training row out in turn, the features
         constant on the other rows are these and any feature off its
         common value in that row alone (a break, by ``d``); with ``s``

@@ -683,6 +683,15 @@ def test_constant_features_are_pinned_and_scored_by_their_mixture():
     )
     # The training rows keep them: their score counts the narrow component.
     assert log_mixture(0.0) > 12.0
+    # Without the internal scaling the network's rows went through float32;
+    # a constant of 1000.1 in the user's float64 rows still keeps it.
+    from sklearn_ae._vae import _constant_log_density
+
+    X_offset = X_train.copy()
+    X_offset[:, 10:] = 1000.1
+    raw = starting_vae(VAETransformer(n_components=2, standardize=False, **FAST), X_offset)
+    np.testing.assert_array_equal(raw.constant_features_, [10, 11, 12])
+    assert np.all(_constant_log_density(X_offset[:5, 10:], raw.constant_feature_model_) > 15)
 
 
 def make_sparse_wide(n_samples=100, n_features=200, seed=1):
