@@ -694,7 +694,8 @@ class VAETransformer(
         ``'pca'``: probabilistic PCA of X in its own units, the model of
         :class:`~sklearn.decomposition.PCA` (isotropic noise in those
         units); ``'standardized_pca'``: probabilistic PCA of the internally
-        scaled data (isotropic there; only with ``standardize=True``);
+        scaled data (isotropic there; only with ``standardize=True`` and
+        features of different scales, else it is the same model);
         ``'factor_analysis'``: a candidate only with more training rows
         than modelled features (with fewer, the sample covariance is
         singular and its noise variances go to 1e-12 on columns the rows
@@ -1080,7 +1081,10 @@ class VAETransformer(
         # contain) and, where the network scales its input, in the network's
         # units too.
         kinds = ("pca", "standardized_pca", "factor_analysis")
-        if scaling is None:
+        log_scale = None if scaling is None else np.log(scaling[1][keep])
+        if log_scale is None or not len(log_scale) or np.ptp(log_scale) < 1e-6:
+            # One scale for every modelled feature (X already z-scored, or
+            # no scaling): the two are the same model.
             kinds = ("pca", "factor_analysis")
         if len(X_fit) <= keep.sum():
             # With no more rows than (modelled) features the sample

@@ -370,6 +370,10 @@ def test_starting_elbo_is_the_linear_models_log_likelihood(
     assert isinstance(model, FactorAnalysis if chosen == "factor_analysis" else PCA)
     scores = vae.linear_start_scores_
     assert scores[chosen] == max(scores.values())
+    # PPCA in the units of X and in the network's (different where the
+    # features' scales differ), factor analysis with more rows than features.
+    assert {"pca", "standardized_pca"} <= set(scores)
+    assert ("factor_analysis" in scores) == (len(X) > X.shape[1])
     if chosen == "pca":
         # scikit-learn's PCA model of X itself.
         expected_score = model.score(X)
@@ -720,8 +724,9 @@ def test_small_wide_sparse_set_trains_and_holds_pca():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         vae.fit(X_train)
-    assert vae.linear_start_ in ("pca", "standardized_pca")
-    assert set(vae.linear_start_scores_) == {"pca", "standardized_pca"}
+    # z-scored already: one PPCA (scikit-learn's), and no factor analysis.
+    assert vae.linear_start_ == "pca"
+    assert set(vae.linear_start_scores_) == {"pca"}
     score = vae.score(X_test)
     assert np.isfinite(score) and score >= pca_score - max(1.0, 0.01 * abs(pca_score))
 
