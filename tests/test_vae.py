@@ -746,3 +746,25 @@ def test_best_validation_score_counts_the_start():
     start = dict(vae.net_.callbacks_)["early_stopping"].initial_score_
     assert vae.best_validation_score_ > max(vae.validation_scores_)
     assert vae.best_validation_score_ == pytest.approx(-start + vae._training_row_shift())
+
+
+def test_training_that_diverges_after_its_first_epoch_restores_the_best():
+    # Early stopping kept the linear start as the best so far; a run that
+    # then diverges (here at a learning rate of 3, in its second epoch; on
+    # ADBench's shuttle at the default) comes back to it, with a warning,
+    # instead of raising. One that diverges in its first epoch still raises
+    # (tests/test_reliability.py).
+    X = make_factor_data()
+    params = dict(n_components=3, hidden_layer_sizes=(16,), random_state=0, device="cpu")
+    start = starting_vae(VAETransformer(**params), X)
+    vae = VAETransformer(learning_rate=3.0, max_iter=20, **params)
+    with pytest.warns(ConvergenceWarning, match="diverged .*best epoch.* restored"):
+        vae.fit(X)
+    assert vae.score(X) == pytest.approx(start.score(X), rel=1e-6)
+    assert vae.best_validation_score_ == pytest.approx(
+        -dict(vae.net_.callbacks_)["early_stopping"].initial_score_
+        + vae._training_row_shift()
+    )
+    # Without early stopping there is nothing to restore.
+    with pytest.raises(ValueError, match="diverged"):
+        VAETransformer(learning_rate=3.0, max_iter=20, early_stopping=False, **params).fit(X)
