@@ -1128,7 +1128,7 @@ class VAETransformer(
         # models are still fitted to every feature (PPCA's noise variance
         # is then scikit-learn's), and compared on the others.
         constant, constant_model = np.zeros(data.n_features, dtype=bool), None
-        if self._pin_constants:
+        if getattr(self, "_pin_constants", True):
             user_rows = X_all if scaling is None else X_all * scaling[1] + scaling[0]
             constant, constant_model = _constant_feature_model(
                 user_rows, None if scaling is None else scaling[0]

@@ -768,3 +768,15 @@ def test_training_that_diverges_after_its_first_epoch_restores_the_best():
     # Without early stopping there is nothing to restore.
     with pytest.raises(ValueError, match="diverged"):
         VAETransformer(learning_rate=3.0, max_iter=20, early_stopping=False, **params).fit(X)
+
+
+def test_partial_fit_pins_no_feature():
+    # A feature constant in the first chunk may vary in the next: the
+    # network keeps modelling it (with the leave-one-out floor).
+    X_train, _ = make_constant_columns(n_constant=2)
+    vae = VAETransformer(n_components=2, **FAST).partial_fit(X_train)
+    assert len(vae.constant_features_) == 0 and vae.constant_feature_model_ is None
+    assert not vae.module_.pinned.any()
+    X_next = X_train.copy()
+    X_next[:, -1] = np.random.RandomState(0).randn(len(X_next))
+    assert np.isfinite(vae.partial_fit(X_next).score(X_next))
