@@ -381,7 +381,8 @@ def parse_args(argv):
     parser.add_argument("--max-train-rows", type=int, default=20_000)
     parser.add_argument("--max-test-rows", type=int, default=10_000)
     parser.add_argument("--sets", default=None,
-                        help="comma-separated substrings: only sets whose name has one")
+                        help="comma-separated substrings: only sets whose name has one "
+                        "('=name': only the set of exactly that name)")
     parser.add_argument("--half", choices=("A", "B"), default=None,
                         help="only the sets of this half (e.g. A, to choose a default)")
     parser.add_argument("--ae-params", default=None,
@@ -401,7 +402,10 @@ def main(argv=None):
     half = halves([name for name, _ in panel])
     if args.sets:
         wanted = args.sets.split(",")
-        panel = [(n, X) for n, X in panel if any(w in n for w in wanted)]
+        panel = [
+            (n, X) for n, X in panel
+            if any(n == w[1:] if w.startswith("=") else w in n for w in wanted)
+        ]
     if args.half:
         panel = [(n, X) for n, X in panel if half[n] == args.half]
     ae_options = {"max_iter": 5} if args.quick else {}

@@ -835,6 +835,13 @@ class VariationalAutoencoder(nn.Module):
     the network starts as that model (the estimator does).
 
 
+    Features can be *pinned* (:meth:`pin`, Gaussian decoder only): the
+    encoder reads them as their pinned value whatever the input, and the
+    decoder outputs that value, with variance ``1 / (2 pi)``; a row at the
+    pinned values then adds exactly 0 to the log-likelihood from them, and
+    no weight learns from or acts on them. The estimator pins the features
+    that are constant on the training rows and models them apart.
+
     The Gaussian decoder's per-feature variance is not a gradient-trained
     parameter: like batch norm's running statistics, it is a buffer that
     every forward pass in training mode moves toward its maximum-likelihood
@@ -899,9 +906,40 @@ class VariationalAutoencoder(nn.Module):
         if eval_noise is not None:
             eval_noise = torch.as_tensor(eval_noise, dtype=torch.float32)
         self.register_buffer("eval_noise", eval_noise, persistent=False)
+        # Pinned features (see pin) and their values; none by default.
+        pinned = pinned_value = None
+        if likelihood == "gaussian":
+            pinned = torch.zeros(n_features, dtype=torch.bool)
+            pinned_value = torch.zeros(n_features)
+        self.register_buffer("pinned", pinned)
+        self.register_buffer("pinned_value", pinned_value)
+
+    @torch.no_grad()
+    def pin(self, mask, values):
+        """Pin the features of boolean ``mask`` to ``values`` (Gaussian only).
+
+        Their encoder input and decoder output become ``values``, their
+        observation variance (and its floor) ``1 / (2 pi)``, at which the
+        log-density of the pinned value is 0.
+        """
+        mask = torch.as_tensor(mask, dtype=torch.bool, device=self.pinned.device)
+        self.pinned.copy_(mask)
+        self.pinned_value.zero_()
+        self.pinned_value[mask] = torch.as_tensor(
+            values, dtype=self.pinned_value.dtype, device=self.pinned_value.device
+        )
+        for buffer in (self.observation_var, self.variance_floor):
+            buffer[mask] = 1.0 / (2.0 * math.pi)
+
+    def pin_input(self, x):
+        """Return ``x`` with its pinned features set to their pinned values."""
+        if self.pinned is None:
+            return x
+        return torch.where(self.pinned, self.pinned_value, x)
 
     def encode(self, x):
         """Return the posterior's ``(mean, log_variance)`` for ``x``."""
+        x = self.pin_input(x)
         out = self.encoder_linear(x)
         if self.encoder is not None:
             out = out + self.encoder(x)
@@ -913,7 +951,7 @@ class VariationalAutoencoder(nn.Module):
         out = self.decoder_linear(z)
         if self.decoder is not None:
             out = out + self.decoder(z)
-        return out
+        return self.pin_input(out)
 
     def observation_log_var(self):
         """Return the Gaussian decoder's per-feature log-variance, or None."""

@@ -47,6 +47,10 @@ _VARIANCE_FLOORS = (1e-3, 1e-6, 1e-9, 1e-12)
 # digits, five never-inked pixels took the validation loss from -49 to 4e6
 # nats in one epoch, a diverged fit).
 _CONSTANT_FEATURE_FLOOR = 1e-6
+# Variance of a feature constant on the training rows, as a fraction of the
+# features' mean variance, for rows that keep the constant (see
+# _constant_feature_model): factor analysis's floor on z-scored data.
+_CONSTANT_VARIANCE = 1e-12
 # Most values (rows x features) of the training data that the probabilistic
 # PCA and factor-analysis fits of the linear start see, and fewest rows:
 # FactorAnalysis's EM costs O(rows * features * n_components) per
@@ -181,7 +185,7 @@ def linear_gaussian_log_likelihood(X, mean, W, noise_variance):
     return -0.5 * (quadratic + log_det + n_features * math.log(2 * math.pi))
 
 
-def _variance_floor(X, relative):
+def _variance_floor(X, relative, parts=None):
     """Per-feature floor of the decoder's observation variances, for rows ``X``.
 
     ``relative`` times each feature's variance on these rows. A feature
@@ -201,34 +205,139 @@ def _variance_floor(X, relative):
     had none either). Returns ``(floor, constant)``: the floors and the
     mask of the constant features.
     """
-    variance = X.var(axis=0)
-    typical = variance.mean() if variance.any() else 1.0
-    constant = variance <= 1e-12 * typical
+    variance, constant, singleton, shared = parts if parts is not None else _floor_parts(X)
     floor = relative * variance
-    if constant.any():
-        deviation = X - np.median(X, axis=0)
-        off = np.abs(deviation) > math.sqrt(1e-12 * typical)
-        singleton = off.sum(axis=0) == 1
-        squared = float(np.sum(np.where(off, deviation, 0.0)[:, singleton] ** 2))
-        count = len(X) * int(constant.sum()) + int(singleton.sum())
-        floor[constant] = max(squared / count, _CONSTANT_FEATURE_FLOOR * typical)
+    if shared is not None:
+        floor[constant] = shared
+        # A feature off its common value in one row alone is, that row left
+        # out, a constant feature: nothing but that row says the others
+        # predict it, and factor analysis, given more features than rows,
+        # predicts it to 1e-12 (on 210 rows of CIFAR10_0 embeddings two such
+        # columns, each off in one validation row, were left at 1e-12 by
+        # the start refitted on all rows, and the first epoch took the
+        # validation loss from 624 to 7.8e7 nats: a diverged fit). Its
+        # floor is that shared variance, at most its own variance.
+        floor[singleton] = np.maximum(
+            floor[singleton], np.minimum(shared, variance[singleton])
+        )
     return floor, constant
 
 
-def _fit_linear_gaussian(kind, X, n_components, seed):
-    """Fit probabilistic PCA (``'pca'``) or factor analysis to ``X``.
+def _floor_parts(X):
+    """What ``_variance_floor`` needs of ``X`` whatever ``relative``:
+    ``(variance, constant, singleton, shared)``; ``shared`` is None when no
+    feature is constant or a singleton."""
+    variance = X.var(axis=0)
+    typical = variance.mean() if variance.any() else 1.0
+    constant = variance <= 1e-12 * typical
+    deviation = X - np.median(X, axis=0)
+    off = np.abs(deviation) > math.sqrt(1e-12 * typical)
+    singleton = off.sum(axis=0) == 1
+    shared = None
+    if constant.any() or singleton.any():
+        squared = float(np.sum(np.where(off, deviation, 0.0)[:, singleton] ** 2))
+        count = len(X) * int(constant.sum()) + int(singleton.sum())
+        shared = max(squared / count, _CONSTANT_FEATURE_FLOOR * typical)
+    return variance, constant, singleton, shared
 
-    Returns ``(model, mean, W, noise_variance)``: the fitted scikit-learn
-    estimator and the parameters of x ~ N(mean, W W^T + diag(noise_variance)),
-    before any variance floor. ``W`` has at most ``n_components`` columns
-    (fewer when ``X`` is too narrow or short).
+
+def _constant_feature_model(X, center=None):
+    """Find the features constant on training rows ``X`` (the user's units)
+    and model them: return ``(mask, model)``, ``model`` None when none is.
+
+    The maximum-likelihood variance of a feature that is constant on the
+    training rows is 0, an infinite density, and any fixed small variance
+    trades an arbitrary bonus on rows that keep the constant against an
+    arbitrary penalty on a row that does not: factor analysis's 1e-12
+    scored 13 nats per such pixel on held-out digits, and 1.3e11 nats were
+    lost on a held-out digit with ink where 100 training rows had none.
+    Each such feature is modelled instead, independently of the others, as
+    the mixture ``(1 - p) N(c, v0) + p N(c, v1)``: a narrow component at
+    its value ``c`` (``v0`` is ``_CONSTANT_VARIANCE`` times the features'
+    mean variance: factor analysis's own floor on z-scored data), and a
+    break of the constant with probability ``p`` and spread ``v1``, both
+    estimated by leaving each row out in turn: a row left out breaks a
+    constant of the other rows exactly where a feature is off its common
+    value in that row alone (a "singleton", by ``d``), so with ``s``
+    singletons among ``n_rows * n_constant + s`` such trials, ``p = (s + 1)
+    / (n_rows * n_constant + s + 2)`` (Laplace's rule of succession) and
+    ``v1 = (sum(d ** 2) + mean variance) / (s + 1)`` (one pseudo-break of
+    the typical spread). A row that keeps the constants gains a finite
+    bonus, and one that breaks one loses ``-log p`` and a Gaussian term
+    of the typical break, never an absurd amount. ``center``: exact
+    values of the constant features (the scaling's means) where ``X``
+    went through float32.
     """
+    variance = X.var(axis=0)
+    typical = variance.mean() if variance.any() else 1.0
+    constant = variance <= 1e-12 * typical
+    if not constant.any():
+        return constant, None
+    median = np.median(X, axis=0)
+    deviation = X - median
+    off = np.abs(deviation) > math.sqrt(1e-12 * typical)
+    singleton = ~constant & (off.sum(axis=0) == 1)
+    n_singletons = int(singleton.sum())
+    squared = float(np.sum(np.where(off, deviation, 0.0)[:, singleton] ** 2))
+    trials = len(X) * int(constant.sum()) + n_singletons
+    value = np.asarray((median if center is None else center)[constant], dtype=np.float64)
+    return constant, {
+        "value": value,
+        # Without ``center`` the values went through float32: never
+        # narrower than its rounding.
+        "variance": np.maximum(
+            _CONSTANT_VARIANCE * typical,
+            0.0 if center is not None else (np.finfo(np.float32).eps * value) ** 2,
+        ),
+        "break_probability": (n_singletons + 1) / (trials + 2),
+        "break_variance": (squared + typical) / (n_singletons + 1),
+    }
+
+
+def _constant_log_density(X, model):
+    """Log-density of rows ``X`` (the constant features only, the user's
+    units) under ``_constant_feature_model``'s mixture, summed per row."""
+    squared = (np.asarray(X, dtype=np.float64) - model["value"]) ** 2
+    p = model["break_probability"]
+
+    def log_normal(v):
+        return -0.5 * (np.log(2 * np.pi * v) + squared / v)
+
+    return np.logaddexp(
+        np.log1p(-p) + log_normal(model["variance"]),
+        np.log(p) + log_normal(model["break_variance"]),
+    ).sum(axis=1)
+
+
+def _fit_linear_gaussian(kind, X, n_components, seed, scaling=None):
+    """Fit probabilistic PCA or factor analysis to rows ``X`` of the network.
+
+    ``kind``: ``'standardized_pca'`` (probabilistic PCA of ``X`` as the
+    network sees it), ``'pca'`` (probabilistic PCA of the same rows in the
+    units of the user's X, ``X * scale + center`` for ``scaling = (center,
+    scale)``: scikit-learn's :class:`~sklearn.decomposition.PCA` model,
+    isotropic in those units; without ``scaling`` the same as
+    ``'standardized_pca'``) or ``'factor_analysis'`` (whose likelihood does
+    not depend on the units). Returns ``(model, mean, W, noise_variance)``:
+    the fitted scikit-learn estimator (in the units it was fitted in) and
+    the parameters of x ~ N(mean, W W^T + diag(noise_variance)) in the
+    network's units, before any variance floor. ``W`` has at most
+    ``n_components`` columns (fewer when ``X`` is too narrow or short).
+    """
+    if kind == "pca" and scaling is not None:
+        center, scale = scaling
+        model, mean, W, noise_variance = _fit_linear_gaussian(
+            "standardized_pca", X * scale + center, n_components, seed
+        )
+        return (
+            model, (mean - center) / scale, W / scale[:, None], noise_variance / scale**2
+        )
     n_samples, n_features = X.shape
     n_factors = max(0, min(n_components, n_features - 1, n_samples - 1))
     if n_factors == 0:
         mean = X.mean(axis=0)
         return None, mean, np.zeros((n_features, 0)), X.var(axis=0)
-    if kind == "pca":
+    if kind != "factor_analysis":
         model = PCA(n_components=n_factors, random_state=seed).fit(X)
         # The maximum-likelihood PPCA loadings (Tipping and Bishop, 1999),
         # as in PCA.get_covariance.
@@ -299,10 +408,11 @@ class VAETransformer(
 
     The network contains the linear models it generalises: encoder and
     decoder each have a linear path beside their nonlinear branch, whose
-    last layer starts at zero. At fit, probabilistic PCA and factor
-    analysis are fitted to the training data (as the network sees it, after
-    the internal scaling), the better of the two on held-out rows is
-    written into the linear paths (the decoder's mean, the per-feature
+    last layer starts at zero. At fit, probabilistic PCA (in the units of
+    X, as :class:`~sklearn.decomposition.PCA` fits it, and in the units of
+    the internal scaling) and factor analysis (where there are more rows
+    than features) are fitted to the training data, the best on held-out
+    rows is written into the linear paths (the decoder's mean, the per-feature
     observation variances, and the encoder's exact posterior), so that
     before its first step the VAE *is* that model: its ELBO equals the
     model's log-likelihood. Training moves on from there, and early
@@ -361,10 +471,14 @@ class VAETransformer(
         of the feature's variance in the units the network sees, so that a
         feature predicted exactly cannot make the likelihood of a new row
         absurd. The fraction (``variance_floor_``) is chosen with the linear
-        start, on the held-out rows. A feature constant on the training rows
-        gets the variance that maximises the leave-one-out likelihood of
-        such features (see ``variance_floor_``). Only the Gaussian decoder
-        starts from the linear model.
+        start, on the held-out rows. Features constant on the training rows
+        are not modelled by the network (it neither reads nor predicts
+        them): each gets its own density, a mixture of a narrow Gaussian at
+        its value and a rare break whose rate and spread are estimated by
+        leaving each training row out (see ``constant_feature_model_``), so
+        that rows keeping the constant gain a finite bonus and a row that
+        breaks it loses a finite, modest amount, whatever the units. Only
+        the Gaussian decoder starts from the linear model.
         ``'bernoulli'``: the decoder gives the
         probability of each feature being 1; for data in [0, 1], which is not
         standardized. For non-binary data in [0, 1] its score is a
@@ -432,7 +546,11 @@ class VAETransformer(
         before the linear start). The validation ELBO is computed as
         ``score`` computes it, over the same fixed, balanced posterior
         draws: one random draw per row, on a small validation split, is
-        noisy enough to restore a worse epoch than the linear start.
+        noisy enough to restore a worse epoch than the linear start. A run
+        that diverges after its first epoch is stopped and the best epoch's
+        weights (the linear start, or a better epoch) are restored, with a
+        ``ConvergenceWarning``; without early stopping, or in the first
+        epoch, divergence raises ``ValueError``.
 
     validation_fraction : float, default=0.1
         Fraction of the training data held out when ``early_stopping=True``.
@@ -572,12 +690,20 @@ class VAETransformer(
     best_loss_ : float
         Smallest value of ``loss_curve_``.
 
-    linear_start_ : {'pca', 'factor_analysis'} or None
-        The linear model the network started from: the one of probabilistic
-        PCA and factor analysis with the higher log-likelihood on held-out
-        rows (the early-stopping validation rows, or without early stopping
-        a ``validation_fraction`` of the rows), refitted on all training
-        rows. Both are fitted to at most ``max(1000, 10**7 // n_features)``
+    linear_start_ : {'pca', 'standardized_pca', 'factor_analysis'} or None
+        The linear model the network started from: the one with the highest
+        log-likelihood on held-out rows (the early-stopping validation
+        rows, or without early stopping a ``validation_fraction`` of the
+        rows), refitted on all training rows; the first among ties.
+        ``'pca'``: probabilistic PCA of X in its own units, the model of
+        :class:`~sklearn.decomposition.PCA` (isotropic noise in those
+        units); ``'standardized_pca'``: probabilistic PCA of the internally
+        scaled data (isotropic there; only with ``standardize=True`` and
+        features of different scales, else it is the same model);
+        ``'factor_analysis'``: a candidate only with more training rows
+        than modelled features (with fewer, the sample covariance is
+        singular and its noise variances go to 1e-12 on columns the rows
+        happen to fit). All are fitted to at most ``max(1000, 10**7 // n_features)``
         rows drawn at random (about 20,000 for 512 features), which keeps
         their cost small next to training's. With too few rows to
         hold any out, probabilistic PCA. None for
@@ -585,8 +711,9 @@ class VAETransformer(
 
     linear_start_scores_ : dict or None
         Held-out mean log-likelihood of each candidate (at its best variance
-        floor), in nats per sample of X's units, keyed by ``'pca'`` and
-        ``'factor_analysis'``; None where no rows were held out.
+        floor, with the constant features' density), in nats per sample of
+        X's units, keyed by the names of ``linear_start_``; None where no
+        rows were held out.
 
     variance_floor_ : float or None
         The Gaussian decoder's smallest observation variance, as a fraction
@@ -601,13 +728,42 @@ class VAETransformer(
         where ``d`` are the deviations of the ``n_singletons`` features off
         their common value in exactly one row (1e-6 of the features' mean
         variance when there are none): an estimate of how often, and how
-        far, a new row breaks a constant. None for
-        ``likelihood='bernoulli'``.
+        far, a new row breaks a constant (the network pins features
+        constant on all the training rows, see ``constant_features_``; the
+        floor matters for those constant on the rows a candidate is fitted
+        to). A feature off its common value in one row alone gets that
+        floor too, at most its own variance: leaving that row out it is
+        constant, and on few rows factor analysis predicts it to 1e-12. None
+        for ``likelihood='bernoulli'``.
 
     linear_model_ : PCA, FactorAnalysis or None
-        The fitted model named by ``linear_start_``, in the units the
-        network sees (``(X - mean_) / scale_``); for factor analysis with
-        the floored noise variances the network starts with.
+        The fitted model named by ``linear_start_``: for ``'pca'`` fitted to
+        X in its own units, for the others in the units the network sees
+        (``(X - mean_) / scale_``); for factor analysis with the floored
+        noise variances the network starts with.
+
+    constant_features_ : ndarray of int or None
+        Indices of the features constant on the training rows (those the
+        linear start sees, see ``linear_start_``; variance at most 1e-12 of
+        the features' mean), pinned in the network and scored
+        by ``constant_feature_model_``. Empty where there are none, and
+        after a first ``partial_fit`` (a feature constant in one chunk may
+        vary in the next); None for ``likelihood='bernoulli'``.
+
+    constant_feature_model_ : dict or None
+        The density of each constant feature ``x`` in the units of X, added
+        to ``score_samples``: ``(1 - p) N(x; c, v0) + p N(x; c, v1)``, with
+        keys ``'value'`` (``c`` per feature), ``'variance'`` (``v0`` per
+        feature, 1e-12 of the features' mean variance, factor analysis's
+        floor on z-scored data; with ``standardize=False``, at least the
+        float32 rounding of ``c``, squared), ``'break_probability'`` (``p``) and ``'break_variance'``
+        (``v1``). Leaving each training row out in turn, the features
+        constant on the other rows are these and any feature off its
+        common value in that row alone (a break, by ``d``); with ``s``
+        breaks in ``n_rows * n_constant + s`` such trials, ``p = (s + 1) /
+        (n_rows * n_constant + s + 2)`` (Laplace's rule of succession) and
+        ``v1 = (sum(d ** 2) + mean variance) / (s + 1)``. None where no
+        feature is constant.
 
     validation_scores_ : list of float or None
         With ``early_stopping``, the held-out ELBO per sample of each epoch
@@ -859,6 +1015,60 @@ class VAETransformer(
         return _NegativeELBO(self.likelihood, beta=self.beta)
 
     def _before_training(self, net, data, batch_size, device):
+        # Kept for _train, which needs them when a diverged run is rolled back.
+        self._start_attributes = self._linear_start(net, data, batch_size, device)
+        return self._start_attributes
+
+    def _train(self, net, data, batch_size, device, seed, epochs_before, *, start,
+               one_epoch=False):
+        """Train as the base class does; but where training diverges with
+        early stopping, restore the best weights it kept (the linear start
+        or a better epoch) and warn, instead of raising.
+
+        The network starts at a linear model that held-out rows chose, and
+        early stopping keeps the best epoch against it: a run that diverges
+        found nothing better, which is what restore-best returns. On
+        ADBench's shuttle (20,000 z-scored rows, 9 columns, values up to 111
+        standard deviations) factor analysis gives six columns noise
+        variances of about 5e-4, and the nonlinear encoder branch, fed the
+        extreme rows, took the training loss from 2.3 nats in the first
+        epoch to 3.1e4 in the seventh: a default fit raised. A linear VAE
+        (``hidden_layer_sizes=()``) trains there without diverging.
+        """
+        self._start_attributes = {}
+        try:
+            return super()._train(
+                net, data, batch_size, device, seed, epochs_before, start=start,
+                one_epoch=one_epoch,
+            )
+        except ValueError as exc:
+            early_stopping = dict(net.callbacks_).get("early_stopping")
+            best = getattr(early_stopping, "best_model_weights_", None)
+            if (
+                one_epoch
+                or best is None
+                or not str(exc).startswith("The optimisation diverged")
+            ):
+                raise
+            history = net.history
+            if len(history) > epochs_before and "train_loss" not in history[-1]:
+                history.pop()
+            if len(history) == epochs_before:
+                raise  # no epoch of this fit finished
+            net.module_.load_state_dict(best)
+            best_epoch = early_stopping.best_epoch_ - epochs_before
+            detail = str(exc).split("(", 1)[1].split("):", 1)[0]
+            warnings.warn(
+                f"{type(self).__name__}: training diverged ({detail}); the "
+                "weights of the best epoch on the validation rows were restored "
+                f"(epoch {best_epoch} of this fit; 0 is the start). A smaller "
+                "learning_rate, or hidden_layer_sizes=() (a linear VAE), may "
+                "train further.",
+                ConvergenceWarning,
+            )
+            return self._start_attributes if start else {}
+
+    def _linear_start(self, net, data, batch_size, device):
         """Start the network from the better of PPCA and factor analysis.
 
         Both are fitted to the training rows in the units the network sees
@@ -876,6 +1086,8 @@ class VAETransformer(
                 "linear_start_scores_": None,
                 "linear_model_": None,
                 "variance_floor_": None,
+                "constant_features_": None,
+                "constant_feature_model_": None,
             }
         # From the fit's own CPU generator (seeded from random_state; the
         # caller's random_state object is not drawn from again). torch's
@@ -909,19 +1121,54 @@ class VAETransformer(
         # (load 12), factor analysis at n_components=16 took 6.4 s on 1,953
         # x 512 CIFAR10_0 rows with OpenBLAS's default threads, 0.9 s on
         # 3,315 rows with one.
-        kinds = ("pca", "factor_analysis")
+        scaling = (self._start_center, self._start_scale) if self._scales_input() else None
+        X_all = _network_rows(data, max_rows, rng)
+        # Features constant on the training rows are modelled apart (see
+        # _constant_feature_model) and pinned in the network; the linear
+        # models are still fitted to every feature (PPCA's noise variance
+        # is then scikit-learn's), and compared on the others.
+        constant, constant_model = np.zeros(data.n_features, dtype=bool), None
+        if getattr(self, "_pin_constants", True):
+            user_rows = X_all if scaling is None else X_all * scaling[1] + scaling[0]
+            constant, constant_model = _constant_feature_model(
+                user_rows, None if scaling is None else scaling[0]
+            )
+        keep = ~constant
+        # PPCA is isotropic in the units it is fitted in, so it is fitted in
+        # the user's units (scikit-learn's PCA model, which the start must
+        # contain) and, where the network scales its input, in the network's
+        # units too.
+        kinds = ("pca", "standardized_pca", "factor_analysis")
+        log_scale = None if scaling is None else np.log(scaling[1][keep])
+        if log_scale is None or not len(log_scale) or np.ptp(log_scale) < 1e-6:
+            # One scale for every modelled feature (X already z-scored, or
+            # no scaling): the two are the same model.
+            kinds = ("pca", "factor_analysis")
+        if len(X_fit) <= keep.sum():
+            # With no more rows than (modelled) features the sample
+            # covariance is singular and factor analysis drives noise
+            # variances to its floor of 1e-12 (a Heywood case) on columns
+            # the rows happen to fit: held out, FactorAnalysis scored about
+            # -4e12 nats on 210 rows of CIFAR10_0 embeddings (512 columns),
+            # and on 50 rows of 120 sparse columns the start it won on 6
+            # validation rows scored -31,000 on new rows, where PPCA's
+            # isotropic noise held (-430). It is not a candidate there.
+            kinds = kinds[:-1]
         fits = {
-            kind: _fit_linear_gaussian(kind, X_fit, self.n_components, seed)
+            kind: _fit_linear_gaussian(kind, X_fit, self.n_components, seed, scaling)
             for kind in kinds
         }
         scores = None
         chosen, relative_floor = "pca", _VARIANCE_FLOOR
+        # log-Jacobian of the modelled features' scaling, and the density of
+        # the constant features at their values (every training row's).
+        shift = -float(np.sum(np.log(scaling[1][keep]))) if scaling is not None else 0.0
+        if constant_model is not None:
+            shift += float(_constant_log_density(constant_model["value"][None], constant_model)[0])
         if held_out is not None:
-            X_held_out = _network_rows(held_out, max_rows, rng)
-            shift = (
-                -float(np.sum(np.log(self._start_scale))) if self._scales_input() else 0.0
-            )
-            fit_floors = {r: _variance_floor(X_fit, r)[0] for r in _VARIANCE_FLOORS}
+            X_held_out = _network_rows(held_out, max_rows, rng)[:, keep]
+            parts = _floor_parts(X_fit)
+            fit_floors = {r: _variance_floor(X_fit, r, parts)[0] for r in _VARIANCE_FLOORS}
             # Every pair of model and relative floor, scored on the held-out
             # rows: the floor is the one setting here that the training rows
             # cannot choose (a smaller one always fits them better).
@@ -932,7 +1179,7 @@ class VAETransformer(
                     try:
                         with np.errstate(all="ignore"):
                             log_likelihoods = linear_gaussian_log_likelihood(
-                                X_held_out, mean, W, noise_variance
+                                X_held_out, mean[keep], W[keep], noise_variance[keep]
                             )
                     except np.linalg.LinAlgError:
                         log_likelihoods = np.nan
@@ -941,7 +1188,13 @@ class VAETransformer(
             # scores the first (PPCA, the larger floor) does.
             finite = {pair: v for pair, v in pair_scores.items() if np.isfinite(v)}
             if finite:
-                chosen, relative_floor = max(finite, key=finite.get)
+                # Ties within rounding (the two PPCAs of z-scored data
+                # differ in the last digits) go to the first pair.
+                best = max(finite.values())
+                tie = 1e-9 * max(1.0, abs(best))
+                chosen, relative_floor = next(
+                    pair for pair, v in finite.items() if v >= best - tie
+                )
             scores = {
                 kind: max(
                     (v for (k, _), v in finite.items() if k == kind), default=math.nan
@@ -951,8 +1204,11 @@ class VAETransformer(
             # The winner is refitted on all the training rows: the linear
             # start is then the model a user would fit, and the validation
             # rows, having seen it, keep it unless training does better.
-            X_all = _network_rows(data, max_rows, rng)
-            fits = {chosen: _fit_linear_gaussian(chosen, X_all, self.n_components, seed)}
+            fits = {
+                chosen: _fit_linear_gaussian(
+                    chosen, X_all, self.n_components, seed, scaling
+                )
+            }
             floor = _variance_floor(X_all, relative_floor)[0]
         else:
             floor = _variance_floor(X_fit, relative_floor)[0]
@@ -962,32 +1218,39 @@ class VAETransformer(
             model.noise_variance_ = noise_variance
         # Training never takes the variances below these (see
         # _VARIANCE_MOMENTUM).
-        self._set_linear_start(net.module_, mean, W, noise_variance)
+        self._set_linear_start(net.module_, mean, W, noise_variance, keep)
+        if constant.any():
+            net.module_.pin(constant, X_all[0, constant])
         return {
             "linear_start_": chosen,
             "linear_start_scores_": scores,
             "linear_model_": model,
             "variance_floor_": relative_floor,
+            "constant_features_": np.flatnonzero(constant),
+            "constant_feature_model_": constant_model,
         }
 
     def _input_scaling(self, X):
         mean, scale = super()._input_scaling(X)
         # The scores of the linear start are reported in the units of X
         # before fit sets scale_.
-        self._start_scale = scale
+        self._start_center, self._start_scale = mean, scale
         return mean, scale
 
-    def _set_linear_start(self, module, mean, W, noise_variance):
-        """Write a linear-Gaussian model and its posterior into ``module``."""
+    def _set_linear_start(self, module, mean, W, noise_variance, keep):
+        """Write a linear-Gaussian model of the features ``keep`` and its
+        posterior into ``module`` (the others get no loadings)."""
         n_components = self.n_components
-        W_rotated, posterior_mean, posterior_log_var = _posterior_maps(W, noise_variance)
+        W_rotated, posterior_mean, posterior_log_var = _posterior_maps(
+            W[keep], noise_variance[keep]
+        )
         n_factors = W.shape[1]
         decoder_weight = np.zeros((len(mean), n_components))
-        decoder_weight[:, :n_factors] = W_rotated
+        decoder_weight[keep, :n_factors] = W_rotated
         encoder_weight = np.zeros((2 * n_components, len(mean)))
-        encoder_weight[:n_factors] = posterior_mean
+        encoder_weight[:n_factors, keep] = posterior_mean
         encoder_bias = np.zeros(2 * n_components)
-        encoder_bias[:n_factors] = -posterior_mean @ mean
+        encoder_bias[:n_factors] = -posterior_mean @ mean[keep]
         encoder_bias[n_components : n_components + n_factors] = posterior_log_var
         values = {
             module.decoder_linear.weight: decoder_weight,
@@ -1027,21 +1290,47 @@ class VAETransformer(
                 "to [0, 1] (e.g. MinMaxScaler) or use likelihood='gaussian'."
             )
 
+    def _constant_mask(self):
+        """Boolean mask of the features modelled apart from the network."""
+        mask = np.zeros(self.n_features_in_, dtype=bool)
+        if getattr(self, "constant_feature_model_", None) is not None:
+            mask[self.constant_features_] = True
+        return mask
+
     def _log_jacobian(self):
-        """log |d x_standardized / d x|: converts log-densities to the units of X."""
+        """log |d x_standardized / d x| over the features the network
+        models: converts its log-densities to the units of X."""
         if self.scale_ is None:
             return 0.0
-        return -float(np.sum(np.log(self.scale_)))
+        return -float(np.sum(np.log(self.scale_[~self._constant_mask()])))
+
+    def _training_row_shift(self):
+        """What converts the network's log-density of a training row to
+        ``score_samples``'s: the log-Jacobian and the density of the
+        constant features at their values."""
+        shift = self._log_jacobian()
+        model = getattr(self, "constant_feature_model_", None)
+        if model is not None:
+            shift += float(_constant_log_density(model["value"][None], model)[0])
+        return shift
 
     def _set_history_attributes(self, validation=True):
         # The engine records losses in the network's (standardized) units.
         super()._set_history_attributes(validation)
-        shift = self._log_jacobian()
+        shift = self._training_row_shift()
         self.loss_curve_ = [v - shift for v in self.loss_curve_]
         self.best_loss_ = min(self.loss_curve_)
         if self.validation_scores_ is not None:
             self.validation_scores_ = [v + shift for v in self.validation_scores_]
-            self.best_validation_score_ = max(self.validation_scores_)
+            # The restored weights may be the start's (epoch 0), which early
+            # stopping compared with every epoch.
+            start = getattr(
+                dict(self.net_.callbacks_).get("early_stopping"), "initial_score_", None
+            )
+            candidates = list(self.validation_scores_)
+            if start is not None and math.isfinite(start):
+                candidates.append(-start + shift)
+            self.best_validation_score_ = max(candidates)
 
     # -------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -1061,6 +1350,7 @@ class VAETransformer(
         self : object
             Fitted estimator.
         """
+        self._pin_constants = True
         return self._fit(X)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -1099,6 +1389,9 @@ class VAETransformer(
         self : object
             Fitted estimator.
         """
+        # A feature constant in the first chunk may vary in the next: none
+        # is pinned.
+        self._pin_constants = False
         return self._partial_fit(X)
 
     # -------------------------------------------------------------- inference
@@ -1249,6 +1542,8 @@ class VAETransformer(
         # same to the last digits whether a row is scored alone or in a batch.
 
         def bound(module, xb):
+            # Features constant in training are scored apart (below).
+            xb = module.pin_input(xb)
             noise_ = noise.to(xb.dtype)
             z_mean, z_log_var = module.encode(xb)
             if n_importance == 1:
@@ -1270,6 +1565,11 @@ class VAETransformer(
             return torch.logsumexp(log_weights, dim=0) - math.log(n_draws)
 
         scores = self._map_batches(X, bound, np.float64) + self._log_jacobian()
+        constant = self._constant_mask()
+        if constant.any():
+            columns = X[:, constant]
+            columns = columns.toarray() if hasattr(columns, "toarray") else columns
+            scores += _constant_log_density(columns, self.constant_feature_model_)
         return scores.astype(dtype, copy=False)
 
     def score(self, X, y=None):
