@@ -38,15 +38,9 @@ class AutoencoderTransformer(
     it is better on significantly more than half of the validation rows (a
     one-sided sign test at 5%) and has a lower mean validation loss than the
     PCA of every row; otherwise ``fit`` returns the PCA of every row. Where
-    a nonlinear code helps, training finds it. How PCA is held: with ReLU hidden layers (no dropout, batch norm,
-    tied weights or layer-wise pretraining) wide enough (``4 * n_components <= min(hidden_layer_sizes)``),
-    the first ``2 * n_components`` units of each hidden layer carry PCA's
-    scores and their negatives (``relu(u) - relu(-u) = u``) and the other
-    units' weights into the output layers start at zero: the network is
-    exactly the one ``hidden_layer_sizes`` describes and costs what it
-    costs. Otherwise encoder and decoder are each a linear map (holding
-    PCA) plus a nonlinear branch through the hidden layers whose output
-    layer starts at zero: two extra matrix products per pass.
+    a nonlinear code helps, training finds it. Encoder and decoder are each
+    a linear map (holding PCA) plus a nonlinear branch through the hidden
+    layers whose output layer starts at zero.
 
     Parameters
     ----------

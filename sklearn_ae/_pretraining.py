@@ -4,10 +4,7 @@ Each encoder layer and its mirror decoder layer form a shallow autoencoder,
 trained on the codes of the layers below it; the layers are trained in place,
 so after the last one the deep network starts fine-tuning from the stack.
 In a network with linear paths (:class:`~sklearn_ae._networks.WithLinearPath`)
-the layers pretrained are those of the nonlinear branches. (The estimators
-build such separate paths when they pretrain, rather than carrying the linear
-model in the first hidden units, :class:`~sklearn_ae._networks.CarriedLinearPath`,
-which the PCA start would overwrite after pretraining.)
+the layers pretrained are those of the nonlinear branches.
 """
 
 import torch

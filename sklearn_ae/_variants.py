@@ -258,7 +258,6 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
             dropout=self.dropout,
             batch_norm=self.batch_norm,
             tied_weights=self.tied_weights,
-            carry=not self.layerwise_pretraining,
             **self._autoencoder_options(),
         )
 

@@ -446,10 +446,10 @@ def test_early_stopping_keeps_the_start_when_no_epoch_beats_it():
     pca = PCA(n_components=ae.n_components).fit(Xs)
     np.testing.assert_allclose(ae.transform(X), pca.transform(Xs), atol=1e-4)
     # what was restored before that is the start itself: the weights that
-    # PCA's start does not set (the other hidden units) are the start's
+    # PCA's start does not set (the branches' hidden layers) are the start's
     start = dict(ae.net_.callbacks_)["start"].state_
-    first = ae.module_.encoder[0].weight
-    torch.testing.assert_close(first[6:], start["encoder.0.weight"][6:], rtol=0, atol=0)
+    first = ae.module_.encoder.branch[0].weight
+    torch.testing.assert_close(first, start["encoder.branch.0.weight"], rtol=0, atol=0)
     initial = dict(ae.net_.callbacks_)["early_stopping"].initial_score_
     assert ae.best_validation_score_ == -initial > max(ae.validation_scores_)
 
@@ -537,7 +537,7 @@ def test_carried_linear_path_computes_the_linear_map(hidden):
 
 
 @pytest.mark.parametrize(
-    "params, carried",
+    "options, carried",
     [
         ({}, True),  # 4 * 3 <= 16: PCA rides in the hidden layers, no extra layer
         ({"hidden_layer_sizes": (16, 8)}, False),  # no room in the 8-unit layer
@@ -547,17 +547,24 @@ def test_carried_linear_path_computes_the_linear_map(hidden):
         ({"tied_weights": True}, False),
     ],
 )
-def test_where_the_linear_model_is_carried(params, carried):
-    from sklearn_ae._networks import CarriedLinearPath, WithLinearPath
+def test_where_the_linear_model_can_be_carried(options, carried):
+    from sklearn_ae._networks import CarriedLinearPath, MLPAutoencoder, WithLinearPath
 
-    ae = AutoencoderTransformer(**{**FAST, "n_components": 3, "max_iter": 1, **params})
-    ae.fit(make_data(n_samples=60, n_features=12))
+    options = {"hidden_layer_sizes": (16,), **options}
+    module = MLPAutoencoder(12, 3, carry=True, **options)
     expected = CarriedLinearPath if carried else WithLinearPath
-    assert isinstance(ae.module_.encoder, expected)
-    assert isinstance(ae.module_.decoder, expected)
+    assert isinstance(module.encoder, expected) and isinstance(module.decoder, expected)
     if carried:  # exactly the parameters of the plain network
-        n_weights = sum(p.numel() for p in ae.module_.parameters())
+        n_weights = sum(p.numel() for p in module.parameters())
         assert n_weights == (12 * 16 + 16 + 16 * 3 + 3) + (3 * 16 + 16 + 16 * 12 + 12)
+    # the estimators keep separate linear paths (see MLPAutoencoder's carry)
+    ae = AutoencoderTransformer(**{**FAST, "n_components": 3, "max_iter": 1, **options})
+    ae.fit(make_data(n_samples=60, n_features=12))
+    assert isinstance(ae.module_.encoder, WithLinearPath)
+    # whose branches' output layers have no bias beside the linear path's
+    if not options.get("tied_weights"):
+        assert ae.module_.encoder.branch[-1].bias is None
+        assert ae.module_.decoder.branch[-1].bias is None
 
 
 def test_start_is_kept_unless_an_epoch_beats_it_on_most_rows():
