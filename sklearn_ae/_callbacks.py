@@ -144,19 +144,13 @@ class KLWarmup(Callback):
 
 def sign_test(n_better, n):
     """One-sided p-value of ``n_better`` successes out of ``n`` fair coin
-    flips: P(X >= n_better), X ~ Binomial(n, 1/2) (exact up to 1,000 flips,
-    the normal approximation with continuity correction beyond)."""
-    if n == 0 or n_better <= 0:
+    flips: P(X >= n_better), X ~ Binomial(n, 1/2); 1 when ``n`` is 0."""
+    if n == 0:
         return 1.0
-    if n > 1000:
-        z = (2 * n_better - n - 1) / math.sqrt(n)
-        return 0.5 * math.erfc(z / math.sqrt(2))
-    log_terms = [
-        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
-        for i in range(n_better, n + 1)
-    ]
-    top = max(log_terms)
-    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in log_terms))
+    # scipy.stats is already imported by scikit-learn's base module.
+    from scipy.stats import binomtest
+
+    return float(binomtest(n_better, n, 0.5, alternative="greater").pvalue)
 
 
 class EarlyStoppingFromStart(EarlyStopping):
@@ -212,6 +206,7 @@ class EarlyStoppingFromStart(EarlyStopping):
         super().__init__(**kwargs)
         self.min_patience_steps = min_patience_steps
         self.significance = significance
+        self._instead_of_start = None  # set by restore_if_start_wins
 
     def restore_if_start_wins(self, state_dict, start):
         """Restore ``state_dict`` instead of the start's weights if the start
@@ -232,6 +227,8 @@ class EarlyStoppingFromStart(EarlyStopping):
         self._start_epoch = None
         self._start_weights = None
         self._start_losses = None
+        self._dataset_valid = None
+        self._instead_loss = None
         self._pending_start = self.monitor.startswith("valid")
 
     def on_epoch_begin(self, net, dataset_valid=None, **kwargs):
@@ -247,7 +244,7 @@ class EarlyStoppingFromStart(EarlyStopping):
         self.dynamic_threshold_ = self._calc_new_threshold(score)
         # The row of this epoch is already open; the start is the row before.
         self.best_epoch_ = self._start_epoch = len(net.history) - 1
-        instead = getattr(self, "_instead_of_start", None)
+        instead = self._instead_of_start
         if instead is not None:
             current = net.module_.state_dict()
             if set(current) != set(instead[1]) or not all(
@@ -260,7 +257,7 @@ class EarlyStoppingFromStart(EarlyStopping):
                 self._start_weights = self.best_model_weights_
                 self._start_losses = self._per_row_losses(net, dataset_valid)
                 self._dataset_valid = dataset_valid
-                instead = getattr(self, "_instead_of_start", None)
+                instead = self._instead_of_start
                 if instead is not None:
                     net.module_.load_state_dict(instead[0])
                     self._instead_loss = float(self._per_row_losses(net, dataset_valid).mean())
@@ -279,10 +276,10 @@ class EarlyStoppingFromStart(EarlyStopping):
     def on_train_end(self, net, **kwargs):
         super().on_train_end(net, **kwargs)  # restores the best epoch's weights
         start, self._start_weights = self._start_weights, None
-        dataset_valid, self._dataset_valid = getattr(self, "_dataset_valid", None), None
-        instead, self._instead_of_start = getattr(self, "_instead_of_start", None), None
+        dataset_valid, self._dataset_valid = self._dataset_valid, None
+        instead, self._instead_of_start = self._instead_of_start, None
         self.kept_start_ = self.best_epoch_ == self._start_epoch
-        instead_loss, self._instead_loss = getattr(self, "_instead_loss", None), None
+        instead_loss, self._instead_loss = self._instead_loss, None
         if start is not None and not self.kept_start_:
             best = self._per_row_losses(net, dataset_valid)
             diff = self._start_losses - best
