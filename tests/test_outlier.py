@@ -1,5 +1,6 @@
 """Behaviour of AEOutlierDetector that users rely on."""
 
+import functools
 import pickle
 
 import numpy as np
@@ -440,12 +441,11 @@ def test_feature_residual_scales_are_each_features_median_squared_residual():
     assert AEOutlierDetector(**FAST).fit(X).residual_weights_ is None
 
 
-def test_feature_residual_scales_stop_an_unpredictable_feature_dominating():
-    # Six features near a 2-d surface, two of independent heavy-tailed
-    # noise that no network can predict. Outliers leave the surface by a
-    # margin small next to the noise: their squared error in z-units is
-    # buried under the noise features' errors, but not once each feature's
-    # residual is measured against its own typical residual.
+@functools.lru_cache(maxsize=1)
+def _surface_with_heavy_tailed_noise():
+    """Six features near a 2-d surface plus two of heavy-tailed noise, 20
+    outliers off the surface (y=-1); the detector's parameters for it, and
+    the ROC-AUC of the plain reconstruction score."""
     rng = np.random.RandomState(0)
     n, n_out = 400, 20
     surface = np.tanh(rng.normal(size=(n + n_out, 2)) @ rng.normal(size=(2, 6)))
@@ -456,6 +456,16 @@ def test_feature_residual_scales_stop_an_unpredictable_feature_dominating():
     params = dict(hidden_layer_sizes=(32,), n_components=4, max_features=1.0,
                   max_iter=40, random_state=0, device="cpu")
     plain = roc_auc_score(y, AEOutlierDetector(**params).fit(X).score_samples(X))
+    return X, y, params, plain
+
+
+def test_feature_residual_scales_stop_an_unpredictable_feature_dominating():
+    # Six features near a 2-d surface, two of independent heavy-tailed
+    # noise that no network can predict. Outliers leave the surface by a
+    # margin small next to the noise: their squared error in z-units is
+    # buried under the noise features' errors, but not once each feature's
+    # residual is measured against its own typical residual.
+    X, y, params, plain = _surface_with_heavy_tailed_noise()
     det = AEOutlierDetector(residual_scaling="feature", **params).fit(X)
     scaled = roc_auc_score(y, det.score_samples(X))
     assert scaled > 0.9 and scaled > plain + 0.05  # 0.938 and 0.850 when written
@@ -491,16 +501,7 @@ def test_log_residuals_stop_a_few_heavy_tailed_features_dominating():
     # As for residual_scaling='feature': six features near a 2-d surface,
     # two of heavy-tailed noise. The log caps what the noise features'
     # extreme residuals add to an inlier's error.
-    rng = np.random.RandomState(0)
-    n, n_out = 400, 20
-    surface = np.tanh(rng.normal(size=(n + n_out, 2)) @ rng.normal(size=(2, 6)))
-    surface += 0.02 * rng.normal(size=surface.shape)
-    surface[n:] += 0.4 * rng.choice([-1, 1], size=(n_out, 6))
-    X = np.column_stack([surface, rng.laplace(size=(n + n_out, 2))])
-    y = np.r_[np.ones(n), -np.ones(n_out)]
-    params = dict(hidden_layer_sizes=(32,), n_components=4, max_features=1.0,
-                  max_iter=40, random_state=0, device="cpu")
-    plain = roc_auc_score(y, AEOutlierDetector(**params).fit(X).score_samples(X))
+    X, y, params, plain = _surface_with_heavy_tailed_noise()
     logged = roc_auc_score(
         y, AEOutlierDetector(residual_scaling="log", **params).fit(X).score_samples(X)
     )
