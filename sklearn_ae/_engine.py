@@ -16,6 +16,10 @@ does, an epoch runs as in skorch: ``on_batch_begin``, the step, the batch's
 history row (one ``.item()``), ``on_batch_end`` with the step's ``loss`` and
 ``y_pred``, and the module put in train/eval mode before each step.
 With ``mixed_precision``, forward passes run under bfloat16 autocast.
+Where :func:`~sklearn_ae._backprop.manual_step_for` has a hand-written step
+for the module and criterion (a plain MLP autoencoder under the mean squared
+error), the fast path runs it instead of autograd: the same products and
+gradients without the graph (checked once per epoch; see that module).
 """
 
 import math
@@ -27,6 +31,7 @@ from skorch.callbacks import Callback, EpochTimer, PassthroughScoring
 from skorch.utils import to_numpy
 from torch import nn
 
+from ._backprop import manual_step_for
 from ._data import TensorData
 from ._losses import reconstruction_of
 
@@ -231,10 +236,31 @@ class AutoencoderNet(NeuralNet):
             for group in optimizer.param_groups:
                 for param in group["params"]:
                     param.grad = None
-        step = self.train_step_single(batch, **fit_params)
+        manual = None if fit_params else getattr(self, "_manual_step_", None)
+        loss = None if manual is None else manual(*batch)
+        step = {"loss": loss} if loss is not None else self.train_step_single(
+            batch, **fit_params
+        )
         for optimizer in optimizers:
             optimizer.fast_step()
         return step
+
+    def _epoch_manual_step(self):
+        """Return the hand-written step (see :mod:`sklearn_ae._backprop`)
+        for this epoch's training batches, or None to run autograd.
+
+        Built once per module and criterion, and checked once per epoch:
+        callbacks freeze parameters or add hooks between epochs."""
+        if self.mixed_precision:
+            return None
+        key = (id(self.module_), id(self.criterion_))
+        cached = getattr(self, "_manual_step_cache", None)
+        if cached is None or cached[0] != key:
+            cached = self._manual_step_cache = (
+                key, manual_step_for(self.module_, self.criterion_)
+            )
+        step = cached[1]
+        return step if step is not None and step.usable() else None
 
     def validation_step(self, batch, **fit_params):
         Xi, yi = batch
@@ -248,6 +274,8 @@ class AutoencoderNet(NeuralNet):
             return
         self._set_training(training)
         hooks = self._batch_hooks_
+        if training:
+            self._manual_step_ = None if hooks else self._epoch_manual_step()
         losses = []
         sizes = []
         history = self.history
@@ -323,6 +351,7 @@ class AutoencoderNet(NeuralNet):
         # A fresh history, a fresh reference: set at the first training
         # epoch, then kept across partial_fit calls (which do not initialize).
         self.initial_loss_ = None
+        self._manual_step_ = self._manual_step_cache = None
         return self
 
     def check_trained(self):
@@ -355,4 +384,7 @@ class AutoencoderNet(NeuralNet):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_last_train_batch", None)
+        # Rebuilt at the next training epoch (and they hold closures).
+        state.pop("_manual_step_", None)
+        state.pop("_manual_step_cache", None)
         return state
