@@ -183,3 +183,23 @@ def test_bench_out_of_core_quick(tmp_path):
     assert all(np.isfinite(r["mse"]) for r in rows)
     text = output.read_text()
     assert "made-up low-rank data" in text and "| partial_fit |" in text
+
+
+def test_bench_revisions_quick(tmp_path):
+    # Each side must import its own tree: the older one from the unpacked
+    # revision, this one from the checkout (not from an installed copy).
+    if subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                      capture_output=True).returncode != 0:
+        import pytest
+
+        pytest.skip("not a git checkout: no revision to unpack")
+    output = tmp_path / "REVISION_RESULTS.md"
+    rows, paths = load_script("bench_revisions").main(
+        ["--quick", "--workloads", "W1", "--output", str(output)]
+    )
+    assert Path(paths["this"]) == REPO / "sklearn_ae"
+    assert not Path(paths["ref"]).is_relative_to(REPO)
+    (row,) = rows
+    assert row["workload"] == "W1" and row["wall_ratio"] > 0 and row["cpu_ratio"] > 0
+    text = output.read_text()
+    assert "| W1 | 2,000 x 20, (16, 8), 4, 256, 2 | 1 |" in text
