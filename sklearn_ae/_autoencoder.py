@@ -249,7 +249,9 @@ class AutoencoderTransformer(
         Whether to pretrain the fully connected network greedily before
         training it as a whole: each encoder layer and its mirror decoder
         layer are trained as a shallow autoencoder for
-        ``pretraining_max_iter`` epochs on the codes of the layers below
+        ``pretraining_max_iter`` epochs, with the ``optimizer`` (its
+        ``optimizer__*`` options, ``learning_rate`` and ``weight_decay``) of
+        fine-tuning, on the codes of the layers below
         (with the input corruption of ``noise``, if any: stacked denoising
         autoencoders), then the stack is fine-tuned for up to ``max_iter``
         epochs. Not used with ``warm_start`` continuations. It pretrains
