@@ -347,7 +347,10 @@ default='auto'
         optimizer__momentum=0.9``), which ``get_params``/``set_params``, and
         so ``GridSearchCV``, see. ``learning_rate`` and ``weight_decay`` give
         its ``lr`` and ``weight_decay``. Adam trains through a fused kernel
-        (the fastest path on small networks).
+        (the fastest path on small networks). A ``warm_start`` fit or a
+        later ``partial_fit`` continues the optimizer and its state, or
+        starts a fresh one where ``optimizer``, ``optimizer__*`` or
+        ``weight_decay`` changed since.
 
     **network_params : dict
         ``encoder__*`` and ``decoder__*`` parameters for custom networks,

@@ -654,6 +654,32 @@ def test_optimizer_errors(make, X, params, match):
         make(**params).fit(X)
 
 
+def optimizer_steps(est):
+    """The steps the optimizer's state has counted (Adam's, on the first weight)."""
+    return int(next(iter(est.net_.optimizer_.state_dict()["state"].values()))["step"])
+
+
+@pytest.mark.parametrize("continuation", ["warm_start", "partial_fit"])
+def test_continued_training_takes_a_changed_optimizer(make, X, continuation):
+    """A warm start or partial_fit continues the optimizer and its state
+    while the settings stay, and takes changed ones (optimizer, optimizer__*,
+    weight_decay) with a fresh optimizer: they were ignored."""
+    est = make(warm_start=True)
+    train = getattr(est, "fit" if continuation == "warm_start" else continuation)
+    train(X)
+    steps = optimizer_steps(est)
+    train(X)
+    assert optimizer_steps(est) > steps  # the same Adam, continued
+    est.set_params(optimizer=torch.optim.SGD, optimizer__momentum=0.9, weight_decay=1e-3)
+    train(X)
+    group = est.net_.optimizer_.param_groups[0]
+    assert type(est.net_.optimizer_) is torch.optim.SGD
+    assert group["momentum"] == 0.9 and group["weight_decay"] == 1e-3
+    est.set_params(optimizer__momentum=0.5)
+    train(X)
+    assert est.net_.optimizer_.param_groups[0]["momentum"] == 0.5
+
+
 def test_convergence_warning_still_raised(X):
     with pytest.warns(ConvergenceWarning):
         ESTIMATORS["ae"]().fit(X)
