@@ -249,7 +249,9 @@ class AutoencoderTransformer(
         Whether to pretrain the fully connected network greedily before
         training it as a whole: each encoder layer and its mirror decoder
         layer are trained as a shallow autoencoder for
-        ``pretraining_max_iter`` epochs on the codes of the layers below
+        ``pretraining_max_iter`` epochs, with the ``optimizer`` (its
+        ``optimizer__*`` options, ``learning_rate`` and ``weight_decay``) of
+        fine-tuning, on the codes of the layers below
         (with the input corruption of ``noise``, if any: stacked denoising
         autoencoders), then the stack is fine-tuned for up to ``max_iter``
         epochs. Not used with ``warm_start`` continuations. It pretrains
@@ -345,7 +347,10 @@ default='auto'
         optimizer__momentum=0.9``), which ``get_params``/``set_params``, and
         so ``GridSearchCV``, see. ``learning_rate`` and ``weight_decay`` give
         its ``lr`` and ``weight_decay``. Adam trains through a fused kernel
-        (the fastest path on small networks).
+        (the fastest path on small networks). A ``warm_start`` fit or a
+        later ``partial_fit`` continues the optimizer and its state, or
+        starts a fresh one where ``optimizer``, ``optimizer__*`` or
+        ``weight_decay`` changed since.
 
     **network_params : dict
         ``encoder__*`` and ``decoder__*`` parameters for custom networks,

@@ -473,6 +473,7 @@ class _BaseAutoencoder(BaseEstimator):
                 lr=self.learning_rate,
                 mixed_precision=self.mixed_precision,
             )
+            self._continue_optimizer(net, device)
             net.verbose = self.verbose
             epochs_before = len(net.history)
         elif self._scales_input():
@@ -579,6 +580,7 @@ class _BaseAutoencoder(BaseEstimator):
                 lr=self.learning_rate,
                 mixed_precision=self.mixed_precision,
             )
+            self._continue_optimizer(net, device)
             net.verbose = self.verbose
 
         with torch_threads(n_threads):
@@ -786,6 +788,28 @@ class _BaseAutoencoder(BaseEstimator):
             ("optimizer__" + k, v) for k, v in self._prefixed_params("optimizer__").items()
         )
         return optimizer, options
+
+    def _continue_optimizer(self, net, device):
+        """Give ``net``, continued by a warm start or ``partial_fit``, the
+        optimizer this estimator is set to now.
+
+        While the class and its options (``optimizer__*``, ``weight_decay``)
+        are those ``net`` trains with, its optimizer and state carry on (a
+        changed ``learning_rate`` is set in place); otherwise the optimizer
+        starts afresh with the new ones, as ``MLPRegressor``'s does at every
+        warm start: state kept for other settings (or another algorithm)
+        would not be theirs.
+        """
+        optimizer, options = self._net_optimizer(device)
+        current = {k: v for k, v in vars(net).items() if k.startswith("optimizer__")}
+        if net.optimizer is optimizer and current == options:
+            return
+        for name in current:
+            delattr(net, name)
+        net.optimizer = optimizer
+        for name, value in options.items():
+            setattr(net, name, value)
+        net.initialize_optimizer()
 
     def _optimizer_options(self, device):
         options = {"optimizer__weight_decay": self.weight_decay}

@@ -6,9 +6,12 @@ gather per shuffled batch. Data that does not fit, and sparse data, stay on
 the host and are moved one batch at a time.
 """
 
+import operator
+
 import numpy as np
 import scipy.sparse as sp
 import torch
+from skorch.dataset import Dataset
 
 from ._random import current_generator
 
@@ -16,6 +19,10 @@ from ._random import current_generator
 # blocks stay in cache, and X is never copied whole to float64 (a 60,000 x
 # 784 float32 matrix would need 376 MB and a third of a second).
 _SCALING_ROWS = 512
+
+# Rows per block when all rows of data kept on the host are gathered
+# (TensorData.all_rows): what one block takes on the device.
+_BLOCK_ROWS = 8192
 
 # Largest share of a GPU's free memory the training set may take and still be
 # kept there whole: the rest is left for the network, its gradients, the
@@ -165,12 +172,20 @@ def _blockwise_mean_var(X):
     return mean, m2 / count
 
 
-class TensorData:
+class TensorData(Dataset):
     """Rows of ``X`` as standardized tensors on ``device``.
+
+    A skorch ``Dataset`` whose target is its input: its ``X`` and ``y`` are
+    both every row in the units the network trains in (:meth:`all_rows`).
+    They are what skorch's scoring callbacks unpack when they score without
+    their cache (``EpochScoring(..., use_caching=False)``): the net
+    predicts ``X`` and the score compares the reconstructions with ``y``,
+    the targets the training loss and the cached scores use. Training never
+    reads them: it cuts batches with :meth:`batches`.
 
     Parameters
     ----------
-    X : ndarray or sparse matrix of shape (n_samples, n_features)
+    X : ndarray, sparse matrix or tensor of shape (n_samples, n_features)
     mean, scale : ndarray of shape (n_features,) or None
         Rows are returned as ``(x - mean) / scale``; ``None`` leaves them as is.
     device : str or torch.device
@@ -193,25 +208,62 @@ class TensorData:
         self.n_features = X.shape[1]
         self._shift = None if mean is None else self._vector(mean)
         self._scale = None if scale is None else self._vector(scale)
-        # True when self.X holds the caller's own (unstandardized) rows:
+        # True when self._rows holds the caller's own (unstandardized) rows:
         # batches are then standardized as they are cut, so that X is never
         # written to and never copied whole (a copy of 60,000 x 784 float32
         # costs 0.2 s, mostly page faults).
         self._raw = False
         if sp.issparse(X):
-            self.X = sp.csr_matrix(X)
+            self._rows = sp.csr_matrix(X)
         else:
             t = self._resident_tensor(X) if resident else None
             if t is None:
-                self.X = X
+                self._rows = X
             elif self._shares_memory(t, X) and self._scales():
-                self.X, self._raw = t, True
+                self._rows, self._raw = t, True
             else:
-                self.X = self._standardize(t, X)
-        self.resident = isinstance(self.X, torch.Tensor)
+                self._rows = self._standardize(t, X)
+        self.resident = isinstance(self._rows, torch.Tensor)
 
     def __len__(self):
-        return self.X.shape[0]
+        return self._rows.shape[0]
+
+    def __getitem__(self, i):
+        """Return row ``i`` as skorch's ``Dataset`` does: ``(input, target)``,
+        here the same standardized row twice."""
+        n = len(self)
+        i = operator.index(i)
+        if not -n <= i < n:
+            raise IndexError(f"row {i} is out of range for {n} rows")
+        i %= n
+        x = self.take(slice(i, i + 1))[0]
+        return x, x
+
+    @property
+    def X(self):
+        """Every row in the network's units: :meth:`all_rows`."""
+        return self.all_rows()
+
+    # An autoencoder's target is its input.
+    y = X
+
+    def all_rows(self):
+        """Return every row, standardized, as one tensor.
+
+        Where the rows are kept on the device standardized (the usual
+        training data), a view of them, with no copy; otherwise a new
+        tensor on the device, but for more than :data:`_BLOCK_ROWS` rows
+        kept on the host: those are gathered on the host a block at a
+        time, so that data that did not fit on the device (or is read from
+        a memory-mapped file) is never moved there whole.
+        """
+        n = len(self)
+        if self.resident or n <= _BLOCK_ROWS:
+            return self.take(slice(None))
+        return torch.cat(
+            [self.take(slice(start, start + _BLOCK_ROWS)).cpu()
+             for start in range(0, n, _BLOCK_ROWS)]
+        )
 
     def _vector(self, v):
         return torch.as_tensor(np.asarray(v), dtype=self.dtype, device=self.device)
@@ -264,11 +316,11 @@ class TensorData:
     def take(self, index):
         """Return rows ``index`` (a slice, or an array of positions) as a tensor."""
         if self.resident:
-            rows = self.X[index]
+            rows = self._rows[index]
             if self._raw:  # a view of the caller's rows: standardize a copy
-                rows = self._standardize(rows, self.X.numpy())
+                rows = self._standardize(rows, self._rows.numpy())
             return rows
-        rows = self.X[index]
+        rows = self._rows[index]
         if sp.issparse(rows):
             rows = rows.toarray()
         return self._standardize(self._to_device(rows), rows)
@@ -279,7 +331,7 @@ class TensorData:
         new.__dict__.update(self.__dict__)
         if self.resident:
             index = torch.as_tensor(index, device=self.device)
-        new.X = self.X[index]
+        new._rows = self._rows[index]
         return new
 
     def batches(self, batch_size, *, shuffle=False, drop_singleton=False):
@@ -311,7 +363,7 @@ class TensorData:
                 # One gather per batch: the batch is fresh in cache for the
                 # forward pass, and no shuffled copy of X is ever made (on
                 # 60,000 x 784 a whole-epoch gather made fits 13% slower).
-                xb = self.X.index_select(0, order[start:stop])
+                xb = self._rows.index_select(0, order[start:stop])
                 if self._raw:  # a fresh copy: standardized in place
                     xb = self._standardize(xb, None)
             else:

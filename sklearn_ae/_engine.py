@@ -127,6 +127,15 @@ def full_precision(output):
     return output
 
 
+def plain_tuple(output):
+    """Return a named tuple ``output`` (VAEOutput) as a plain tuple, anything
+    else as is: skorch's ``to_device``, which its ``forward_iter`` and the
+    scoring callbacks' cache call on outputs, cannot rebuild named tuples."""
+    if isinstance(output, tuple) and hasattr(output, "_fields"):
+        return tuple(output)
+    return output
+
+
 class AutoencoderNet(NeuralNet):
     """``NeuralNet`` whose data is a :class:`TensorData` and whose target is X.
 
@@ -157,10 +166,21 @@ class AutoencoderNet(NeuralNet):
         ]
 
     def get_dataset(self, X, y=None):
+        """Return ``X`` if a :class:`TensorData`; a tensor is taken as rows
+        already in the network's units (a batch, a ``TensorData``'s ``X``),
+        which is how skorch's uncached scoring callbacks predict."""
         if isinstance(X, TensorData):
             return X
+        if isinstance(X, torch.Tensor):
+            rows = X.detach()
+            if rows.device.type == torch.device(self.device).type:
+                rows = rows.float()  # the network's dtype; as is if float32
+            else:  # left on the host and moved a batch at a time
+                rows = rows.cpu().numpy()
+            return TensorData(rows, device=self.device)
         raise TypeError(
-            f"AutoencoderNet trains on TensorData, got {type(X).__name__}"
+            "AutoencoderNet trains on TensorData or tensors of rows, got "
+            f"{type(X).__name__}"
         )
 
     def get_iterator(self, dataset, training=False):
@@ -262,6 +282,11 @@ class AutoencoderNet(NeuralNet):
         step = cached[1]
         return step if step is not None and step.usable() else None
 
+    def evaluation_step(self, batch, training=False):
+        # What forward_iter yields, through skorch's to_device, which
+        # cannot rebuild a named tuple (VAEOutput): a plain tuple.
+        return plain_tuple(super().evaluation_step(batch, training=training))
+
     def validation_step(self, batch, **fit_params):
         Xi, yi = batch
         with torch.no_grad():
@@ -290,12 +315,9 @@ class AutoencoderNet(NeuralNet):
                 loss = step["loss"].item()
                 history.record_batch(prefix + "_loss", loss)
                 history.record_batch(prefix + "_batch_size", batch_rows)
-                # A named tuple output (VAEOutput) as a plain tuple: skorch's
-                # to_device, which scoring callbacks call on cached outputs,
-                # cannot rebuild named tuples.
-                y_pred = step.get("y_pred")
-                if isinstance(y_pred, tuple) and hasattr(y_pred, "_fields"):
-                    step = {**step, "y_pred": tuple(y_pred)}
+                # Scoring callbacks cache y_pred (see plain_tuple).
+                if "y_pred" in step:
+                    step = {**step, "y_pred": plain_tuple(step["y_pred"])}
                 self.notify("on_batch_end", batch=batch, training=training, **step)
                 losses.append(loss)
             else:

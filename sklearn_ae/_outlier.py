@@ -383,7 +383,10 @@ default='mean'
         optimizer__momentum=0.9``), which ``get_params``/``set_params``, and
         so ``GridSearchCV``, see. ``learning_rate`` and ``weight_decay`` give
         its ``lr`` and ``weight_decay``. Adam trains through a fused kernel
-        (the fastest path on small networks).
+        (the fastest path on small networks). With ``backbone='ae'``, a
+        ``warm_start`` fit or a later ``partial_fit`` continues the
+        optimizer and its state, or starts a fresh one where ``optimizer``,
+        ``optimizer__*`` or ``weight_decay`` changed since.
 
     **optimizer_params : dict
         ``optimizer__*`` parameters of the optimizer.

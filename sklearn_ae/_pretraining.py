@@ -14,7 +14,6 @@ from ._data import TensorData
 from ._engine import AutoencoderNet
 from ._losses import ReconstructionLoss
 from ._networks import Corruption, TiedLinear, WithLinearPath
-from ._optim import FusedAdam
 
 
 def layer_blocks(sequential):
@@ -40,7 +39,7 @@ def _codes(blocks, data, batch_rows=8192):
 
 
 def pretrain_layerwise(module, data, *, loss, max_epochs, batch_size, lr, device,
-                       optimizer_options, mixed_precision=False):
+                       optimizer, optimizer_options, mixed_precision=False):
     """Train each encoder/decoder layer pair of ``module`` as a shallow
     autoencoder on the previous layer's codes, in place.
 
@@ -55,8 +54,14 @@ def pretrain_layerwise(module, data, *, loss, max_epochs, batch_size, lr, device
     loss : {'mse', 'bce'}
         Loss of the first layer, which reconstructs the data; deeper layers
         reconstruct codes with the squared error.
-    max_epochs, batch_size, lr, device, optimizer_options, mixed_precision
+    max_epochs, batch_size, lr, device, mixed_precision
         Training settings of each shallow autoencoder.
+    optimizer : subclass of torch.optim.Optimizer
+        The optimizer class of each shallow autoencoder: the one that
+        fine-tunes the deep network (:class:`~sklearn_ae._optim.FusedAdam`
+        for Adam).
+    optimizer_options : dict
+        Its ``optimizer__*`` keyword arguments, in skorch's form.
 
     Returns
     -------
@@ -88,7 +93,7 @@ def pretrain_layerwise(module, data, *, loss, max_epochs, batch_size, lr, device
         net = AutoencoderNet(
             module=shallow,
             criterion=ReconstructionLoss(loss if depth == 0 else "mse"),
-            optimizer=FusedAdam,
+            optimizer=optimizer,
             lr=lr,
             max_epochs=max_epochs,
             batch_size=min(batch_size, len(inputs)),

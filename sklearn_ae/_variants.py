@@ -426,6 +426,8 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
         curves = None
         if self.layerwise_pretraining:
             train_data = net.get_split_datasets(data)[0]
+            # The optimizer of fine-tuning, class and options.
+            optimizer, optimizer_options = self._net_optimizer(device)
             curves = pretrain_layerwise(
                 net.module_,
                 train_data,
@@ -434,7 +436,8 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
                 batch_size=batch_size,
                 lr=self.learning_rate,
                 device=device,
-                optimizer_options=self._optimizer_options(device),
+                optimizer=optimizer,
+                optimizer_options=optimizer_options,
                 mixed_precision=self.mixed_precision,
             )
         if net.module_.has_linear_path:

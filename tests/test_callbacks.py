@@ -333,6 +333,113 @@ def test_batch_scoring(make, X):
     assert np.isfinite(history[-1, "batch_r2"])
 
 
+class ScoreCheck(Callback):
+    """Records r2_score of the rows (in the network's units, cut as training
+    cuts them) and the net's reconstructions of them: at each epoch's end on
+    the training or validation set, and after each batch on the batch."""
+
+    def __init__(self, on_train):
+        self.on_train = on_train
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        if training == self.on_train:
+            rows = batch[1].detach().numpy()
+            net.history.record_batch("r2_check", r2_score(rows, net.predict(batch[0])))
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        dataset = dataset_train if self.on_train else dataset_valid
+        rows = dataset.take(slice(None)).numpy()
+        net.history.record("r2_check", r2_score(rows, net.predict(dataset)))
+
+
+def batch_column(history, name):
+    return [b[name] for row in history for b in row["batches"] if name in b]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("on_train", [False, True])
+def test_epoch_scoring_without_cache(make, X, on_train, dtype):
+    """use_caching=False scores the net's reconstructions of the whole
+    training or validation set against the rows themselves, in the units
+    the network trains in; on the validation set, as the cached score. It
+    failed with a NaN (no targets) or a VAEOutput TypeError. float32 input
+    is kept as the caller's rows and standardized as batches are cut."""
+    callbacks = [
+        EpochScoring("r2", name="r2_uncached", on_train=on_train, use_caching=False,
+                     lower_is_better=False),
+        EpochScoring("r2", name="r2_cached", on_train=on_train, lower_is_better=False),
+        ScoreCheck(on_train),
+    ]
+    est = make(callbacks=callbacks).fit(X.astype(dtype))
+    history = est.net_.history
+    uncached = history[:, "r2_uncached"]
+    assert len(uncached) == N_EPOCHS and all(-1.5 < s < 1 for s in uncached)
+    assert uncached == pytest.approx(history[:, "r2_check"], rel=1e-5)
+    assert "r2_uncached_best" in history[-1]
+    if not on_train:
+        # (On the training set the cache holds outputs from before each step.)
+        assert uncached == pytest.approx(history[:, "r2_cached"], rel=1e-5)
+
+
+def test_epoch_scoring_without_cache_or_validation(make, X):
+    """Without early stopping the training set is all of X."""
+    est = make(early_stopping=False, callbacks=[
+        EpochScoring("r2", on_train=True, use_caching=False), ScoreCheck(True),
+    ]).fit(X)
+    history = est.net_.history
+    assert history[:, "r2"] == pytest.approx(history[:, "r2_check"], rel=1e-5)
+
+
+@pytest.mark.parametrize("on_train", [False, True])
+def test_batch_scoring_without_cache(make, X, on_train):
+    """BatchScoring(use_caching=False) predicts each batch (a tensor of rows
+    in the network's units) again; it failed with a TypeError."""
+    callbacks = [
+        BatchScoring("r2", name="r2_uncached", on_train=on_train, use_caching=False),
+        BatchScoring("r2", name="r2_cached", on_train=on_train),
+        ScoreCheck(on_train),
+    ]
+    est = make(callbacks=callbacks).fit(X)
+    history = est.net_.history
+    uncached = batch_column(history, "r2_uncached")
+    n_batches = N_TRAIN_BATCHES if on_train else N_VALID_BATCHES
+    assert len(uncached) == N_EPOCHS * n_batches
+    assert all(np.isfinite(uncached))
+    assert uncached == pytest.approx(batch_column(history, "r2_check"), rel=1e-5)
+    if not on_train:
+        assert uncached == pytest.approx(batch_column(history, "r2_cached"), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["resident", "callers_float32", "host", "sparse"])
+def test_tensor_data_is_a_skorch_dataset_of_its_rows(X, kind, monkeypatch):
+    """What skorch's uncached scoring unpacks from a TensorData: X and y both
+    the standardized rows (a view where they are kept standardized), built a
+    block at a time from rows kept on the host."""
+    import scipy.sparse as sp
+    from skorch.utils import data_from_dataset
+
+    import sklearn_ae._data
+    from sklearn_ae._data import TensorData
+
+    monkeypatch.setattr(sklearn_ae._data, "_BLOCK_ROWS", 10)  # 64 rows: 7 blocks
+    mean, scale = X.mean(0), X.std(0)
+    expected = ((X - mean) / scale).astype(np.float32)
+    rows = {"resident": X, "callers_float32": X.astype(np.float32), "host": X,
+            "sparse": sp.csr_matrix(X)}[kind]
+    data = TensorData(rows, mean=mean, scale=scale, resident=kind != "host")
+    assert data._raw == (kind == "callers_float32")
+    X_test, y_test = data_from_dataset(data)
+    for got in (X_test, y_test, torch.stack([data[i][1] for i in range(len(data))])):
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
+    if kind == "resident":
+        assert X_test.data_ptr() == data._rows.data_ptr()  # no copy
+    assert torch.equal(data[-1][0], data[len(data) - 1][0])
+    with pytest.raises(IndexError):
+        data[len(data)]
+    if kind == "callers_float32":
+        np.testing.assert_array_equal(rows, X.astype(np.float32))  # not written to
+
+
 def test_passthrough_scoring(make, X):
     class DoubleLoss(Callback):
         def on_batch_end(self, net, training, loss, **kwargs):
@@ -545,6 +652,32 @@ def test_adam_keeps_the_fast_path(make, X):
 def test_optimizer_errors(make, X, params, match):
     with pytest.raises(ValueError, match=match):
         make(**params).fit(X)
+
+
+def optimizer_steps(est):
+    """The steps the optimizer's state has counted (Adam's, on the first weight)."""
+    return int(next(iter(est.net_.optimizer_.state_dict()["state"].values()))["step"])
+
+
+@pytest.mark.parametrize("continuation", ["warm_start", "partial_fit"])
+def test_continued_training_takes_a_changed_optimizer(make, X, continuation):
+    """A warm start or partial_fit continues the optimizer and its state
+    while the settings stay, and takes changed ones (optimizer, optimizer__*,
+    weight_decay) with a fresh optimizer: they were ignored."""
+    est = make(warm_start=True)
+    train = getattr(est, "fit" if continuation == "warm_start" else continuation)
+    train(X)
+    steps = optimizer_steps(est)
+    train(X)
+    assert optimizer_steps(est) > steps  # the same Adam, continued
+    est.set_params(optimizer=torch.optim.SGD, optimizer__momentum=0.9, weight_decay=1e-3)
+    train(X)
+    group = est.net_.optimizer_.param_groups[0]
+    assert type(est.net_.optimizer_) is torch.optim.SGD
+    assert group["momentum"] == 0.9 and group["weight_decay"] == 1e-3
+    est.set_params(optimizer__momentum=0.5)
+    train(X)
+    assert est.net_.optimizer_.param_groups[0]["momentum"] == 0.5
 
 
 def test_convergence_warning_still_raised(X):

@@ -494,6 +494,48 @@ def test_layerwise_pretraining_needs_the_fully_connected_network():
         ).fit(make_data())
 
 
+@pytest.mark.parametrize(
+    "optimizer, params",
+    [(torch.optim.SGD, {"optimizer__momentum": 0.9, "optimizer__nesterov": True}),
+     (torch.optim.AdamW, {"optimizer__betas": (0.8, 0.99)}),
+     (torch.optim.Adam, {"optimizer__betas": (0.8, 0.99)})],
+)
+def test_layerwise_pretraining_uses_the_optimizer_of_fine_tuning(
+    monkeypatch, optimizer, params
+):
+    """Every shallow autoencoder trains with the estimator's optimizer class,
+    optimizer__* options, learning_rate and weight_decay, as fine-tuning
+    does; Adam keeps the fused fast path. Pretraining built FusedAdam
+    whatever the optimizer, and dropped optimizer__* options."""
+    from sklearn_ae._engine import AutoencoderNet
+    from sklearn_ae._optim import FusedAdam
+
+    built = []
+    initialize = AutoencoderNet.initialize
+
+    def spy(net):
+        initialize(net)
+        built.append(net.optimizer_)
+        return net
+
+    monkeypatch.setattr(AutoencoderNet, "initialize", spy)
+    ae = AutoencoderTransformer(
+        layerwise_pretraining=True, pretraining_max_iter=2, optimizer=optimizer,
+        learning_rate=0.005, weight_decay=1e-4, **params, **FAST,
+    ).fit(make_data())
+    n_layers = len(ae.pretraining_loss_curves_)
+    assert n_layers == 2 and len(built) == n_layers + 1  # the last fine-tunes
+    expected = FusedAdam if optimizer is torch.optim.Adam else optimizer
+    for used in [*built, ae.net_.optimizer_]:
+        assert type(used) is expected
+        group = used.param_groups[0]
+        assert group["lr"] == 0.005 and group["weight_decay"] == 1e-4
+        for name, value in params.items():
+            assert group[name.removeprefix("optimizer__")] == value
+        if optimizer is torch.optim.Adam:
+            assert group["fused"] is True
+
+
 def test_layerwise_pretraining_leaves_the_validation_rows_unseen(monkeypatch):
     import sklearn_ae._variants
 
