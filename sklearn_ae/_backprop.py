@@ -11,11 +11,16 @@ a :class:`~sklearn_ae._networks.WithLinearPath`, trained on
 penalty), :func:`manual_step_for` returns a :class:`ManualMSEStep`: the same
 forward products as the module's ``forward`` and the backward products that
 autograd would run, written out, with the gradients written into buffers
-reused from step to step (the loss from one residual computed in place, by a
-dot product rather than ``mse_loss``'s reduction: loss and gradients agree
-with autograd's to float rounding, not bit for bit). On ``bench_speed.py``'s W1 network a step (with
-the optimizer's) took 0.55x autograd's time; the gradients agreed with
-autograd's to float rounding (``tests/test_backprop.py``).
+reused from step to step. The loss is ``F.mse_loss`` and its gradient
+``mse_loss_backward``, as autograd computes them: the same kernels on the
+same operands, so that the loss curves and fitted networks come out bit for
+bit as autograd's in the tests (``tests/test_hot_path.py`` compares a fit
+with one whose per-batch callback makes it take autograd's step;
+``tests/test_backprop.py`` compares gradients across networks). A loss by
+dot product from an in-place residual saved nothing measurable and gave up
+that equality. On ``bench_speed.py``'s W1 network a step (with the
+optimizer's) took 0.55x autograd's time, a whole fit 0.72x; on W2, whose
+time is arithmetic, a fit 0.92x.
 
 Anything else (other layer or activation types, tied weights, batch norm,
 dropout, penalties, hooks, frozen parameters, autocast, extra ``fit_params``)
@@ -28,6 +33,8 @@ from torch.nn import functional as F
 
 from ._losses import ReconstructionLoss
 from ._networks import Autoencoder, Corruption, WithLinearPath
+
+_MEAN = 1  # at::Reduction::Mean, for aten.mse_loss_backward
 
 
 def _activation(module):
@@ -181,6 +188,7 @@ class ManualMSEStep:
         self.dtype, self.device = first.dtype, first.device
         self.grads = {p: torch.empty_like(p, memory_format=torch.contiguous_format)
                       for p in self.params}
+        self._one = torch.ones((), dtype=self.dtype, device=self.device)
 
     def usable(self):
         """Whether the module still is what the step was built for and runs
@@ -215,13 +223,8 @@ class ManualMSEStep:
         with torch.no_grad():
             code, encoder_tape = self.encoder.forward(self.module.corruption(x))
             output, decoder_tape = self.decoder.forward(code)
-            # mean((output - target)^2) and its gradient 2 (output - target) / n
-            # from one residual, in place: two light passes over the batch
-            # instead of mse_loss's and mse_loss_backward's.
-            residual = output.sub_(target)
-            flat = residual.view(-1)
-            loss = torch.dot(flat, flat).div_(flat.numel())
-            grad_output = residual.mul_(2.0 / flat.numel())
+            loss = F.mse_loss(output, target)
+            grad_output = torch.ops.aten.mse_loss_backward(self._one, output, target, _MEAN)
             grad_code = self.decoder.backward(grad_output, decoder_tape, grads, True)
             self.encoder.backward(grad_code, encoder_tape, grads, False)
         for p in self.params:
