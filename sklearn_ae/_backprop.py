@@ -162,10 +162,10 @@ class _Map:
         elif last is not None and input_grad:  # one linear layer, no hidden ones
             grad_in = torch.mm(grad_out, last.weight)
         if input_grad and path is not None:
-            if grad_in is None:
-                grad_in = torch.mm(grad_out, path.weight)
-            else:
-                grad_in = grad_in.addmm_(grad_out, path.weight)
+            through_path = torch.mm(grad_out, path.weight)
+            # Two products added, as autograd sums the two paths' gradients
+            # (an accumulating addmm_ rounds differently for wide codes).
+            grad_in = through_path if grad_in is None else through_path.add_(grad_in)
         return grad_in
 
 
