@@ -31,15 +31,12 @@ import argparse
 import datetime
 import json
 import math
-import os
-import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import sklearn
 import torch
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.decomposition import PCA, FactorAnalysis
@@ -48,6 +45,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_ae import AutoencoderTransformer, VAETransformer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import load_average as _load  # noqa: E402
+from _machine import machine_description  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
@@ -191,31 +192,6 @@ def likelihood_rows(name, X_train, X_test, seed, vae_options, quick=False):
 
 
 # ----------------------------------------------------------------- report
-def _load():
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def machine_description():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} "
-        f"{platform.release()}; Python {platform.python_version()}, torch "
-        f"{torch.__version__} ({torch.get_num_threads()} threads), scikit-learn "
-        f"{sklearn.__version__}"
-    )
-
-
 def _fmt(value, digits=4):
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a" if value is None or math.isnan(value) else str(value)

@@ -27,7 +27,6 @@ Usage::
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-import bench_speed  # noqa: E402  (data, workloads, machine description)
+import bench_speed  # noqa: E402  (data and workloads)
+from _machine import cpu_model, load_average as _load  # noqa: E402
 
 DEFAULT_REF = "4f4fe81"
 DEFAULT_OUTPUT = HERE / "REVISION_RESULTS.md"
@@ -199,7 +199,7 @@ def write_report(path, args, commit, rows, load_before, load_after, started, sec
         "",
         f"- Revisions: `{commit}` (`--ref {args.ref}`) against this checkout "
         f"(`{_head()}`{', with uncommitted changes' if _dirty() else ''}).",
-        f"- Machine: {bench_speed._cpuinfo('model name') or platform.processor() or 'unknown CPU'}, "
+        f"- Machine: {cpu_model()}, "
         f"{os.cpu_count()} logical CPUs; "
         f"Python {sys.version.split()[0]}.",
         f"- Load average (1, 5, 15 min) before: {load_before}; after: {load_after} "
@@ -248,13 +248,6 @@ def _head():
 
 def _dirty():
     return bool(_git("status", "--porcelain", "--untracked-files=no", "sklearn_ae"))
-
-
-def _load():
-    try:
-        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def parse_args(argv):

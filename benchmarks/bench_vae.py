@@ -27,21 +27,21 @@ Usage::
 import argparse
 import datetime
 import os
-import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import sklearn
-import torch
 from sklearn.datasets import load_breast_cancer
 from sklearn.decomposition import PCA, FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from sklearn_ae import VAETransformer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_description  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
@@ -222,24 +222,6 @@ def _format_row(row):
         f"| {row['dataset']} | {row['n_components']} | {row['model']} | "
         f"{_mean_sd(row['test'])} | {_mean_sd(row['train'])} | {epochs} | "
         f"{_mean_sd(row['seconds'])} |"
-    )
-
-
-def machine_description():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} "
-        f"{platform.release()}; Python {platform.python_version()}, torch "
-        f"{torch.__version__} ({torch.get_num_threads()} threads), scikit-learn "
-        f"{sklearn.__version__}"
     )
 
 
