@@ -834,3 +834,50 @@ def test_outlier_vae_backbone_gets_the_optimizer(X):
     optimizer = est.backbone_.net_.optimizer_
     assert type(optimizer) is torch.optim.SGD
     assert optimizer.param_groups[0]["momentum"] == 0.5
+
+
+@pytest.mark.parametrize("continuation", ["warm_start", "partial_fit"])
+def test_outlier_vae_backbone_continues_under_the_parameters_set_now(X, continuation):
+    """With backbone='vae', a warm start (which fitted a new VAE) or a later
+    partial_fit (which kept the first call's settings) continues the fitted
+    VAE under the optimizer, learning_rate and callbacks set now; the earlier
+    backbone_ is left as it was, and so is backbone_ when the call raises."""
+    est = ESTIMATORS["outlier"](backbone="vae", warm_start=True, early_stopping=False)
+    continue_training(est, X, continuation)
+    before = est.backbone_
+    n_iter, params = before.n_iter_, before.get_params()
+    est.set_params(
+        optimizer=torch.optim.SGD, optimizer__momentum=0.5, learning_rate=0.05,
+        callbacks=[EpochScoring("r2", name="r2", on_train=True)],
+    )
+    continue_training(est, X, continuation)
+    net = est.backbone_.net_
+    assert est.n_iter_ == len(net.history) == 2 * n_iter  # continued
+    assert type(net.optimizer_) is torch.optim.SGD
+    group = net.optimizer_.param_groups[0]
+    assert group["momentum"] == 0.5 and group["lr"] == 0.05
+    assert "r2" in net.history[-1]
+    assert before.n_iter_ == n_iter and before.get_params() == params
+    after = est.backbone_
+    est.set_params(n_components=3)  # another network: refused
+    with pytest.raises(ValueError, match="network"):
+        continue_training(est, X, continuation)
+    assert est.backbone_ is after and after.get_params()["n_components"] == 2
+
+
+def test_outlier_estimator_backbone_partial_fit_takes_backbone_params(X):
+    """An estimator backbone's later partial_fit takes backbone__* set since;
+    a backbone of another class starts a new one."""
+    vae = VAETransformer(n_components=2, hidden_layer_sizes=(8,), random_state=0, device="cpu")
+    est = AEOutlierDetector(backbone=vae, device="cpu").partial_fit(X)
+    est.set_params(backbone__optimizer=torch.optim.SGD, backbone__learning_rate=0.05)
+    est.partial_fit(X)
+    net = est.backbone_.net_
+    assert len(net.history) == 2 and type(net.optimizer_) is torch.optim.SGD
+    assert net.optimizer_.param_groups[0]["lr"] == 0.05
+    assert not hasattr(vae, "net_")  # the parameter is never fitted
+    est.set_params(backbone=AutoencoderTransformer(
+        n_components=2, hidden_layer_sizes=(8,), random_state=0, device="cpu"
+    ))
+    est.partial_fit(X)
+    assert type(est.backbone_) is AutoencoderTransformer and est.n_iter_ == 1
