@@ -179,11 +179,22 @@ class AutoencoderTransformer(
         A ``PrintLog`` prints its table whatever ``verbose``. Scoring
         callbacks (``EpochScoring('r2')``) score reconstructions against
         the inputs in the units the network trains in (z-scores with
-        ``standardize=True``).
+        ``standardize=True``). A ``warm_start`` fit and every
+        ``partial_fit`` call train with fresh copies of the callbacks set
+        then (``set_params(callbacks=...)`` takes effect), which carry on
+        from the network's history as skorch's callbacks do after a
+        ``partial_fit`` (a scheduler's epoch, a scoring's best score).
 
     warm_start : bool, default=False
         When True and already fitted, ``fit`` continues training the fitted
-        network (keeping its scaling) for up to ``max_iter`` more epochs.
+        network (keeping its scaling) for up to ``max_iter`` more epochs,
+        with its history and its optimizer's state (see ``optimizer``).
+        Everything else about training is as the parameters say now: the
+        ``callbacks``, ``verbose``'s record and early stopping
+        (``early_stopping``, ``n_iter_no_change``, ``tol``) are built
+        afresh for each fit, as in a first fit; the validation rows stay
+        the earlier fit's while ``validation_fraction`` does. Parameters
+        that describe another network raise ``ValueError``.
 
     noise : {'gaussian', 'mask'}, callable or None, default=None
         Corruption of the training inputs, for a denoising autoencoder: the

@@ -475,6 +475,7 @@ class _BaseAutoencoder(BaseEstimator):
             )
             self._continue_optimizer(net, device)
             net.verbose = self.verbose
+            self._continue_callbacks(net, seed)
             epochs_before = len(net.history)
         elif self._scales_input():
             mean, scale = self._input_scaling(X)
@@ -582,6 +583,7 @@ class _BaseAutoencoder(BaseEstimator):
             )
             self._continue_optimizer(net, device)
             net.verbose = self.verbose
+            self._continue_callbacks(net, seed)
 
         with torch_threads(n_threads):
             if first:
@@ -818,7 +820,11 @@ class _BaseAutoencoder(BaseEstimator):
             options["optimizer__fused"] = True
         return options
 
-    def _build_net(self, n_features, batch_size, device, seed):
+    def _training_callbacks(self):
+        """Return the ``(name, callback)`` pairs a fit trains with, as the
+        parameters say now: early stopping (``n_iter_no_change``, ``tol``,
+        ``early_stopping``), the record of ``verbose``, a subclass's own
+        (:meth:`_extra_callbacks`) and fresh copies of ``callbacks``."""
         monitor = "valid_loss" if self.early_stopping else "train_loss"
         callbacks = [
             (
@@ -847,6 +853,47 @@ class _BaseAutoencoder(BaseEstimator):
         # skorch initializes callbacks in place, and the user's objects must
         # come out of fit as they went in (see fresh_callbacks).
         callbacks += fresh_callbacks(self.callbacks or [])
+        return callbacks
+
+    def _train_split(self, seed):
+        """Return the net's ``train_split``: the early-stopping validation
+        split, or None."""
+        if not self.early_stopping:
+            return None
+        return HoldoutSplit(self.validation_fraction, seed)
+
+    def _continue_callbacks(self, net, seed):
+        """Give ``net``, continued by a warm start or ``partial_fit``, the
+        callbacks and validation split this estimator is set to now.
+
+        The callbacks are rebuilt as :meth:`_build_net` builds them (fresh
+        copies of ``callbacks``, the internal ones from the current
+        ``early_stopping``, ``n_iter_no_change``, ``tol``, ``verbose``...):
+        a continued fit trained with those of its first fit, whatever
+        ``set_params`` had changed since. skorch's default callbacks (the
+        epoch timer, the loss records) carry on with their state, so the
+        ``*_best`` flags keep counting over the whole history; stock
+        callbacks read what they need to continue from the history (a
+        scheduler's epoch, a scoring's best score). The validation rows
+        stay those of the earlier fits while ``validation_fraction`` does.
+        """
+        kept = {name: cb for name, cb in net.callbacks_}
+        defaults = {name for name, _ in net._default_callbacks}
+        net.callbacks = self._training_callbacks()
+        net.initialize_callbacks()
+        net.callbacks_ = [
+            (name, kept[name] if name in defaults and name in kept else cb)
+            for name, cb in net.callbacks_
+        ]
+        split = net.train_split
+        if not (
+            self.early_stopping
+            and isinstance(split, HoldoutSplit)
+            and split.fraction == self.validation_fraction
+        ):
+            net.train_split = self._train_split(seed)
+
+    def _build_net(self, n_features, batch_size, device, seed):
         optimizer, optimizer_options = self._net_optimizer(device)
         return AutoencoderNet(
             module=self._build_module(n_features),
@@ -855,12 +902,8 @@ class _BaseAutoencoder(BaseEstimator):
             lr=self.learning_rate,
             max_epochs=self.max_iter,
             batch_size=batch_size,
-            train_split=(
-                HoldoutSplit(self.validation_fraction, seed)
-                if self.early_stopping
-                else None
-            ),
-            callbacks=callbacks,
+            train_split=self._train_split(seed),
+            callbacks=self._training_callbacks(),
             device=device,
             # skorch's callbacks print through print sinks only when the
             # net's verbose is set; a PrintLog the user passed prints anyway

@@ -371,11 +371,26 @@ default='mean'
         A ``PrintLog`` prints its table whatever ``verbose``. Scoring
         callbacks (``EpochScoring('r2')``) score reconstructions against
         the inputs in the units the network trains in (z-scores with
-        ``standardize=True``).
+        ``standardize=True``). A ``warm_start`` fit and every
+        ``partial_fit`` call train with fresh copies of the callbacks set
+        then (``set_params(callbacks=...)`` takes effect), which carry on
+        from the network's history as skorch's callbacks do after a
+        ``partial_fit`` (a scheduler's epoch, a scoring's best score).
 
     warm_start : bool, default=False
         When True and already fitted, ``fit`` continues training the fitted
-        networks (keeping their scaling and feature subsets) on all of X.
+        networks (keeping their scaling and feature subsets) on all of X,
+        with their history and their optimizer's state (see
+        ``optimizer``). Everything else about training is as the
+        parameters say now: the ``callbacks``, ``verbose``'s record and
+        early stopping (``early_stopping``, ``n_iter_no_change``, ``tol``)
+        are built afresh for each fit, as in a first fit; the validation
+        rows stay the earlier fit's while ``validation_fraction`` does.
+        With another ``backbone``, ``fit`` continues the fitted
+        ``backbone_`` (of the same class) under the parameters passed to
+        it now: ``'vae'`` continues its network as ``VAETransformer``'s
+        ``warm_start`` does, an estimator as its own ``warm_start`` says.
+        Parameters that describe another network raise ``ValueError``.
 
     optimizer : subclass of torch.optim.Optimizer, default=torch.optim.Adam
         The optimizer class (not an instance), configured with
@@ -383,10 +398,10 @@ default='mean'
         optimizer__momentum=0.9``), which ``get_params``/``set_params``, and
         so ``GridSearchCV``, see. ``learning_rate`` and ``weight_decay`` give
         its ``lr`` and ``weight_decay``. Adam trains through a fused kernel
-        (the fastest path on small networks). With ``backbone='ae'``, a
-        ``warm_start`` fit or a later ``partial_fit`` continues the
-        optimizer and its state, or starts a fresh one where ``optimizer``,
-        ``optimizer__*`` or ``weight_decay`` changed since.
+        (the fastest path on small networks). With ``backbone='ae'`` or
+        ``'vae'``, a ``warm_start`` fit or a later ``partial_fit``
+        continues the optimizer and its state, or starts a fresh one where
+        ``optimizer``, ``optimizer__*`` or ``weight_decay`` changed since.
 
     **optimizer_params : dict
         ``optimizer__*`` parameters of the optimizer.
@@ -673,10 +688,15 @@ or None
             X = self._validate_X(X, reset=False)
         else:
             X = self._validate_X(X, reset=True)
+            backbone = (
+                self._continued_backbone()
+                if self.warm_start
+                else clone(self._backbone_estimator())
+            )
             with warnings.catch_warnings():
                 if isinstance(self.backbone, str):  # max_iter is ours: see its doc
                     warnings.simplefilter("ignore", ConvergenceWarning)
-                self.backbone_ = clone(self._backbone_estimator()).fit(X)
+                self.backbone_ = backbone.fit(X)
             if hasattr(self.backbone_, "n_iter_"):
                 self.n_iter_ = self.backbone_.n_iter_
         self._calibrate(self._calibration_sample(X, rng), rng)
@@ -712,7 +732,11 @@ or None
         (running mean and variance), with ``scaling='robust'`` it stays the
         first chunk's (medians and quartiles have no exact running update).
         Another backbone is trained with its own ``partial_fit`` (a
-        ``ValueError`` if it has none). The most recent training rows (at
+        ``ValueError`` if it has none); later calls continue the fitted
+        ``backbone_`` under the parameters passed to it then, so that
+        ``set_params`` (``learning_rate``, ``optimizer``, ``callbacks``,
+        ``backbone__*``...) reaches it, and a ``backbone`` of another class
+        starts a new one. The most recent training rows (at
         most 2**21 values, and at most 65,536 rows) are kept, and after
         every call the score's scales and ``offset_`` are set on them,
         scored by the network as it now is, so that ``offset_`` stays
@@ -744,14 +768,15 @@ or None
             X = self._validate_X(X, reset=False)
         else:
             X = self._validate_X(X, reset=first)
-            if first or self.backbone_ is None:
-                backbone = clone(self._backbone_estimator())
-                if not hasattr(backbone, "partial_fit"):
-                    raise ValueError(
-                        f"backbone={type(backbone).__name__} has no partial_fit; "
-                        "use fit, or a backbone with partial_fit ('ae', 'vae')."
-                    )
-                self.backbone_ = backbone
+            backbone = (
+                clone(self._backbone_estimator()) if first else self._continued_backbone()
+            )
+            if not hasattr(backbone, "partial_fit"):
+                raise ValueError(
+                    f"backbone={type(backbone).__name__} has no partial_fit; "
+                    "use fit, or a backbone with partial_fit ('ae', 'vae')."
+                )
+            self.backbone_ = backbone
             self.backbone_.partial_fit(X)
             if hasattr(self.backbone_, "n_iter_"):
                 self.n_iter_ = self.backbone_.n_iter_
@@ -797,6 +822,27 @@ or None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             self._fit(X)
+
+    def _continued_backbone(self):
+        """Return the backbone a warm start or a later ``partial_fit``
+        trains: the fitted ``backbone_`` under the parameters this estimator
+        gives it now, or an unfitted clone where there is none of that class.
+
+        A changed ``optimizer``, ``learning_rate``, ``callbacks`` (or, for an
+        estimator, ``backbone__*``) reaches the backbone, which continues as
+        it continues on its own (``VAETransformer`` takes them as its
+        ``warm_start`` and ``partial_fit`` do). The fitted state moves to a
+        new instance built from those parameters, so that ``backbone_`` is
+        left as it was when training raises.
+        """
+        backbone = clone(self._backbone_estimator())
+        fitted = vars(self).get("backbone_")
+        if type(fitted) is type(backbone):
+            fresh = set(vars(backbone))
+            vars(backbone).update(
+                {name: value for name, value in vars(fitted).items() if name not in fresh}
+            )
+        return backbone
 
     def _backbone_estimator(self):
         if isinstance(self.backbone, str):

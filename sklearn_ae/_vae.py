@@ -601,11 +601,24 @@ class VAETransformer(
         A ``PrintLog`` prints its table whatever ``verbose``. Scoring
         callbacks (``EpochScoring('r2')``) score reconstructions against
         the inputs in the units the network trains in (z-scores with
-        ``standardize=True``).
+        ``standardize=True``). A ``warm_start`` fit and every
+        ``partial_fit`` call train with fresh copies of the callbacks set
+        then (``set_params(callbacks=...)`` takes effect), which carry on
+        from the network's history as skorch's callbacks do after a
+        ``partial_fit`` (a scheduler's epoch, a scoring's best score).
 
     warm_start : bool, default=False
         When True and already fitted, ``fit`` continues training the fitted
-        network (keeping its scaling) for up to ``max_iter`` more epochs.
+        network (keeping its scaling) for up to ``max_iter`` more epochs,
+        with its history and its optimizer's state (see ``optimizer``).
+        Everything else about training is as the parameters say now: the
+        ``callbacks``, ``verbose``'s record, early stopping
+        (``early_stopping``, ``n_iter_no_change``, ``tol``), ``kl_warmup``
+        and the learning-rate ramp (Adam's only, see ``learning_rate``)
+        are built afresh for each fit, as in a first fit, and both ramps
+        count the network's epochs over all its fits; the validation rows
+        stay the earlier fit's while ``validation_fraction`` does.
+        Parameters that describe another network raise ``ValueError``.
 
     input_shape : tuple of int, default=None
         Shape of each sample, for the structured networks that

@@ -680,6 +680,111 @@ def test_continued_training_takes_a_changed_optimizer(make, X, continuation):
     assert est.net_.optimizer_.param_groups[0]["momentum"] == 0.5
 
 
+def continue_training(est, X, continuation):
+    """A warm-start fit or a partial_fit of an estimator fitted before."""
+    return est.fit(X) if continuation == "warm_start" else est.partial_fit(X)
+
+
+@pytest.mark.parametrize("continuation", ["warm_start", "partial_fit"])
+def test_continued_training_runs_the_callbacks_set_now(make, X, continuation):
+    """A warm start or partial_fit trains with fresh copies of the callbacks
+    set now: it ran the first fit's instead. The user's objects come out as
+    they went in, and clone still works."""
+    est = make(warm_start=True, callbacks=[EpochScoring("r2", name="r2_first", on_train=True)])
+    est.fit(X)
+    n_before = len(est.net_.history)
+    second = EpochScoring("r2", name="r2_second", on_train=True)
+    est.set_params(callbacks=[second])
+    continue_training(est, X, continuation)
+    rows = est.net_.history[n_before:]
+    assert len(rows) >= 1
+    assert all("r2_second" in row and "r2_first" not in row for row in rows)
+    assert all(cb is not second for _, cb in est.net_.callbacks_)
+    assert vars(second) == vars(EpochScoring("r2", name="r2_second", on_train=True))
+    copy = clone(est)
+    assert copy.callbacks[0] is not second
+    assert "r2_second" in copy.fit(X).net_.history[-1]
+
+
+@pytest.mark.parametrize("continuation", ["warm_start", "partial_fit"])
+def test_continued_training_takes_a_changed_verbose(make, X, continuation, capsys):
+    """verbose=2 set before a warm start or partial_fit prints its epochs'
+    lines (the first fit's silent record was kept); verbose=0 again is silent."""
+    est = make(warm_start=True).fit(X)
+    capsys.readouterr()
+    n_before = len(est.net_.history)
+    est.set_params(verbose=2)
+    continue_training(est, X, continuation)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")]
+    assert len(lines) == len(est.net_.history) - n_before >= 1
+    assert lines[-1].startswith(f"Epoch {len(est.net_.history)},")
+    est.set_params(verbose=0)
+    continue_training(est, X, continuation)
+    assert "Epoch" not in capsys.readouterr().out
+
+
+def test_warm_start_takes_changed_early_stopping(make, X):
+    """early_stopping, n_iter_no_change and validation_fraction set before a
+    warm start apply to it (switching early stopping on raised KeyError, a
+    new patience was ignored); the validation rows stay the earlier fit's
+    while validation_fraction does."""
+    est = make(warm_start=True, early_stopping=False, random_state=np.random.RandomState(0))
+    est.fit(X)
+    est.set_params(early_stopping=True, n_iter_no_change=7)
+    est.fit(X)
+    stopper = dict(est.net_.callbacks_)["early_stopping"]
+    assert stopper.monitor == "valid_loss" and stopper.patience == 7
+    assert "valid_loss" in est.net_.history[-1]
+    assert len(est.validation_scores_) == N_EPOCHS
+    split = est.net_.train_split
+    est.fit(X)  # another seed drawn from random_state, the same rows
+    assert est.net_.train_split.seed == split.seed
+    est.set_params(validation_fraction=0.5)
+    est.fit(X)
+    assert est.net_.train_split.fraction == 0.5
+    assert sum(est.net_.history[-1, "batches", :, "valid_batch_size"]) == N_SAMPLES // 2
+    est.set_params(early_stopping=False)
+    est.fit(X)
+    assert est.net_.train_split is None and "valid_loss" not in est.net_.history[-1]
+    assert est.validation_scores_ is None
+
+
+def test_warm_start_best_flags_count_over_the_whole_history(make, X):
+    """After a warm start an epoch is flagged ``valid_loss_best`` only if it
+    beats every earlier epoch's validation loss, the first fit's included:
+    skorch's loss records carry on (fresh ones flagged the first epoch of
+    every continued fit)."""
+    est = make(warm_start=True).fit(X)
+    n_before = len(est.net_.history)
+    # Weights that do not move: the restored best epoch's validation loss again.
+    est.set_params(learning_rate=1e-12)
+    est.fit(X)
+    losses = est.net_.history[:, "valid_loss"]
+    flags = est.net_.history[:, "valid_loss_best"]
+    for epoch in range(n_before, len(losses)):
+        assert flags[epoch] == (losses[epoch] < min(losses[:epoch]))
+
+
+@pytest.mark.parametrize("continuation", ["warm_start", "partial_fit"])
+def test_vae_ramps_follow_the_parameters_set_now(X, continuation):
+    """The VAE's learning-rate ramp (Adam's only) is left out when a
+    continued fit switches to SGD (it scaled SGD's rate: 0.01 instead of
+    0.05 at epoch 2), and is back, counting the network's epochs, with Adam;
+    a kl_warmup set later ramps from the network's epoch count."""
+    est = ESTIMATORS["vae"](
+        warm_start=True, max_iter=1, learning_rate=0.05, early_stopping=False
+    ).fit(X)
+    assert est.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(0.005)
+    est.set_params(optimizer=torch.optim.SGD, kl_warmup=10)
+    continue_training(est, X, continuation)
+    assert type(est.net_.optimizer_) is torch.optim.SGD
+    assert est.net_.optimizer_.param_groups[0]["lr"] == 0.05
+    assert est.net_.history[-1, "kl_weight"] == pytest.approx(0.2)
+    est.set_params(optimizer=torch.optim.Adam)
+    continue_training(est, X, continuation)
+    assert est.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(0.015)
+
+
 def test_convergence_warning_still_raised(X):
     with pytest.warns(ConvergenceWarning):
         ESTIMATORS["ae"]().fit(X)
@@ -729,3 +834,50 @@ def test_outlier_vae_backbone_gets_the_optimizer(X):
     optimizer = est.backbone_.net_.optimizer_
     assert type(optimizer) is torch.optim.SGD
     assert optimizer.param_groups[0]["momentum"] == 0.5
+
+
+@pytest.mark.parametrize("continuation", ["warm_start", "partial_fit"])
+def test_outlier_vae_backbone_continues_under_the_parameters_set_now(X, continuation):
+    """With backbone='vae', a warm start (which fitted a new VAE) or a later
+    partial_fit (which kept the first call's settings) continues the fitted
+    VAE under the optimizer, learning_rate and callbacks set now; the earlier
+    backbone_ is left as it was, and so is backbone_ when the call raises."""
+    est = ESTIMATORS["outlier"](backbone="vae", warm_start=True, early_stopping=False)
+    continue_training(est, X, continuation)
+    before = est.backbone_
+    n_iter, params = before.n_iter_, before.get_params()
+    est.set_params(
+        optimizer=torch.optim.SGD, optimizer__momentum=0.5, learning_rate=0.05,
+        callbacks=[EpochScoring("r2", name="r2", on_train=True)],
+    )
+    continue_training(est, X, continuation)
+    net = est.backbone_.net_
+    assert est.n_iter_ == len(net.history) == 2 * n_iter  # continued
+    assert type(net.optimizer_) is torch.optim.SGD
+    group = net.optimizer_.param_groups[0]
+    assert group["momentum"] == 0.5 and group["lr"] == 0.05
+    assert "r2" in net.history[-1]
+    assert before.n_iter_ == n_iter and before.get_params() == params
+    after = est.backbone_
+    est.set_params(n_components=3)  # another network: refused
+    with pytest.raises(ValueError, match="network"):
+        continue_training(est, X, continuation)
+    assert est.backbone_ is after and after.get_params()["n_components"] == 2
+
+
+def test_outlier_estimator_backbone_partial_fit_takes_backbone_params(X):
+    """An estimator backbone's later partial_fit takes backbone__* set since;
+    a backbone of another class starts a new one."""
+    vae = VAETransformer(n_components=2, hidden_layer_sizes=(8,), random_state=0, device="cpu")
+    est = AEOutlierDetector(backbone=vae, device="cpu").partial_fit(X)
+    est.set_params(backbone__optimizer=torch.optim.SGD, backbone__learning_rate=0.05)
+    est.partial_fit(X)
+    net = est.backbone_.net_
+    assert len(net.history) == 2 and type(net.optimizer_) is torch.optim.SGD
+    assert net.optimizer_.param_groups[0]["lr"] == 0.05
+    assert not hasattr(vae, "net_")  # the parameter is never fitted
+    est.set_params(backbone=AutoencoderTransformer(
+        n_components=2, hidden_layer_sizes=(8,), random_state=0, device="cpu"
+    ))
+    est.partial_fit(X)
+    assert type(est.backbone_) is AutoencoderTransformer and est.n_iter_ == 1
