@@ -18,9 +18,9 @@ bit as autograd's in the tests (``tests/test_hot_path.py`` compares a fit
 with one whose per-batch callback makes it take autograd's step;
 ``tests/test_backprop.py`` compares gradients across networks). A loss by
 dot product from an in-place residual saved nothing measurable and gave up
-that equality. On ``bench_speed.py``'s W1 network a step (with the
-optimizer's) took 0.55x autograd's time, a whole fit 0.72x; on W2, whose
-time is arithmetic, a fit 0.92x.
+that equality. In ``benchmarks/RESULTS.md``, a W1 fit takes 0.77x the
+time of a plain autograd loop stepping the same optimizer; on W2, whose
+time is arithmetic, about the same (1.04x).
 
 Anything else (other layer or activation types, tied weights, batch norm,
 dropout, penalties, hooks, frozen parameters, autocast, extra ``fit_params``)
