@@ -273,13 +273,18 @@ class AutoencoderNet(NeuralNet):
         callbacks freeze parameters or add hooks between epochs."""
         if self.mixed_precision:
             return None
-        key = (id(self.module_), id(self.criterion_))
         cached = getattr(self, "_manual_step_cache", None)
-        if cached is None or cached[0] != key:
+        # Keyed by the objects, not their ids (which a later module can reuse).
+        if (
+            cached is None
+            or cached[0] is not self.module_
+            or cached[1] is not self.criterion_
+        ):
             cached = self._manual_step_cache = (
-                key, manual_step_for(self.module_, self.criterion_)
+                self.module_, self.criterion_,
+                manual_step_for(self.module_, self.criterion_),
             )
-        step = cached[1]
+        step = cached[2]
         return step if step is not None and step.usable() else None
 
     def evaluation_step(self, batch, training=False):
