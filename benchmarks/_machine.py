@@ -5,17 +5,25 @@ import os
 import platform
 
 
-def cpu_model():
-    """Return the CPU's model name from /proc/cpuinfo, else what
-    :mod:`platform` knows."""
+def cpuinfo(field):
+    """Return the first value of ``field`` in /proc/cpuinfo, or None."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return None
+
+
+def cpu_model():
+    """Return the CPU's model name from /proc/cpuinfo, else what
+    :mod:`platform` knows."""
+    return (
+        cpuinfo("model name") or platform.processor() or platform.machine()
+        or "unknown CPU"
+    )
 
 
 def load_average():

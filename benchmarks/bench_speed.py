@@ -60,6 +60,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpuinfo  # noqa: E402  (one /proc/cpuinfo reader for the scripts)
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
@@ -1003,7 +1006,7 @@ def machine_info(device):
         pyod_version = pyod.__version__
     except ImportError:
         pyod_version = "not installed"
-    cpu = _cpuinfo("model name") or platform.processor() or "unknown"
+    cpu = cpuinfo("model name") or platform.processor() or "unknown"
     blas = [
         f"{p['internal_api']} ({p['num_threads']} threads)"
         for p in threadpoolctl.threadpool_info()
@@ -1189,21 +1192,9 @@ def write_report(path, info, sections, args, load_before, load_after, load):
     Path(path).write_text("\n".join(lines))
 
 
-def _cpuinfo(field):
-    """Return the first value of ``field`` in /proc/cpuinfo, or None."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(field):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
 def _bf16_support():
     """Name the CPU's bfloat16 instructions, from /proc/cpuinfo's flags."""
-    flags = _cpuinfo("flags")
+    flags = cpuinfo("flags")
     if flags is None:
         return "unknown"
     flags = flags.split()
