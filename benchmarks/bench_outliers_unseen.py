@@ -340,8 +340,11 @@ def report(results, builders, methods, draws, seeds, command, threads, loads, no
         "| group | " + " | ".join(methods) + " | margin over IsolationForest | splits where the detector is ahead |",
         "|---|" + "---:|" * (len(methods) + 2),
     ]
-    for title, group in ((f"independent ({', '.join(label[n] for n in independent)})",
-                          independent), (f"digits family ({len(family)})", family)):
+    short = {n: "optdigits" if n == "digits 0 vs rest" else n for n in names}
+    for title, group in (
+        (f"independent sets ({', '.join(short[n] for n in independent)})", independent),
+        (f"digits family ({len(family)} digits)", family),
+    ):
         det = np.concatenate([results[n][DETECTOR][:, :, 0].ravel() for n in group])
         iso = np.concatenate([results[n]["IsolationForest"][:, :, 0].ravel() for n in group])
         lines.append(
