@@ -204,3 +204,31 @@ def test_bench_revisions_quick(tmp_path):
     assert row["wall_ratio"] > 0 and row["cpu_ratio"] > 0 and row["min_ratio"] > 0
     text = output.read_text()
     assert "| W1 | 2,000 x 20, (16, 8), 4, 256, 2 | 1 |" in text
+
+
+def test_bench_outliers_unseen_quick(tmp_path):
+    output = tmp_path / "OUTLIER_UNSEEN_RESULTS.md"
+    summary = load_script("bench_outliers_unseen").main(["--quick", "--output", str(output)])
+    for group in ("independent", "family"):
+        aucs = summary[group]
+        assert {"AEOutlierDetector", "IsolationForest", "PCA"} <= set(aucs)
+        assert all(0 <= auc <= 1 for auc in aucs.values())
+    assert summary["time_ratio"] > 0
+    text = output.read_text()
+    assert "| WDBC | `load_breast_cancer`" in text and "| 367 | 30 | 10 | 2.72% |" in text
+    assert "| optdigits (= digits 0 vs rest) | `load_digits`" in text
+    assert "| 1,667 | 64 | 48 | 2.88% |" in text
+    assert "| **family mean (2 digits)** |" in text and "**mean of 2 sets**" in text
+    assert "not used to choose any default" in text and "--quick" in text
+    assert "equal to `bench_outliers.py`'s `reconstruction` candidate" in text
+
+
+def test_bench_outliers_unseen_draws_keep_every_inlier():
+    bench = load_script("bench_outliers_unseen")
+    X0, y0 = bench.digit_vs_rest(3, 0)
+    X1, y1 = bench.digit_vs_rest(3, 1)
+    assert np.array_equal(X0[y0 == 0], X1[y1 == 0])  # the same inliers
+    assert y0.sum() == y1.sum() == 48
+    assert not np.array_equal(X0[y0 == 1], X1[y1 == 1])  # other outlier rows
+    X, y = bench.wdbc(0)
+    assert (len(y), int(y.sum())) == (367, 10)
