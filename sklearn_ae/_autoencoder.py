@@ -117,13 +117,15 @@ class AutoencoderTransformer(
         Whether to z-score each feature internally before training, so that
         features in large units do not dominate the loss. ``transform``
         applies the same scaling, ``inverse_transform`` undoes it, and scores
-        are reported in the units of X. Ignored with ``loss='bce'``. Unlike
-        :class:`~sklearn.preprocessing.StandardScaler`, no feature's scale
-        is below a tenth of the median feature's standard deviation: a
-        feature that is almost constant in the training data (a border
-        pixel that is nearly always 0) would otherwise get a tiny scale, and
-        a rare value at ``transform`` time a z-score of hundreds that
-        dominates the loss.
+        are reported in the units of X. Ignored with ``loss='bce'``. As
+        :class:`~sklearn.preprocessing.StandardScaler`, but a feature whose
+        rows nearly all share one value (a border pixel that is nearly
+        always 0, a rare flag; fewer than 2% of rows differ) has its scale
+        floored at a tenth of the root mean square of its deviations from
+        that value, in its own units: it would otherwise get a tiny scale,
+        and a rare value at ``transform`` time a z-score of hundreds that
+        dominates the loss. No feature's scale depends on the units of the
+        others.
 
     device : str or torch.device, default='auto'
         Where the network is trained and run. ``'auto'`` picks CUDA when

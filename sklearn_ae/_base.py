@@ -384,10 +384,17 @@ class _BaseAutoencoder(BaseEstimator):
         ``loss`` parameter where an estimator has one)."""
         return self.loss
 
+    def _scaling_rule(self):
+        """The floor rule of the internal z-scores (see ``floored_scale``)."""
+        return "own"
+
     def _input_scaling(self, X):
         """Return per-feature ``(center, scale)`` of validated ``X`` for the
-        internal scaling (z-scores by default)."""
-        return feature_scaling(X)
+        internal scaling (z-scores by default). The moments they come from
+        are kept for ``partial_fit`` to continue."""
+        moments = RunningScaling(X.shape[1], rule=self._scaling_rule()).update(X)
+        self._scaling_moments = moments
+        return moments.scaling()
 
     # ------------------------------------------------------------ validation
     def _hidden_sizes(self):
@@ -478,6 +485,7 @@ class _BaseAutoencoder(BaseEstimator):
             self._continue_callbacks(net, seed)
             epochs_before = len(net.history)
         elif self._scales_input():
+            self._scaling_moments = None
             mean, scale = self._input_scaling(X)
         else:
             mean = scale = None
@@ -504,9 +512,11 @@ class _BaseAutoencoder(BaseEstimator):
         for name, value in fitted.items():
             setattr(self, name, value)
         if not warm:
-            # What partial_fit's running scaling continues from.
+            # What partial_fit's running scaling continues from (the moments
+            # _input_scaling kept; None where the scaling is not z-scores).
             self.n_samples_seen_ = n_samples
-            self._scaling_var = None
+            if not self._scales_input():
+                self._scaling_moments = None
         self.mean_, self.scale_ = mean, scale
         self.device_ = device
         self._set_history_attributes()
@@ -527,15 +537,23 @@ class _BaseAutoencoder(BaseEstimator):
 
     def _running_scaling(self, n_features):
         """Return the running moments the fitted scaling came from."""
-        moments = RunningScaling(n_features)
+        moments = getattr(self, "_scaling_moments", None)
+        if (
+            isinstance(moments, RunningScaling)
+            and moments.rule == self._scaling_rule()
+            and moments.n_samples_seen == self.n_samples_seen_
+            and len(moments.mean) == n_features
+        ):
+            return copy.deepcopy(moments)
+        # Moments not kept (a robust scaling's estimator, a loaded model):
+        # rebuilt from the fitted scaling, the scale's square standing for
+        # the variance (larger for floored features); the rows seen so far
+        # count as differing from the reference values set from the next
+        # chunk.
+        moments = RunningScaling(n_features, rule=self._scaling_rule())
         moments.n_samples_seen = self.n_samples_seen_
         moments.mean = np.asarray(self.mean_, dtype=np.float64).copy()
-        var = getattr(self, "_scaling_var", None)
-        if var is None:
-            # After fit (or a load): the scale's square, which is the
-            # variance but for floored features, where it is larger.
-            var = np.square(np.asarray(self.scale_, dtype=np.float64))
-        moments.m2 = var * self.n_samples_seen_
+        moments.m2 = np.square(np.asarray(self.scale_, dtype=np.float64)) * self.n_samples_seen_
         return moments
 
     @_restore_on_error
@@ -555,13 +573,15 @@ class _BaseAutoencoder(BaseEstimator):
             seed = (seed + len(self.net_.history)) % np.iinfo(np.int32).max
         n_samples, n_features = X.shape
         batch_size = self._resolved_batch_size(n_samples)
-        var = None
+        moments = None
         if first:
             if self._scales_input():
+                self._scaling_moments = None
                 mean, scale = self._input_scaling(X)
                 if self._updates_scaling():
-                    moments = RunningScaling(n_features).update(X)
-                    var = moments.var
+                    moments = self._scaling_moments
+                    if moments is None:
+                        moments = RunningScaling(n_features, rule=self._scaling_rule()).update(X)
             else:
                 mean = scale = None
             n_seen = n_samples
@@ -571,7 +591,6 @@ class _BaseAutoencoder(BaseEstimator):
             if self._scales_input() and self.mean_ is not None and self._updates_scaling():
                 moments = self._running_scaling(n_features).update(X)
                 mean, scale = moments.scaling()
-                var = moments.var
             else:
                 mean, scale = self.mean_, self.scale_
             net = copy.deepcopy(self.net_, shared_objects(self.net_.callbacks_))
@@ -606,7 +625,7 @@ class _BaseAutoencoder(BaseEstimator):
             setattr(self, name, value)
         self.mean_, self.scale_ = mean, scale
         self.n_samples_seen_ = n_seen
-        self._scaling_var = var
+        self._scaling_moments = moments
         self.device_ = device
         # The epochs of partial_fit have no validation losses.
         self._set_history_attributes(validation=False)

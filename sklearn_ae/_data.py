@@ -43,59 +43,99 @@ def fits_on_device(nbytes, device):
     return nbytes <= RESIDENT_SHARE * free
 
 
-# Smallest scale a feature gets, as a fraction of the median standard
-# deviation of the (non-constant) features: see feature_scaling.
+# The scale floor, as a fraction (see floored_scale).
 SCALE_FLOOR = 0.1
 
+# Rows (evenly spaced) whose per-feature median is a feature's reference
+# value: its most common value when most rows share one (see floored_scale).
+_REFERENCE_ROWS = 257
 
-def feature_scaling(X):
+# Floor rules: 'own' (the autoencoder and the VAE) and 'median' (the
+# outlier detector's, whose defaults were chosen with it).
+SCALING_RULES = ("own", "median")
+
+
+def feature_scaling(X, rule="own"):
     """Return per-feature ``(mean, scale)`` for z-scoring ``X`` (dense or sparse).
 
     Moments are accumulated in float64. ``scale`` is each feature's standard
-    deviation, floored at :data:`SCALE_FLOOR` (0.1) times the median standard
-    deviation of the non-constant features. Without the floor, a feature
-    that is almost constant in the training data (a border pixel that is
-    nearly always 0, a rare binary flag) gets a tiny scale, and a value
-    that is ordinary in the feature's own units turns into a z-score of
-    hundreds on new data, which then dominates a squared error. With it, no
-    feature is blown up by more than 10 times the typical feature's factor;
-    features at least a tenth as spread as the typical one are z-scored as
-    usual. Constant features (and all features when every one is constant)
-    get the floor, or 1, so they map to 0 instead of NaN.
+    deviation with the floor of ``rule`` (see :func:`floored_scale`), which
+    keeps a feature that is almost constant in the training data (a border
+    pixel that is nearly always 0, a rare binary flag) from getting a tiny
+    scale, under which an ordinary value of the feature on new data turns
+    into a z-score of hundreds and dominates a squared error.
     """
-    if sp.issparse(X):
-        from sklearn.utils.sparsefuncs import mean_variance_axis
-
-        mean, var = mean_variance_axis(sp.csr_matrix(X, dtype=np.float64), axis=0)
-    else:
-        mean, var = _blockwise_mean_var(np.asarray(X))
-    return mean, floored_scale(mean, var)
+    return RunningScaling(X.shape[1], rule=rule).update(X).scaling()
 
 
-def floored_scale(mean, var):
-    """Return the z-scoring scale for per-feature ``mean`` and ``var``: the
-    standard deviation with :func:`feature_scaling`'s floor rule."""
+def floored_scale(mean, var, rule="own", *, reference=None, n_off=None, n_samples=None):
+    """Return the z-scoring scale of features with ``mean`` and ``var``.
+
+    ``rule='own'``: each feature's standard deviation, floored at
+    :data:`SCALE_FLOOR` (0.1) times the root mean square of its deviations
+    from its ``reference`` value (its median, so its most common value when
+    most rows share one) over the ``n_off`` of its ``n_samples`` rows that
+    differ from it. Each feature's floor is in its own units, so the
+    scaling of one feature does not depend on the units of the others; and
+    it binds only on a feature whose rows nearly all share one value (fewer
+    than 2% differ: a feature whose mean is within one standard deviation of
+    its median, as every feature's is, needs ``n_off / n_samples < 2 x
+    0.1**2``), where it caps a rare value's z-score at 10. Constant features
+    get 1 (as :class:`~sklearn.preprocessing.StandardScaler`), so they map to
+    0 instead of NaN. Without ``reference`` (moments whose reference values
+    were not recorded), the standard deviations alone.
+
+    ``rule='median'``: the floor is 0.1 times the median standard deviation
+    of the non-constant features, and constant features get the floor (or
+    1). This floor depends on the units of the other features; it is the
+    outlier detector's, whose defaults were chosen with it.
+    """
     scale = np.sqrt(var)
     tiny = 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
     varying = scale >= tiny
-    floor = SCALE_FLOOR * np.median(scale[varying]) if varying.any() else 0.0
-    scale[~varying] = floor if floor > 0 else 1.0
-    np.maximum(scale, floor, out=scale)
+    if rule == "median":
+        floor = SCALE_FLOOR * np.median(scale[varying]) if varying.any() else 0.0
+        scale[~varying] = floor if floor > 0 else 1.0
+        np.maximum(scale, floor, out=scale)
+        return scale
+    scale[~varying] = 1.0
+    if reference is not None:
+        off = varying & (n_off > 0)
+        spread = n_samples * (var[off] + (mean[off] - reference[off]) ** 2) / n_off[off]
+        scale[off] = np.maximum(scale[off], SCALE_FLOOR * np.sqrt(spread))
     return scale
 
 
-def is_memory_mapped(X):
-    """Whether dense ``X`` (or the array it views) is a memory-mapped file
-    (``numpy.memmap``, ``numpy.load(..., mmap_mode=...)``): such data is
-    streamed from the file a batch at a time, never loaded whole."""
-    import mmap
+# A feature is a candidate for the floor (its rows off the reference value
+# are counted) when at least this share of the reference rows equal it; the
+# floor binds only below 2% off, so for the others all rows count as off.
+_CANDIDATE_SHARE = 0.9
 
-    obj = X
-    while obj is not None:
-        if isinstance(obj, (np.memmap, mmap.mmap)):
-            return True
-        obj = getattr(obj, "base", None)
-    return False
+
+def _reference_values(X):
+    """Per-feature median of up to ``_REFERENCE_ROWS`` evenly spaced rows,
+    and which features are floor candidates (``_CANDIDATE_SHARE`` of those
+    rows equal to the median)."""
+    n = X.shape[0]
+    rows = np.unique(np.linspace(0, n - 1, min(n, _REFERENCE_ROWS)).round().astype(np.intp))
+    if sp.issparse(X):
+        sample = sp.csr_matrix(X)[rows].toarray()
+    else:
+        sample = np.asarray(X[rows], dtype=np.float64)
+    sample = sample.astype(np.float64, copy=False)
+    reference = np.median(sample, axis=0)
+    share = np.count_nonzero(sample == reference, axis=0) / len(sample)
+    return reference, np.flatnonzero(share >= _CANDIDATE_SHARE)
+
+
+def _sparse_count_equal(X, values):
+    """Per-column count of the rows of sparse ``X`` equal to ``values``."""
+    X = sp.csc_matrix(X)
+    n_rows, n_cols = X.shape
+    stored = np.diff(X.indptr)
+    column = np.repeat(np.arange(n_cols), stored)
+    equal = np.bincount(column[X.data == values[column]], minlength=n_cols).astype(np.float64)
+    return equal + np.where(values == 0, n_rows - stored, 0)
 
 
 class RunningScaling:
@@ -104,28 +144,49 @@ class RunningScaling:
     As :class:`~sklearn.preprocessing.StandardScaler`'s ``partial_fit``: the
     moments of the rows seen so far, merged across chunks with Chan et al.'s
     pairwise update (in float64, blockwise within a chunk, so a memmapped
-    chunk is read a block at a time), exact whatever the chunking.
-    :meth:`scaling` applies :func:`feature_scaling`'s floor rule to them.
+    chunk is read a block at a time), exact whatever the chunking. With
+    ``rule='own'`` it also counts the rows that differ from each feature's
+    reference value (the first chunk's median). :meth:`scaling` applies
+    :func:`floored_scale`'s ``rule`` to them.
     """
 
-    def __init__(self, n_features):
+    def __init__(self, n_features, rule="own"):
+        self.rule = rule
         self.n_samples_seen = 0
         self.mean = np.zeros(n_features)
         self.m2 = np.zeros(n_features)
+        self.reference = None
+        self.candidates = None
+        self.n_off = np.zeros(n_features)
 
     def update(self, X):
         """Add the rows of ``X`` (dense or sparse) to the moments."""
         n_block = X.shape[0]
         if n_block == 0:
             return self
+        if self.rule == "own" and self.reference is None:
+            self.reference, self.candidates = _reference_values(X)
+            # rows seen before the reference was set (moments rebuilt from
+            # a fitted scale) count as differing from it: no floor from them
+            self.n_off = np.full(len(self.mean), float(self.n_samples_seen))
+        counted = None if self.reference is None else self.candidates
         if sp.issparse(X):
             from sklearn.utils.sparsefuncs import mean_variance_axis
 
             block_mean, block_var = mean_variance_axis(
                 sp.csr_matrix(X, dtype=np.float64), axis=0
             )
+            if counted is not None:
+                n_equal = _sparse_count_equal(
+                    sp.csc_matrix(X)[:, counted], self.reference[counted]
+                )
         else:
-            block_mean, block_var = _blockwise_mean_var(X)
+            block_mean, block_var, n_equal = _blockwise_mean_var(
+                X, counted, None if counted is None else self.reference[counted]
+            )
+        if counted is not None:
+            self.n_off += n_block  # the features that are not candidates: all off
+            self.n_off[counted] -= n_equal
         count = self.n_samples_seen
         total = count + n_block
         delta = block_mean - self.mean
@@ -141,11 +202,16 @@ class RunningScaling:
 
     def scaling(self):
         """Return ``(mean, scale)`` of the rows seen, as :func:`feature_scaling`."""
-        return self.mean.copy(), floored_scale(self.mean, self.var)
+        scale = floored_scale(
+            self.mean, self.var, self.rule, reference=self.reference,
+            n_off=self.n_off, n_samples=self.n_samples_seen,
+        )
+        return self.mean.copy(), scale
 
 
-def _blockwise_mean_var(X):
-    """Mean and (population) variance of the columns of a dense ``X``.
+def _blockwise_mean_var(X, columns=None, values=None):
+    """Mean and (population) variance of the columns of a dense ``X``, and
+    the count of rows equal to ``values`` in ``columns`` (None without them).
 
     Two-pass moments within each float64 block, merged across blocks with
     Chan et al.'s pairwise update, so the result is as accurate as
@@ -154,11 +220,14 @@ def _blockwise_mean_var(X):
     n_features = X.shape[1]
     mean = np.zeros(n_features)
     m2 = np.zeros(n_features)
+    n_equal = None if columns is None else np.zeros(len(columns))
     count = 0
     for start in range(0, X.shape[0], _SCALING_ROWS):
         # A float64 copy of the block (never a view of X), centred in place.
         block = np.array(X[start : start + _SCALING_ROWS], dtype=np.float64)
         n_block = block.shape[0]
+        if n_equal is not None and len(columns):
+            n_equal += np.count_nonzero(block[:, columns] == values, axis=0)
         block_mean = block.mean(axis=0)
         block -= block_mean
         block_m2 = np.einsum("ij,ij->j", block, block)
@@ -168,8 +237,23 @@ def _blockwise_mean_var(X):
         m2 += block_m2 + delta**2 * (count * n_block / total)
         count = total
     if count == 0:
-        return np.full(n_features, np.nan), np.full(n_features, np.nan)
-    return mean, m2 / count
+        nan = np.full(n_features, np.nan)
+        return nan, nan.copy(), n_equal
+    return mean, m2 / count, n_equal
+
+
+def is_memory_mapped(X):
+    """Whether dense ``X`` (or the array it views) is a memory-mapped file
+    (``numpy.memmap``, ``numpy.load(..., mmap_mode=...)``): such data is
+    streamed from the file a batch at a time, never loaded whole."""
+    import mmap
+
+    obj = X
+    while obj is not None:
+        if isinstance(obj, (np.memmap, mmap.mmap)):
+            return True
+        obj = getattr(obj, "base", None)
+    return False
 
 
 class TensorData(Dataset):

@@ -122,8 +122,8 @@ def robust_scaling(X):
     1, so no feature is divided by (nearly) zero. Sparse ``X`` gets z-scores.
     """
     if sp.issparse(X):
-        return feature_scaling(X)
-    _, std = feature_scaling(X)
+        return feature_scaling(X, rule="median")
+    _, std = feature_scaling(X, rule="median")
     q1, median, q3 = np.percentile(np.asarray(X, dtype=np.float64), [25, 50, 75], axis=0)
     scale = (q3 - q1) / 1.349
     tiny = 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(median))
@@ -636,10 +636,17 @@ or None
     def _scales_input(self):
         return self.scaling is not None
 
+    def _scaling_rule(self):
+        # The z-scores' floor at 0.1 x the median feature's standard
+        # deviation: the defaults were chosen with it (benchmarks/
+        # bench_outliers.py); the autoencoders floor each feature in its
+        # own units instead.
+        return "median"
+
     def _input_scaling(self, X):
         if self.scaling == "robust":
             return robust_scaling(X)
-        return feature_scaling(X)
+        return feature_scaling(X, rule="median")
 
     def _feature_mask(self, n_features):
         """Draw each member's feature subset from torch's (seeded) generator."""

@@ -556,10 +556,12 @@ class VAETransformer(
         Fraction of the training data held out when ``early_stopping=True``.
 
     standardize : bool, default=True
-        Whether to z-score each feature internally before training.
-        Scores are still log-densities of X in its own units: the scaling's
-        log-Jacobian, ``-sum(log(scale_))``, is added. Ignored with
-        ``likelihood='bernoulli'``.
+        Whether to z-score each feature internally before training, with
+        :class:`AutoencoderTransformer`'s floor on the scale of a feature
+        whose rows nearly all share one value (in that feature's own
+        units). Scores are still log-densities of X in its own units: the
+        scaling's log-Jacobian, ``-sum(log(scale_))``, is added. Ignored
+        with ``likelihood='bernoulli'``.
 
     device : str or torch.device, default='auto'
         Where the network is trained and run. ``'auto'`` picks CUDA when

@@ -127,10 +127,11 @@ def test_sparse_input_is_densified_batch_by_batch(monkeypatch):
     monkeypatch.setattr(sklearn_ae._base, "_INFERENCE_ROWS", 64)
     ae = AutoencoderTransformer(batch_size=32, **FAST).fit(X)
     n_training_batches = len(densified)
-    # one block of rows for the PCA start, then the training batches
-    assert densified[0] == 300
-    assert n_training_batches == 1 + 5 * int(np.ceil(300 / 32))
-    assert max(densified[1:]) <= 32
+    # a sample of at most 257 rows for the scaling's reference values, one
+    # block of rows for the PCA start, then the training batches
+    assert densified[:2] == [257, 300]
+    assert n_training_batches == 2 + 5 * int(np.ceil(300 / 32))
+    assert max(densified[2:]) <= 32
     ae.transform(X)
     assert densified[n_training_batches:] == [64, 64, 64, 64, 44]
 
@@ -494,11 +495,41 @@ def test_near_constant_feature_does_not_blow_up_held_out_values():
     X[:, 0] = 0.0
     X[0, 0] = 1.0  # one rare value: standard deviation 0.045
     mean, scale = feature_scaling(X)
-    typical = np.median(X.std(axis=0))
-    assert scale[0] == pytest.approx(SCALE_FLOOR * typical)
+    # the floor: a tenth of the feature's own deviation from its usual value
+    assert scale[0] == pytest.approx(SCALE_FLOOR * 1.0)
     np.testing.assert_allclose(scale[1:], X.std(axis=0)[1:])  # the others: z-scores
-    # a held-out 1 is 10x the typical feature's spread away, not 22x its own
-    assert (1.0 - mean[0]) / scale[0] < 1.0 / (SCALE_FLOOR * typical) * 1.1
+    # a held-out 1 is 10 scales away, not 22 standard deviations
+    assert (1.0 - mean[0]) / scale[0] == pytest.approx(10.0, rel=0.01)
+
+
+def test_scaling_of_a_feature_does_not_depend_on_the_units_of_the_others():
+    # Mixed units (1e-6 to 1e6): each feature's scale follows its own units,
+    # near-constant ones included, so z-scores are unit-free (with a floor
+    # at a tenth of the median feature's spread, the small-unit features
+    # were scaled by the large ones' and dropped out of the loss).
+    from sklearn_ae._data import feature_scaling
+
+    X = make_data(n_samples=400, n_features=8)
+    X[:, 0] = 0.0
+    X[:3, 0] = [1.0, 2.0, 1.5]  # nearly constant
+    units = 10.0 ** np.linspace(-6, 6, X.shape[1])
+    mean, scale = feature_scaling(X)
+    mean_u, scale_u = feature_scaling(X * units)
+    np.testing.assert_allclose(mean_u, mean * units, rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(scale_u, scale * units, rtol=1e-9)
+    assert scale[0] > X[:, 0].std()  # the near-constant feature is floored
+    np.testing.assert_allclose(scale[1:], X[:, 1:].std(axis=0), rtol=1e-9)
+
+    # The same fit in any units: the error per feature, in that feature's
+    # own z-units, comes out the same (training amplifies float rounding,
+    # so the codes agree only to about 1e-2, as they do for X * (1 + 1e-7)).
+    params = dict(n_components=3, max_iter=4, early_stopping=False, random_state=0)
+    errors = []
+    for data in (X, X * units):
+        ae = AutoencoderTransformer(**params).fit(data)
+        residual = (ae.inverse_transform(ae.transform(data)) - data) / data.std(axis=0)
+        errors.append(np.mean(residual[:, 1:] ** 2, axis=0))
+    np.testing.assert_allclose(errors[1], errors[0], rtol=0.02)
 
 
 def test_digits_defaults_beat_pca_clearly():

@@ -120,13 +120,15 @@ def test_float64_inference_does_not_depend_on_the_batch():
 def test_blockwise_scaling_matches_numpy(monkeypatch, dtype):
     monkeypatch.setattr(sklearn_ae._data, "_SCALING_ROWS", 7)
     X = make_data(n_samples=50, dtype=dtype)
-    X[:, 2] = 4.0  # a constant feature gets the scale floor
-    mean, scale = feature_scaling(X)
+    X[:, 2] = 4.0  # a constant feature: scale 1 (own rule) or the floor (median rule)
     X64 = X.astype(np.float64)
-    np.testing.assert_allclose(mean, X64.mean(axis=0), rtol=1e-12)
     expected = X64.std(axis=0)
-    expected[2] = sklearn_ae._data.SCALE_FLOOR * np.median(np.delete(expected, 2))
-    np.testing.assert_allclose(scale, expected, rtol=1e-10)
+    for rule in ("own", "median"):
+        mean, scale = feature_scaling(X, rule=rule)
+        np.testing.assert_allclose(mean, X64.mean(axis=0), rtol=1e-12)
+        floor = sklearn_ae._data.SCALE_FLOOR * np.median(np.delete(expected, 2))
+        expected[2] = 1.0 if rule == "own" else floor
+        np.testing.assert_allclose(scale, expected, rtol=1e-10)
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])
