@@ -193,11 +193,16 @@ class RunningScaling:
         self.mean = self.mean + delta * (n_block / total)
         self.m2 = self.m2 + block_var * n_block + delta**2 * (count * n_block / total)
         self.n_samples_seen = total
+        # One chunk: its variance as computed, not m2 / n (which can differ
+        # in the last bit), so that fit's scaling is the whole data's.
+        self._single_var = block_var if count == 0 else None
         return self
 
     @property
     def var(self):
         """Population variance of the rows seen."""
+        if getattr(self, "_single_var", None) is not None:
+            return self._single_var
         return self.m2 / max(self.n_samples_seen, 1)
 
     def scaling(self):
