@@ -71,18 +71,22 @@ def feature_scaling(X, rule="own"):
 def floored_scale(mean, var, rule="own", *, reference=None, n_off=None, n_samples=None):
     """Return the z-scoring scale of features with ``mean`` and ``var``.
 
-    ``rule='own'``: each feature's standard deviation, floored at
-    :data:`SCALE_FLOOR` (0.1) times the root mean square of its deviations
-    from its ``reference`` value (its median, so its most common value when
-    most rows share one) over the ``n_off`` of its ``n_samples`` rows that
-    differ from it. Each feature's floor is in its own units, so the
-    scaling of one feature does not depend on the units of the others; and
-    it binds only on a feature whose rows nearly all share one value (fewer
-    than 2% differ: a feature whose mean is within one standard deviation of
-    its median, as every feature's is, needs ``n_off / n_samples < 2 x
-    0.1**2``), where it caps a rare value's z-score at 10. Constant features
-    get 1 (as :class:`~sklearn.preprocessing.StandardScaler`), so they map to
-    0 instead of NaN. Without ``reference`` (moments whose reference values
+    ``rule='own'``: each feature's standard deviation, floored at the
+    smaller of two floors, :data:`SCALE_FLOOR` (0.1) times
+    (a) the root mean square of its deviations from its ``reference`` value
+    (its median, so its most common value when most rows share one) over
+    the ``n_off`` of its ``n_samples`` rows that differ from it, in its own
+    units, and (b) the median standard deviation of the non-constant
+    features. (a) binds only on a feature whose rows nearly all share one
+    value (fewer than 2% differ: a feature whose mean is within one standard
+    deviation of its median, as every feature's is, needs ``n_off /
+    n_samples < 2 x 0.1**2``), where it caps a rare value's z-score at 10;
+    so every other feature is z-scored exactly, whatever the units of the
+    others. (b) keeps the floor from binding on data that are z-scored
+    already (every spread then equals the median), where the internal
+    scaling is then the identity. Constant features get 1 (as
+    :class:`~sklearn.preprocessing.StandardScaler`), so they map to 0
+    instead of NaN. Without ``reference`` (moments whose reference values
     were not recorded), the standard deviations alone.
 
     ``rule='median'``: the floor is 0.1 times the median standard deviation
@@ -99,10 +103,12 @@ def floored_scale(mean, var, rule="own", *, reference=None, n_off=None, n_sample
         np.maximum(scale, floor, out=scale)
         return scale
     scale[~varying] = 1.0
-    if reference is not None:
+    if reference is not None and varying.any():
+        typical = SCALE_FLOOR * np.median(scale[varying])
         off = varying & (n_off > 0)
         spread = n_samples * (var[off] + (mean[off] - reference[off]) ** 2) / n_off[off]
-        scale[off] = np.maximum(scale[off], SCALE_FLOOR * np.sqrt(spread))
+        floor = np.minimum(SCALE_FLOOR * np.sqrt(spread), typical)
+        scale[off] = np.maximum(scale[off], floor)
     return scale
 
 
