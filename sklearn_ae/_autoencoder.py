@@ -121,11 +121,12 @@ class AutoencoderTransformer(
         :class:`~sklearn.preprocessing.StandardScaler`, but a feature whose
         rows nearly all share one value (a border pixel that is nearly
         always 0, a rare flag; fewer than 2% of rows differ) has its scale
-        floored at a tenth of the root mean square of its deviations from
-        that value, in its own units: it would otherwise get a tiny scale,
-        and a rare value at ``transform`` time a z-score of hundreds that
-        dominates the loss. No feature's scale depends on the units of the
-        others.
+        floored at the smaller of a tenth of the root mean square of its
+        deviations from that value and a tenth of the median feature's
+        standard deviation: it would otherwise get a tiny scale, and a rare
+        value at ``transform`` time a z-score of hundreds that dominates the
+        loss. Every other feature is z-scored exactly, whatever the units of
+        the others; data z-scored already are left as they are.
 
     device : str or torch.device, default='auto'
         Where the network is trained and run. ``'auto'`` picks CUDA when

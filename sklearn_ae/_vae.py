@@ -558,8 +558,7 @@ class VAETransformer(
     standardize : bool, default=True
         Whether to z-score each feature internally before training, with
         :class:`AutoencoderTransformer`'s floor on the scale of a feature
-        whose rows nearly all share one value (in that feature's own
-        units). Scores are still log-densities of X in its own units: the
+        whose rows nearly all share one value. Scores are still log-densities of X in its own units: the
         scaling's log-Jacobian, ``-sum(log(scale_))``, is added. Ignored
         with ``likelihood='bernoulli'``.
 
