@@ -780,3 +780,89 @@ def test_partial_fit_pins_no_feature():
     X_next = X_train.copy()
     X_next[:, -1] = np.random.RandomState(0).randn(len(X_next))
     assert np.isfinite(vae.partial_fit(X_next).score(X_next))
+
+
+def make_tanh_split(n_samples, n_features, seed=0, rank=3):
+    """Low-rank data through tanh with a little noise, split 70/30 and
+    z-scored on the training part, as the benchmark panel does."""
+    rng = np.random.RandomState(1000 + seed)
+    X = np.tanh(rng.randn(n_samples, rank) @ rng.randn(rank, n_features))
+    X += 0.1 * rng.randn(n_samples, n_features)
+    X_train, X_test = train_test_split(X, test_size=0.3, random_state=seed)
+    scaler = StandardScaler().fit(X_train)
+    return scaler.transform(X_train), scaler.transform(X_test)
+
+
+def recorded_splits(monkeypatch):
+    """Record every cross-validation of the linear start (a list of lists
+    of ``(X_train, X_test)`` pairs in the network's units)."""
+    from sklearn_ae import _vae
+
+    calls = []
+    real = _vae._cross_validation_splits
+
+    def record(*args):
+        calls.append(real(*args))
+        return calls[-1]
+
+    monkeypatch.setattr(_vae, "_cross_validation_splits", record)
+    return calls
+
+
+def test_small_validation_split_chooses_the_start_by_cross_validation(monkeypatch):
+    # 42 training rows, so 5 validation rows: on them factor analysis won by
+    # 3.7 nats, and started the VAE 2 nats below PPCA on new rows (the
+    # issue's bar is 1). Over 5 folds of all 42 rows, PPCA wins.
+    X_train, X_test = make_tanh_split(60, 20)
+    calls = recorded_splits(monkeypatch)
+    vae = starting_vae(
+        VAETransformer(n_components=16, hidden_layer_sizes=(8,), random_state=0, device="cpu"),
+        X_train,
+    )
+    pca = PCA(16).fit(X_train)
+    fa = FactorAnalysis(16, random_state=0).fit(X_train)
+    assert pca.score(X_test) > fa.score(X_test) + 1.0
+    assert vae.linear_start_ == "pca"
+    assert vae.score(X_test) == pytest.approx(pca.score(X_test), abs=0.01)
+
+    # linear_start_scores_ are cross-validated means: five folds that hold
+    # each training row out once, each candidate scored by its fit to the
+    # other four (here scikit-learn's PCA, whose noise variance is above
+    # every floor).
+    (splits,) = calls
+    assert len(splits) == 5
+    X_network = (X_train - vae.mean_) / vae.scale_
+    held_out = np.concatenate([X_test_fold for _, X_test_fold in splits])
+    order = np.lexsort(held_out.T)
+    np.testing.assert_allclose(held_out[order], X_network[np.lexsort(X_network.T)], atol=1e-5)
+
+    def user(X):
+        return X * vae.scale_ + vae.mean_
+
+    log_likelihoods = np.concatenate([
+        PCA(16).fit(user(X_fold)).score_samples(user(X_test_fold))
+        for X_fold, X_test_fold in splits
+    ])
+    assert vae.linear_start_scores_["pca"] == pytest.approx(log_likelihoods.mean(), rel=1e-4)
+    assert vae.linear_start_scores_["factor_analysis"] < vae.linear_start_scores_["pca"]
+
+
+@pytest.mark.parametrize("n_samples, cross_validated", [(180, True), (200, False)])
+def test_cross_validation_only_below_twenty_validation_rows(
+    monkeypatch, n_samples, cross_validated
+):
+    # From 20 validation rows on, their split stands: one fit per candidate.
+    X = make_factor_data(n_samples)
+    calls = recorded_splits(monkeypatch)
+    held_out = []
+    start = VAETransformer._start_from_linear_model
+
+    def record_held_out(self, net, data, X_fit, rows, *args):
+        held_out.append(len(rows))
+        return start(self, net, data, X_fit, rows, *args)
+
+    monkeypatch.setattr(VAETransformer, "_start_from_linear_model", record_held_out)
+    vae = starting_vae(VAETransformer(n_components=3, **FAST), X)
+    assert (held_out[0] < 20) == cross_validated
+    assert bool(calls) == cross_validated
+    assert vae.linear_start_ == "factor_analysis"
