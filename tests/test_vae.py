@@ -371,9 +371,9 @@ def test_starting_elbo_is_the_linear_models_log_likelihood(
     scores = vae.linear_start_scores_
     assert scores[chosen] == max(scores.values())
     # PPCA in the units of X and in the network's (different where the
-    # features' scales differ), factor analysis with more rows than features.
-    assert {"pca", "standardized_pca"} <= set(scores)
-    assert ("factor_analysis" in scores) == (len(X) > X.shape[1])
+    # features' scales differ), and factor analysis: with more rows than
+    # features, or cross-validated (the 40 rows of 'wide').
+    assert set(scores) == {"pca", "standardized_pca", "factor_analysis"}
     if chosen == "pca":
         # scikit-learn's PCA model of X itself.
         expected_score = model.score(X)
@@ -714,7 +714,9 @@ def test_small_wide_sparse_set_trains_and_holds_pca():
     # off 0 in one row alone at 1e-12, and the first epoch diverged (a
     # ValueError from a default fit). Now those columns get the
     # leave-one-out floor, and with no more rows than features factor
-    # analysis is no candidate.
+    # analysis is no candidate on a validation split; cross-validated (7
+    # validation rows here), the rows it collapses on are held out, and it
+    # loses.
     X_train, X_test = make_sparse_wide()
     pca_score = PCA(4).fit(X_train).score(X_test)
     vae = VAETransformer(
@@ -724,9 +726,11 @@ def test_small_wide_sparse_set_trains_and_holds_pca():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         vae.fit(X_train)
-    # z-scored already: one PPCA (scikit-learn's), and no factor analysis.
+    # z-scored already: one PPCA (scikit-learn's).
     assert vae.linear_start_ == "pca"
-    assert set(vae.linear_start_scores_) == {"pca"}
+    scores = vae.linear_start_scores_
+    assert set(scores) == {"pca", "factor_analysis"}
+    assert scores["factor_analysis"] < scores["pca"] - 1000
     score = vae.score(X_test)
     assert np.isfinite(score) and score >= pca_score - max(1.0, 0.01 * abs(pca_score))
 
@@ -866,3 +870,31 @@ def test_cross_validation_only_below_twenty_validation_rows(
     assert (held_out[0] < 20) == cross_validated
     assert bool(calls) == cross_validated
     assert vae.linear_start_ == "factor_analysis"
+
+
+def test_wide_data_cross_validated_starts_from_factor_analysis():
+    # 56 training rows of 200 columns (stress case V1, 4 factors): with no
+    # more rows than features factor analysis was no candidate, and the
+    # VAE stayed at PPCA's -219 nats on new rows, 68 below factor
+    # analysis. Cross-validated, it is one, and wins.
+    X_train, X_test = make_tanh_split(80, 200, rank=5)
+    fa_score = FactorAnalysis(4, random_state=0).fit(X_train).score(X_test)
+    pca_score = PCA(4).fit(X_train).score(X_test)
+    assert fa_score > pca_score + 50
+    vae = VAETransformer(
+        n_components=4, hidden_layer_sizes=(16,), max_iter=20, random_state=0,
+        device="cpu",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(X_train)
+    assert vae.linear_start_ == "factor_analysis"
+    assert vae.score(X_test) >= fa_score - max(1.0, 0.01 * abs(fa_score))
+
+
+def test_factor_analysis_is_no_candidate_on_a_validation_split_with_few_rows():
+    # 25 validation rows: their split stands, and its 225 rows are too few
+    # for factor analysis's 300 noise variances.
+    X = make_tanh_split(358, 300)[0]
+    vae = starting_vae(VAETransformer(n_components=4, **FAST), X)
+    assert set(vae.linear_start_scores_) == {"pca"}
