@@ -415,15 +415,18 @@ def _held_out_log_likelihoods(splits, kinds, n_components, seed, scaling, keep):
     for X_train, X_test in splits:
         parts = _floor_parts(X_train)
         floors = {r: _variance_floor(X_train, r, parts)[0] for r in _VARIANCE_FLOORS}
-        constant, constant_model = _constant_feature_model(X_train[:, keep])
-        modelled = keep.copy()
-        modelled[np.flatnonzero(keep)[constant]] = False
-        X_modelled = X_test[:, modelled]
-        base = 0.0
-        if constant_model is not None:
+        modelled, base = keep, 0.0
+        variance = parts[0][keep]
+        # _constant_feature_model's test, without its median where no
+        # feature is constant (0.4 s on 20,000 x 512 rows).
+        if np.any(variance <= 1e-12 * (variance.mean() if variance.any() else 1.0)):
+            constant, constant_model = _constant_feature_model(X_train[:, keep])
+            modelled = keep.copy()
+            modelled[np.flatnonzero(keep)[constant]] = False
             base = float(np.sum(
                 _constant_log_density(X_test[:, keep][:, constant], constant_model)
             ))
+        X_modelled = X_test[:, modelled]
         n_rows += len(X_test)
         for kind in kinds:
             fit = _fit_linear_gaussian(kind, X_train, n_components, seed, scaling)

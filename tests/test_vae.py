@@ -898,3 +898,34 @@ def test_factor_analysis_is_no_candidate_on_a_validation_split_with_few_rows():
     X = make_tanh_split(358, 300)[0]
     vae = starting_vae(VAETransformer(n_components=4, **FAST), X)
     assert set(vae.linear_start_scores_) == {"pca"}
+
+
+def test_held_out_rows_score_features_constant_on_the_fit_rows_by_their_mixture():
+    # A feature constant on a fold's fit rows is scored as fit scores the
+    # features constant in training: by its own mixture, the same for
+    # every candidate. Left to the candidates, a held-out row breaking it
+    # cost factor analysis (variance at the floor) far more than PPCA, and
+    # that one row decided the choice.
+    from sklearn_ae._vae import (
+        _constant_feature_model,
+        _constant_log_density,
+        _held_out_log_likelihoods,
+    )
+
+    X = StandardScaler().fit_transform(make_factor_data(120))
+    X_fit, X_test = X[:100].copy(), X[100:].copy()
+    X_fit[:, 9] = X_test[:, 9] = 0.0
+    _, model = _constant_feature_model(X_fit)
+    keep = np.ones(10, dtype=bool)
+    scores = {}
+    for broken in (5.0, 50.0):
+        X_test[3, 9] = broken
+        scores[broken] = _held_out_log_likelihoods(
+            [(X_fit, X_test)], ("pca", "factor_analysis"), 3, 0, None, keep
+        )
+    shift = (
+        _constant_log_density(np.array([[50.0]]), model)[0]
+        - _constant_log_density(np.array([[5.0]]), model)[0]
+    ) / len(X_test)
+    for pair, score in scores[5.0].items():
+        assert scores[50.0][pair] == pytest.approx(score + shift, abs=1e-9)
