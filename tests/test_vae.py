@@ -374,9 +374,9 @@ def test_starting_elbo_is_the_linear_models_log_likelihood(
     scores = vae.linear_start_scores_
     assert scores[chosen] == max(scores.values())
     # PPCA in the units of X and in the network's (different where the
-    # features' scales differ), factor analysis with more rows than features.
-    assert {"pca", "standardized_pca"} <= set(scores)
-    assert ("factor_analysis" in scores) == (len(X) > X.shape[1])
+    # features' scales differ), and factor analysis: with more rows than
+    # features, or cross-validated (the 40 rows of 'wide').
+    assert set(scores) == {"pca", "standardized_pca", "factor_analysis"}
     if chosen == "pca":
         # scikit-learn's PCA model of X itself.
         expected_score = model.score(X)
@@ -717,7 +717,9 @@ def test_small_wide_sparse_set_trains_and_holds_pca():
     # off 0 in one row alone at 1e-12, and the first epoch diverged (a
     # ValueError from a default fit). Now those columns get the
     # leave-one-out floor, and with no more rows than features factor
-    # analysis is no candidate.
+    # analysis is no candidate on a validation split; cross-validated (7
+    # validation rows here), the rows it collapses on are held out, and it
+    # loses.
     X_train, X_test = make_sparse_wide()
     pca_score = PCA(4).fit(X_train).score(X_test)
     vae = VAETransformer(
@@ -727,9 +729,11 @@ def test_small_wide_sparse_set_trains_and_holds_pca():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         vae.fit(X_train)
-    # z-scored already: one PPCA (scikit-learn's), and no factor analysis.
+    # z-scored already: one PPCA (scikit-learn's).
     assert vae.linear_start_ == "pca"
-    assert set(vae.linear_start_scores_) == {"pca"}
+    scores = vae.linear_start_scores_
+    assert set(scores) == {"pca", "factor_analysis"}
+    assert scores["factor_analysis"] < scores["pca"] - 1000
     score = vae.score(X_test)
     assert np.isfinite(score) and score >= pca_score - max(1.0, 0.01 * abs(pca_score))
 
@@ -783,3 +787,148 @@ def test_partial_fit_pins_no_feature():
     X_next = X_train.copy()
     X_next[:, -1] = np.random.RandomState(0).randn(len(X_next))
     assert np.isfinite(vae.partial_fit(X_next).score(X_next))
+
+
+def make_tanh_split(n_samples, n_features, seed=0, rank=3):
+    """Low-rank data through tanh with a little noise, split 70/30 and
+    z-scored on the training part, as the benchmark panel does."""
+    rng = np.random.RandomState(1000 + seed)
+    X = np.tanh(rng.randn(n_samples, rank) @ rng.randn(rank, n_features))
+    X += 0.1 * rng.randn(n_samples, n_features)
+    X_train, X_test = train_test_split(X, test_size=0.3, random_state=seed)
+    scaler = StandardScaler().fit(X_train)
+    return scaler.transform(X_train), scaler.transform(X_test)
+
+
+def recorded_splits(monkeypatch):
+    """Record every cross-validation of the linear start (a list of lists
+    of ``(X_train, X_test)`` pairs in the network's units)."""
+    from sklearn_ae import _vae
+
+    calls = []
+    real = _vae._cross_validation_splits
+
+    def record(*args):
+        calls.append(real(*args))
+        return calls[-1]
+
+    monkeypatch.setattr(_vae, "_cross_validation_splits", record)
+    return calls
+
+
+def test_small_validation_split_chooses_the_start_by_cross_validation(monkeypatch):
+    # 42 training rows, so 5 validation rows: on them factor analysis won by
+    # 3.7 nats, and started the VAE 2 nats below PPCA on new rows (the
+    # issue's bar is 1). Over 5 folds of all 42 rows, PPCA wins.
+    X_train, X_test = make_tanh_split(60, 20)
+    calls = recorded_splits(monkeypatch)
+    vae = starting_vae(
+        VAETransformer(n_components=16, hidden_layer_sizes=(8,), random_state=0, device="cpu"),
+        X_train,
+    )
+    pca = PCA(16).fit(X_train)
+    fa = FactorAnalysis(16, random_state=0).fit(X_train)
+    assert pca.score(X_test) > fa.score(X_test) + 1.0
+    assert vae.linear_start_ == "pca"
+    assert vae.score(X_test) == pytest.approx(pca.score(X_test), abs=0.01)
+
+    # linear_start_scores_ are cross-validated means: five folds that hold
+    # each training row out once, each candidate scored by its fit to the
+    # other four (here scikit-learn's PCA, whose noise variance is above
+    # every floor).
+    (splits,) = calls
+    assert len(splits) == 5
+    X_network = (X_train - vae.mean_) / vae.scale_
+    held_out = np.concatenate([X_test_fold for _, X_test_fold in splits])
+    order = np.lexsort(held_out.T)
+    np.testing.assert_allclose(held_out[order], X_network[np.lexsort(X_network.T)], atol=1e-5)
+
+    def user(X):
+        return X * vae.scale_ + vae.mean_
+
+    log_likelihoods = np.concatenate([
+        PCA(16).fit(user(X_fold)).score_samples(user(X_test_fold))
+        for X_fold, X_test_fold in splits
+    ])
+    assert vae.linear_start_scores_["pca"] == pytest.approx(log_likelihoods.mean(), rel=1e-4)
+    assert vae.linear_start_scores_["factor_analysis"] < vae.linear_start_scores_["pca"]
+
+
+@pytest.mark.parametrize("n_samples, cross_validated", [(180, True), (200, False)])
+def test_cross_validation_only_below_twenty_validation_rows(
+    monkeypatch, n_samples, cross_validated
+):
+    # From 20 validation rows on, their split stands: one fit per candidate.
+    X = make_factor_data(n_samples)
+    calls = recorded_splits(monkeypatch)
+    held_out = []
+    start = VAETransformer._start_from_linear_model
+
+    def record_held_out(self, net, data, X_fit, rows, *args):
+        held_out.append(len(rows))
+        return start(self, net, data, X_fit, rows, *args)
+
+    monkeypatch.setattr(VAETransformer, "_start_from_linear_model", record_held_out)
+    vae = starting_vae(VAETransformer(n_components=3, **FAST), X)
+    assert (held_out[0] < 20) == cross_validated
+    assert bool(calls) == cross_validated
+    assert vae.linear_start_ == "factor_analysis"
+
+
+def test_wide_data_cross_validated_starts_from_factor_analysis():
+    # 56 training rows of 200 columns (stress case V1, 4 factors): with no
+    # more rows than features factor analysis was no candidate, and the
+    # VAE stayed at PPCA's -219 nats on new rows, 68 below factor
+    # analysis. Cross-validated, it is one, and wins.
+    X_train, X_test = make_tanh_split(80, 200, rank=5)
+    fa_score = FactorAnalysis(4, random_state=0).fit(X_train).score(X_test)
+    pca_score = PCA(4).fit(X_train).score(X_test)
+    assert fa_score > pca_score + 50
+    vae = VAETransformer(
+        n_components=4, hidden_layer_sizes=(16,), max_iter=20, random_state=0,
+        device="cpu",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(X_train)
+    assert vae.linear_start_ == "factor_analysis"
+    assert vae.score(X_test) >= fa_score - max(1.0, 0.01 * abs(fa_score))
+
+
+def test_factor_analysis_is_no_candidate_on_a_validation_split_with_few_rows():
+    # 25 validation rows: their split stands, and its 225 rows are too few
+    # for factor analysis's 300 noise variances.
+    X = make_tanh_split(358, 300)[0]
+    vae = starting_vae(VAETransformer(n_components=4, **FAST), X)
+    assert set(vae.linear_start_scores_) == {"pca"}
+
+
+def test_held_out_rows_score_features_constant_on_the_fit_rows_by_their_mixture():
+    # A feature constant on a fold's fit rows is scored as fit scores the
+    # features constant in training: by its own mixture, the same for
+    # every candidate. Left to the candidates, a held-out row breaking it
+    # cost factor analysis (variance at the floor) far more than PPCA, and
+    # that one row decided the choice.
+    from sklearn_ae._vae import (
+        _constant_feature_model,
+        _constant_log_density,
+        _held_out_log_likelihoods,
+    )
+
+    X = StandardScaler().fit_transform(make_factor_data(120))
+    X_fit, X_test = X[:100].copy(), X[100:].copy()
+    X_fit[:, 9] = X_test[:, 9] = 0.0
+    _, model = _constant_feature_model(X_fit)
+    keep = np.ones(10, dtype=bool)
+    scores = {}
+    for broken in (5.0, 50.0):
+        X_test[3, 9] = broken
+        scores[broken] = _held_out_log_likelihoods(
+            [(X_fit, X_test)], ("pca", "factor_analysis"), 3, 0, None, keep
+        )
+    shift = (
+        _constant_log_density(np.array([[50.0]]), model)[0]
+        - _constant_log_density(np.array([[5.0]]), model)[0]
+    ) / len(X_test)
+    for pair, score in scores[5.0].items():
+        assert scores[50.0][pair] == pytest.approx(score + shift, abs=1e-9)
