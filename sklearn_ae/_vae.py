@@ -635,8 +635,9 @@ class VAETransformer(
 
     standardize : bool, default=True
         Whether to z-score each feature internally before training, with
-        :class:`AutoencoderTransformer`'s floor on the scale of a feature
-        whose rows nearly all share one value. Scores are still log-densities of X in its own units: the
+        a floor on each feature's scale at a tenth of the median feature's
+        standard deviation (unlike :class:`AutoencoderTransformer`'s floor,
+        this one depends on the units of the other features). Scores are still log-densities of X in its own units: the
         scaling's log-Jacobian, ``-sum(log(scale_))``, is added. Ignored
         with ``likelihood='bernoulli'``.
 
@@ -1352,6 +1353,14 @@ class VAETransformer(
             "constant_features_": np.flatnonzero(constant),
             "constant_feature_model_": constant_model,
         }
+
+    def _scaling_rule(self):
+        # The floor at a tenth of the median feature's standard deviation,
+        # as before the autoencoder's per-feature floor: with that floor, on
+        # 50 training rows of 120 sparse columns the held-out ELBO fell from
+        # a mean of -334 to -1.9e5 nats per row (PCA: +13); the VAE's
+        # handling of nearly constant features is tuned to this floor.
+        return "median"
 
     def _input_scaling(self, X):
         mean, scale = super()._input_scaling(X)
