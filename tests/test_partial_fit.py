@@ -64,7 +64,7 @@ def test_ten_chunks_match_fit_with_the_same_passes(Estimator):
     err_whole, err_chunked = _heldout_mse(whole, X_test), _heldout_mse(chunked, X_test)
     assert err_chunked <= 1.1 * err_whole, (err_chunked, err_whole)
     # The scaling is that of all rows seen (each row seen n_passes times).
-    mean, scale = feature_scaling(X)
+    mean, scale = feature_scaling(X, rule=chunked._scaling_rule())
     np.testing.assert_allclose(chunked.mean_, mean, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(chunked.scale_, scale, rtol=1e-6)
 
