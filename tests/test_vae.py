@@ -40,6 +40,14 @@ def make_linear_gaussian(n_samples=400, seed=0):
     return (X + 3 * rng.randn(5)) * np.array([1.0, 10.0, 0.1, 2.0, 5.0])
 
 
+
+def fit_past_max_iter(estimator, X):
+    """Fit ``estimator`` on ``X``, ignoring the ConvergenceWarning of a
+    short ``max_iter``; return it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X)
+
 def posterior(vae, X):
     """Posterior means and variances of q(z|x), straight from the network."""
     xs = torch.as_tensor((X - vae.mean_) / vae.scale_, dtype=torch.float32)
@@ -308,9 +316,7 @@ class StartingState(Callback):
 def starting_vae(vae, X):
     """Fit ``vae`` for one epoch, then put back its untrained network."""
     vae.set_params(max_iter=1, callbacks=[("start", StartingState())])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        vae.fit(X)
+    fit_past_max_iter(vae, X)
     vae.module_.load_state_dict(dict(vae.net_.callbacks_)["start"].state_)
     return vae
 
@@ -426,9 +432,7 @@ def test_linear_vae_reaches_factor_analysis_held_out(X, n_components):
         random_state=0,
         device="cpu",
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        vae.fit(X_train)
+    fit_past_max_iter(vae, X_train)
     assert vae.score(X_test) >= fa_score - 0.01 * abs(fa_score)
 
 
@@ -450,9 +454,7 @@ def test_variances_do_not_collapse_on_near_constant_columns():
         n_components=4, hidden_layer_sizes=(8,), max_iter=20, random_state=0,
         device="cpu",
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        vae.fit(X)
+    fit_past_max_iter(vae, X)
     score = vae.score(X_test)
     assert np.isfinite(score) and score > pca_score - 0.05 * abs(pca_score)
     # Each variance stays above its floor: a fraction of its feature's
@@ -491,9 +493,7 @@ def test_training_keeps_variances_at_or_above_the_start(X, n_components, expecte
         start.numpy(), np.broadcast_to(noise_variance, start.shape), rtol=1e-6
     )
     torch.testing.assert_close(vae.module_.variance_floor, start)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        trained = vae.set_params(max_iter=5, callbacks=None).fit(X)
+    trained = fit_past_max_iter(vae.set_params(max_iter=5, callbacks=None), X)
     variance = trained.module_.observation_log_var().exp()
     assert torch.all(variance >= start * (1 - 1e-6))
     # The buffer itself does track the residuals (below the floor here).
@@ -630,9 +630,7 @@ def test_features_constant_in_training_never_lose_to_pca_or_factor_analysis(brea
         n_components=4, hidden_layer_sizes=(8,), max_iter=10, random_state=0,
         device="cpu",
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        vae.fit(X_train)
+    fit_past_max_iter(vae, X_train)
     scores = vae.score_samples(X_test)
     assert np.all(np.isfinite(scores))
     assert scores.mean() >= best - max(1.0, 0.01 * abs(best))
@@ -726,9 +724,7 @@ def test_small_wide_sparse_set_trains_and_holds_pca():
         n_components=4, hidden_layer_sizes=(16,), max_iter=10, random_state=0,
         device="cpu",
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        vae.fit(X_train)
+    fit_past_max_iter(vae, X_train)
     # z-scored already: one PPCA (scikit-learn's).
     assert vae.linear_start_ == "pca"
     scores = vae.linear_start_scores_
@@ -747,9 +743,7 @@ def test_best_validation_score_counts_the_start():
         n_components=3, hidden_layer_sizes=(16,), learning_rate=1.0, max_iter=3,
         n_iter_no_change=2, random_state=0, device="cpu",
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        vae.fit(X)
+    fit_past_max_iter(vae, X)
     start = dict(vae.net_.callbacks_)["early_stopping"].initial_score_
     assert vae.best_validation_score_ > max(vae.validation_scores_)
     assert vae.best_validation_score_ == pytest.approx(-start + vae._training_row_shift())
@@ -888,9 +882,7 @@ def test_wide_data_cross_validated_starts_from_factor_analysis():
         n_components=4, hidden_layer_sizes=(16,), max_iter=20, random_state=0,
         device="cpu",
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        vae.fit(X_train)
+    fit_past_max_iter(vae, X_train)
     assert vae.linear_start_ == "factor_analysis"
     assert vae.score(X_test) >= fa_score - max(1.0, 0.01 * abs(fa_score))
 
