@@ -402,6 +402,13 @@ def _fit_score(method, seed, quick, X_train, X_test, name):
     """Fit ``method`` on ``X_train``; return its outlier scores of ``X_test``
     and the seconds of both."""
     fit, outlier_scores = make_method(method, seed, quick)
+    return timed_scores(fit, outlier_scores, X_train, X_test, method, f" on {name}")
+
+
+def timed_scores(fit, outlier_scores, X_train, X_test, method, where=""):
+    """Run ``fit(X_train)`` then ``outlier_scores(X_test)`` (warnings
+    silenced); return the scores and the seconds of both. Non-finite
+    scores raise, naming ``method`` (and ``where``)."""
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -409,7 +416,7 @@ def _fit_score(method, seed, quick, X_train, X_test, name):
         scores = outlier_scores(X_test)
     seconds = time.perf_counter() - start
     if not np.all(np.isfinite(scores)):
-        raise RuntimeError(f"{method} gave non-finite scores on {name}")
+        raise RuntimeError(f"{method} gave non-finite scores{where}")
     return scores, seconds
 
 

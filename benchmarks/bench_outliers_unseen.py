@@ -54,7 +54,6 @@ import datetime
 import platform
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -166,19 +165,6 @@ def shipped_defaults_note():
     )
 
 
-def fit_score(method, seed, X_train, X_test):
-    fit, outlier_scores = make_method(method, seed)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit(X_train)
-        scores = outlier_scores(X_test)
-    seconds = time.perf_counter() - start
-    if not np.all(np.isfinite(scores)):
-        raise RuntimeError(f"{method} gave non-finite scores")
-    return scores, seconds
-
-
 # ---------------------------------------------------------------------- run
 def run(builders, methods, draws, seeds, log=print):
     """Return ``{set: {method: array (draws, seeds, 2) of (auc, seconds)}}``."""
@@ -194,7 +180,9 @@ def run(builders, methods, draws, seeds, log=print):
                 order = methods[turn % len(methods):] + methods[:turn % len(methods)]
                 turn += 1
                 for m in order:
-                    scores, seconds = fit_score(m, seed, X_train, X_test)
+                    scores, seconds = bench_outliers.timed_scores(
+                        *make_method(m, seed), X_train, X_test, m
+                    )
                     out[m][i, j] = roc_auc_score(y_test, scores), seconds
                 log(f"{name:<18} draw {draw} seed {seed}: " + "  ".join(
                     f"{m}={out[m][i, j, 0]:.3f}" for m in methods))
@@ -312,27 +300,17 @@ def report(results, builders, methods, draws, seeds, command, threads, loads, no
         return (f"| **{title}** | " + " | ".join(f"**{group_mean(group, m):.4f}**" for m in methods)
                 + f" | **{margin.mean():+.4f}** ± {margin.std():.4f} | {ratio:.2f}x |")
 
-    lines += [
-        "",
-        "## Independent sets",
-        "",
-        "ROC-AUC, mean ± standard deviation over draws; margin = detector minus "
-        "IsolationForest, per draw, then mean ± standard deviation over draws.",
-        "",
-        header,
-        rule,
+    sections = [
+        ("Independent sets", independent, f"mean of {len(independent)} sets",
+         ["ROC-AUC, mean ± standard deviation over draws; margin = detector minus "
+          "IsolationForest, per draw, then mean ± standard deviation over draws.", ""]),
+        ("Digits one-vs-rest family (one data set: correlated, not independent sets)",
+         family, f"family mean ({len(family)} digits)", []),
     ]
-    lines += [row(n) for n in independent]
-    lines.append(mean_row(f"mean of {len(independent)} sets", independent))
-    lines += [
-        "",
-        "## Digits one-vs-rest family (one data set: correlated, not independent sets)",
-        "",
-        header,
-        rule,
-    ]
-    lines += [row(n) for n in family]
-    lines.append(mean_row(f"family mean ({len(family)} digits)", family))
+    for title, group, mean_title, intro in sections:
+        lines += ["", f"## {title}", "", *intro, header, rule]
+        lines += [row(n) for n in group]
+        lines.append(mean_row(mean_title, group))
     lines += [
         "",
         "## Summary",
