@@ -26,12 +26,13 @@ def cpu_model():
     )
 
 
-def load_average():
-    """Return the 1, 5 and 15 minute load averages as text, or 'n/a'."""
+def load_average(sep=" ", missing="n/a"):
+    """Return the 1, 5 and 15 minute load averages as text joined by
+    ``sep``, or ``missing``."""
     try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+        return sep.join(f"{v:.2f}" for v in os.getloadavg())
     except OSError:
-        return "n/a"
+        return missing
 
 
 def machine_description():

@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import cpuinfo  # noqa: E402  (one /proc/cpuinfo reader for the scripts)
+from _machine import cpuinfo, load_average  # noqa: E402  (one reader for the scripts)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
@@ -1224,10 +1224,7 @@ def _sharing_note(load_before):
 
 # ----------------------------------------------------------------- main
 def _load():
-    try:
-        return ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "unknown"
+    return load_average(sep=", ", missing="unknown")
 
 
 def parse_args(argv):
