@@ -30,7 +30,7 @@ from ._callbacks import (
     fresh_callbacks,
     shared_objects,
 )
-from ._data import RunningScaling, TensorData, feature_scaling, is_memory_mapped
+from ._data import RunningScaling, TensorData, is_memory_mapped
 from ._engine import AutoencoderNet, DivergenceError, HoldoutSplit, has_batch_norm
 from ._losses import reconstruction_of
 from ._networks import ACTIVATIONS
@@ -484,11 +484,11 @@ class _BaseAutoencoder(BaseEstimator):
             net.verbose = self.verbose
             self._continue_callbacks(net, seed)
             epochs_before = len(net.history)
-        elif self._scales_input():
-            self._scaling_moments = None
-            mean, scale = self._input_scaling(X)
         else:
-            mean = scale = None
+            # What partial_fit's running scaling continues from: the moments
+            # _input_scaling keeps (None where the scaling is not z-scores).
+            self._scaling_moments = None
+            mean, scale = self._input_scaling(X) if self._scales_input() else (None, None)
 
         with torch_threads(n_threads):
             if not warm:
@@ -512,11 +512,7 @@ class _BaseAutoencoder(BaseEstimator):
         for name, value in fitted.items():
             setattr(self, name, value)
         if not warm:
-            # What partial_fit's running scaling continues from (the moments
-            # _input_scaling kept; None where the scaling is not z-scores).
             self.n_samples_seen_ = n_samples
-            if not self._scales_input():
-                self._scaling_moments = None
         self.mean_, self.scale_ = mean, scale
         self.device_ = device
         self._set_history_attributes()
@@ -540,7 +536,6 @@ class _BaseAutoencoder(BaseEstimator):
         moments = getattr(self, "_scaling_moments", None)
         if (
             isinstance(moments, RunningScaling)
-            and moments.rule == self._scaling_rule()
             and moments.n_samples_seen == self.n_samples_seen_
             and len(moments.mean) == n_features
         ):
@@ -578,10 +573,7 @@ class _BaseAutoencoder(BaseEstimator):
             if self._scales_input():
                 self._scaling_moments = None
                 mean, scale = self._input_scaling(X)
-                if self._updates_scaling():
-                    moments = self._scaling_moments
-                    if moments is None:
-                        moments = RunningScaling(n_features, rule=self._scaling_rule()).update(X)
+                moments = self._scaling_moments  # None for a robust scaling
             else:
                 mean = scale = None
             n_seen = n_samples

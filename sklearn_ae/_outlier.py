@@ -646,7 +646,7 @@ or None
     def _input_scaling(self, X):
         if self.scaling == "robust":
             return robust_scaling(X)
-        return feature_scaling(X, rule="median")
+        return super()._input_scaling(X)
 
     def _feature_mask(self, n_features):
         """Draw each member's feature subset from torch's (seeded) generator."""
