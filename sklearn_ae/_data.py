@@ -164,6 +164,7 @@ class RunningScaling:
         self.reference = None
         self.candidates = None
         self.n_off = np.zeros(n_features)
+        self._single_var = None
 
     def update(self, X):
         """Add the rows of ``X`` (dense or sparse) to the moments."""
@@ -207,7 +208,7 @@ class RunningScaling:
     @property
     def var(self):
         """Population variance of the rows seen."""
-        if getattr(self, "_single_var", None) is not None:
+        if self._single_var is not None:
             return self._single_var
         return self.m2 / max(self.n_samples_seen, 1)
 
