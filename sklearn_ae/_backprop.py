@@ -11,16 +11,19 @@ a :class:`~sklearn_ae._networks.WithLinearPath`, trained on
 penalty), :func:`manual_step_for` returns a :class:`ManualMSEStep`: the same
 forward products as the module's ``forward`` and the backward products that
 autograd would run, written out, with the gradients written into buffers
-reused from step to step. The loss is ``F.mse_loss`` and its gradient
-``mse_loss_backward``, as autograd computes them: the same kernels on the
-same operands, so that the loss curves and fitted networks come out bit for
-bit as autograd's in the tests (``tests/test_hot_path.py`` compares a fit
-with one whose per-batch callback makes it take autograd's step;
-``tests/test_backprop.py`` compares gradients across networks). A loss by
-dot product from an in-place residual saved nothing measurable and gave up
-that equality. In ``benchmarks/RESULTS.md``, a W1 fit takes 0.77x the
-time of a plain autograd loop stepping the same optimizer; on W2, whose
-time is arithmetic, about the same (1.04x).
+reused from step to step.
+
+The loss and its gradient come from one residual ``output - target``,
+computed in place in the output's buffer: the gradient is that residual
+times ``2 / numel`` (what ``mse_loss_backward`` computes, multiplication for
+multiplication, so the gradients and the fitted network are bit for bit
+autograd's), the loss its dot product with itself over ``numel``, which
+rounds differently from ``F.mse_loss``'s sum (in the last bits of the
+reported loss only). ``F.mse_loss`` and its backward each read both
+operands and write a batch-sized temporary: on W2 (784 features) they took
+about 6% of a step. ``tests/test_hot_path.py`` compares a fit with one whose
+per-batch callback makes it take autograd's step; ``tests/test_backprop.py``
+compares gradients across networks.
 
 Anything else (other layer or activation types, tied weights, batch norm,
 dropout, penalties, hooks, frozen parameters, autocast, extra ``fit_params``)
@@ -33,8 +36,6 @@ from torch.nn import functional as F
 
 from ._losses import ReconstructionLoss
 from ._networks import Autoencoder, Corruption, WithLinearPath
-
-_MEAN = 1  # at::Reduction::Mean, for aten.mse_loss_backward
 
 
 def _activation(module):
@@ -174,7 +175,7 @@ class ManualMSEStep:
     error, by hand. Built by :func:`manual_step_for`.
 
     Calling it on a batch ``(x, target)`` returns the batch's loss (the
-    module's ``F.mse_loss``, detached) and sets every parameter's ``.grad``
+    mean squared error, detached; see the module's docstring) and sets every parameter's ``.grad``
     to its gradient (buffers reused across steps, which is what the
     optimizer reads; the engine sets the gradients to None before a step).
     """
@@ -188,7 +189,6 @@ class ManualMSEStep:
         self.dtype, self.device = first.dtype, first.device
         self.grads = {p: torch.empty_like(p, memory_format=torch.contiguous_format)
                       for p in self.params}
-        self._one = torch.ones((), dtype=self.dtype, device=self.device)
 
     def usable(self):
         """Whether the module still is what the step was built for and runs
@@ -223,8 +223,12 @@ class ManualMSEStep:
         with torch.no_grad():
             code, encoder_tape = self.encoder.forward(self.module.corruption(x))
             output, decoder_tape = self.decoder.forward(code)
-            loss = F.mse_loss(output, target)
-            grad_output = torch.ops.aten.mse_loss_backward(self._one, output, target, _MEAN)
+            # output is this step's own tensor (backward does not read it):
+            # the residual overwrites it, then becomes the gradient.
+            residual = output.sub_(target)
+            flat = residual.view(-1)
+            loss = torch.dot(flat, flat) / flat.numel()
+            grad_output = residual.mul_(2.0 / flat.numel())
             grad_code = self.decoder.backward(grad_output, decoder_tape, grads, True)
             self.encoder.backward(grad_code, encoder_tape, grads, False)
         for p in self.params:
