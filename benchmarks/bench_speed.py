@@ -73,7 +73,7 @@ TORCH_DEFAULT_THREADS = None  # torch's own choice in this process, from main()
 
 # Timed fits per method unless --repeats says otherwise: more where a fit is
 # short, since other processes on a shared machine make short timings noisy.
-DEFAULT_REPEATS = {"W1": 5, "W3": 5, "inference": 5, "threads": 3, "W2": 3,
+DEFAULT_REPEATS = {"W1": 5, "W3": 5, "inference": 5, "threads": 3, "W2": 5,
                    "cover": 3, "G1": 3, "first_fit": 5, "grid": 3}
 
 # name: rows, features, encoder hidden layers, latent size, batch, epochs.
