@@ -473,14 +473,21 @@ def test_early_stopping_from_the_start_is_generic():
 
 
 def test_early_stopping_patience_covers_a_hundred_steps_on_small_data():
-    # 100 rows: 90 training rows are one batch, one step per epoch. Nothing
+    # 100 rows: 90 training rows in one batch, one step per epoch. Nothing
     # improves by tol, yet training runs 100 steps before it gives up.
     X = make_data(n_samples=100)
     ae = AutoencoderTransformer(
         **{**FAST, "early_stopping": True, "max_iter": 300, "n_iter_no_change": 2,
-           "tol": 10.0}
+           "tol": 10.0, "batch_size": 90}
     ).fit(X)
     assert ae.n_iter_ == 100
+    # batch_size='auto' on 90 training rows: 16 rows, 6 steps per epoch
+    ae = AutoencoderTransformer(
+        **{**FAST, "early_stopping": True, "max_iter": 300, "n_iter_no_change": 2,
+           "tol": 10.0}
+    ).fit(X)
+    assert ae.net_.batch_size == 16
+    assert ae.n_iter_ == 17  # ceil(100 / 6)
     ae = AutoencoderTransformer(
         **{**FAST, "early_stopping": True, "max_iter": 300, "n_iter_no_change": 2,
            "tol": 10.0, "batch_size": 9}
@@ -530,8 +537,10 @@ def test_scaling_of_a_feature_does_not_depend_on_the_units_of_the_others():
 
     # The same fit in any units: the error per feature, in that feature's
     # own z-units, comes out the same (training amplifies float rounding,
-    # so the codes agree only to about 1e-2, as they do for X * (1 + 1e-7)).
-    params = dict(n_components=3, max_iter=4, early_stopping=False, random_state=0)
+    # so the codes agree only to about 1e-2, as they do for X * (1 + 1e-7);
+    # 2 steps an epoch, as the rounding grows with the number of steps).
+    params = dict(n_components=3, max_iter=4, batch_size=256, early_stopping=False,
+                  random_state=0)
     errors = []
     for data in (X, X * units):
         ae = AutoencoderTransformer(**params).fit(data)
@@ -609,9 +618,11 @@ def test_where_the_linear_model_can_be_carried(options, carried):
 def test_start_is_kept_unless_an_epoch_beats_it_on_most_rows():
     # 10 validation rows: the best epoch's mean loss is a third below the PCA
     # start's, but it is better on too few rows for the sign test at 5%
+    # (one step per epoch: the 90 training rows in one batch)
     X = make_data(n_samples=100, seed=1)
     ae = AutoencoderTransformer(
-        **{**FAST, "max_iter": 40, "early_stopping": True, "n_iter_no_change": 3},
+        **{**FAST, "max_iter": 40, "early_stopping": True, "n_iter_no_change": 3,
+           "batch_size": 90},
         callbacks=[("start", StartOfTraining())],
     ).fit(X)
     stopper = dict(ae.net_.callbacks_)["early_stopping"]
