@@ -474,7 +474,6 @@ default='auto'
     torch.Size([3, 4])
     """
 
-    @_fit_context(prefer_skip_nested_validation=True)
     def _resolved_batch_size(self, n_samples):
         """``'auto'``: at most 256 rows, at least 20 steps an epoch (see the
         ``batch_size`` parameter); VAETransformer and AEOutlierDetector keep
@@ -486,6 +485,7 @@ default='auto'
             n_train = int(n_samples * (1 - self.validation_fraction))
         return min(256, max(16, n_train // 20), n_samples)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the autoencoder to X.
 
