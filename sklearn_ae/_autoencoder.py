@@ -11,6 +11,7 @@ from sklearn.base import (
 
 from sklearn.utils.validation import check_is_fitted
 
+from ._engine import holdout_size
 from ._export import export_encoder, hidden_activations, hidden_layers
 from ._variants import _BaseVariantAutoencoder
 
@@ -482,7 +483,7 @@ default='auto'
             return super()._resolved_batch_size(n_samples)
         n_train = n_samples
         if self.early_stopping:
-            n_train = int(n_samples * (1 - self.validation_fraction))
+            n_train -= holdout_size(self.validation_fraction, n_samples)
         return min(256, max(16, n_train // 20), n_samples)
 
     @_fit_context(prefer_skip_nested_validation=True)

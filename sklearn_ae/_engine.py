@@ -75,6 +75,11 @@ def has_batch_norm(module):
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
+def holdout_size(fraction, n_samples):
+    """Rows :class:`HoldoutSplit` holds out of ``n_samples`` for ``fraction``."""
+    return int(np.ceil(fraction * n_samples))
+
+
 class HoldoutSplit:
     """skorch ``train_split``: a random held-out fraction of a ``TensorData``.
 
@@ -88,7 +93,7 @@ class HoldoutSplit:
 
     def __call__(self, dataset, y=None, **fit_params):
         n = len(dataset)
-        n_valid = int(np.ceil(self.fraction * n))
+        n_valid = holdout_size(self.fraction, n)
         if n_valid < 1 or n - n_valid < 1:
             raise ValueError(
                 f"validation_fraction={self.fraction} leaves an empty training or "
