@@ -175,9 +175,10 @@ class ManualMSEStep:
     error, by hand. Built by :func:`manual_step_for`.
 
     Calling it on a batch ``(x, target)`` returns the batch's loss (the
-    mean squared error, detached; see the module's docstring) and sets every parameter's ``.grad``
-    to its gradient (buffers reused across steps, which is what the
-    optimizer reads; the engine sets the gradients to None before a step).
+    mean squared error, detached; see the module's docstring) and sets
+    every parameter's ``.grad`` to its gradient (buffers reused across
+    steps, which is what the optimizer reads; the engine sets the gradients
+    to None before a step).
     """
 
     def __init__(self, module, criterion, encoder, decoder):

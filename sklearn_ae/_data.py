@@ -50,10 +50,6 @@ SCALE_FLOOR = 0.1
 # value: its most common value when most rows share one (see floored_scale).
 _REFERENCE_ROWS = 257
 
-# Floor rules: 'own' (the autoencoder and the VAE) and 'median' (the
-# outlier detector's, whose defaults were chosen with it).
-SCALING_RULES = ("own", "median")
-
 
 def feature_scaling(X, rule="own"):
     """Return per-feature ``(mean, scale)`` for z-scoring ``X`` (dense or sparse).
@@ -92,7 +88,7 @@ def floored_scale(mean, var, rule="own", *, reference=None, n_off=None, n_sample
     ``rule='median'``: the floor is 0.1 times the median standard deviation
     of the non-constant features, and constant features get the floor (or
     1). This floor depends on the units of the other features; it is the
-    outlier detector's, whose defaults were chosen with it.
+    VAE's and the outlier detector's, which were tuned with it.
     """
     scale = np.sqrt(var)
     tiny = 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
