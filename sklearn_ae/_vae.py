@@ -643,9 +643,10 @@ class VAETransformer(
         Whether to z-score each feature internally before training, with
         a floor on each feature's scale at a tenth of the median feature's
         standard deviation (unlike :class:`AutoencoderTransformer`'s floor,
-        this one depends on the units of the other features). Scores are still log-densities of X in its own units: the
-        scaling's log-Jacobian, ``-sum(log(scale_))``, is added. Ignored
-        with ``likelihood='bernoulli'``.
+        this one depends on the units of the other features). Scores are
+        still log-densities of X in its own units: the scaling's
+        log-Jacobian, ``-sum(log(scale_))``, is added. Ignored with
+        ``likelihood='bernoulli'``.
 
     device : str or torch.device, default='auto'
         Where the network is trained and run. ``'auto'`` picks CUDA when
