@@ -1,0 +1,191 @@
+"""An isolation forest kept as plain arrays, for ``AEOutlierDetector``'s
+isolation score.
+
+The trees are grown level by level, all at once, straight into a few
+arrays (each inner node's feature and threshold, each leaf's path length),
+which is all that scoring needs. So a fitted detector holds numbers only
+(it saves in :mod:`sklearn_ae`'s safe format, which holds no scikit-learn
+objects); growing takes a few milliseconds where scikit-learn's
+:class:`~sklearn.ensemble.IsolationForest` spends about 1 ms a tree; and
+scoring walks every tree at once, a block of rows at a time, with no
+temporary larger than a block. Each row's score depends on that row alone.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils import check_random_state
+from sklearn.utils.random import sample_without_replacement
+
+# Rows scored at a time: the walk's temporaries are (rows, n_trees).
+_BLOCK_ROWS = 1024
+
+
+def average_path_length(n):
+    """Average path length of an unsuccessful search in a binary search
+    tree of ``n`` keys: the expected depth still to go in a leaf holding
+    ``n`` training rows (Liu et al., 2008; as scikit-learn computes it)."""
+    n = np.asarray(n, dtype=np.float64)
+    out = np.zeros_like(n)
+    out[n == 2] = 1.0
+    more = n > 2
+    out[more] = 2.0 * (np.log(n[more] - 1.0) + np.euler_gamma) - 2.0 * (n[more] - 1.0) / n[more]
+    return out
+
+
+def _round_down_to_float32(threshold):
+    """The largest float32 at most ``threshold`` (float64): for a float32
+    ``x``, ``x <= threshold`` exactly when ``x <= result``."""
+    t32 = threshold.astype(np.float32)
+    return np.where(t32 > threshold, np.nextafter(t32, np.float32(-np.inf)), t32)
+
+
+def _values(X, rows, columns):
+    """``X[rows[i], columns[i]]`` for every ``i``, as float32 (``X`` dense or CSR)."""
+    values = X[rows, columns]
+    if sp.issparse(values):  # scipy returns the pairs' values as a 1 x k matrix
+        values = values.toarray()
+    return np.asarray(values, dtype=np.float32).ravel()
+
+
+def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
+    """Grow an isolation forest on ``X`` and return it as arrays.
+
+    Liu, Ting and Zhou's isolation forest as scikit-learn's
+    :class:`~sklearn.ensemble.IsolationForest` grows it with its defaults:
+    ``n_trees`` trees, each on ``min(max_samples, n_samples)`` rows drawn
+    without replacement, split at random until a node holds one row (or
+    only equal rows) or the depth reaches ``ceil(log2(rows))``; a split
+    takes a feature drawn uniformly among those not constant on the node's
+    rows, and a threshold drawn uniformly between their smallest and largest
+    value (in float32, as scikit-learn compares them); a row goes left when
+    its value is at most the threshold. Grown level by level, all trees at
+    once (scikit-learn grows one tree at a time, at about 1 ms each). The
+    same algorithm, not the same random draws: the forests differ from
+    scikit-learn's for a given seed as two of its seeds do.
+
+    Each tree is laid out as a complete binary tree of depth ``D``: node
+    ``p``'s children are ``2p + 1`` and ``2p + 2``, so a walk needs no child
+    table. A leaf above depth ``D`` becomes a chain of nodes that always go
+    left (threshold ``+inf``) down to depth ``D``. Returns a dict:
+    ``feature`` and ``threshold`` (float32, rounded down) of the ``2**D -
+    1`` inner nodes, ``leaf_path`` of the ``2**D`` leaves (a leaf's depth
+    plus :func:`average_path_length` of its training rows), each with one
+    row per tree; ``depth`` ``D``; and ``normalizer``, the number of trees
+    times the average path length of a tree's rows.
+    """
+    rng = check_random_state(random_state)
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float32)
+    else:
+        X = np.asarray(X, dtype=np.float32)
+    n_samples, n_features = X.shape
+    m = min(max_samples, n_samples)
+    depth = int(np.ceil(np.log2(max(m, 2))))
+    n_inner = 2**depth - 1
+    feature = np.zeros((n_trees, n_inner), dtype=np.intp)
+    threshold = np.full((n_trees, n_inner), np.inf, dtype=np.float32)
+    leaf_path = np.zeros((n_trees, n_inner + 1))
+    rows = np.stack([
+        sample_without_replacement(n_samples, m, random_state=rng) for _ in range(n_trees)
+    ]).ravel()
+    tree = np.repeat(np.arange(n_trees), m)
+    position = np.zeros(n_trees * m, dtype=np.intp)
+    active = np.arange(n_trees * m)  # rows whose node is not a leaf yet
+
+    def make_leaves(t, p, level, counts):
+        # A leaf at (t, p) of `level`, reached by `counts` training rows.
+        chain = depth - level  # left steps down to depth D: p -> 2p + 1
+        leaf_path[t, (p + 1) * 2**chain - 1 - n_inner] = level + average_path_length(counts)
+
+    for level in range(depth + 1):
+        if len(active) == 0:
+            break
+        t, p = tree[active], position[active]
+        stride = 2 ** (depth + 1)  # more than any position at any level
+        nodes, node_of, counts = np.unique(
+            t * stride + p, return_inverse=True, return_counts=True
+        )
+        node_t, node_p = np.divmod(nodes, stride)
+        split = counts >= 2 if level < depth else np.zeros(len(nodes), dtype=bool)
+        chosen = np.full(len(nodes), -1)
+        low = np.zeros(len(nodes), dtype=np.float32)
+        high = np.zeros(len(nodes), dtype=np.float32)
+        # A random feature per node, drawn again where it is constant on the
+        # node's rows: uniform among the features that are not.
+        pending = split.copy()
+        for _ in range(8):
+            if not pending.any():
+                break
+            draw = np.full(len(nodes), -1)
+            draw[pending] = rng.randint(n_features, size=int(pending.sum()))
+            on = pending[node_of]
+            values = _values(X, rows[active[on]], draw[node_of[on]])
+            lo = np.full(len(nodes), np.inf, dtype=np.float32)
+            hi = np.full(len(nodes), -np.inf, dtype=np.float32)
+            np.minimum.at(lo, node_of[on], values)
+            np.maximum.at(hi, node_of[on], values)
+            found = pending & (hi > lo)
+            chosen[found], low[found], high[found] = draw[found], lo[found], hi[found]
+            pending &= ~found
+        for j in np.flatnonzero(pending):  # rare: try every feature
+            members = rows[active[node_of == j]]
+            block = X[members]
+            block = block.toarray() if sp.issparse(block) else block
+            varying = np.flatnonzero(block.max(axis=0) > block.min(axis=0))
+            if len(varying):
+                f = varying[rng.randint(len(varying))]
+                chosen[j], low[j], high[j] = f, block[:, f].min(), block[:, f].max()
+        split = chosen >= 0
+        cut = low.astype(np.float64) + rng.uniform(size=len(nodes)) * (
+            high.astype(np.float64) - low
+        )
+        cut = np.where(cut >= high, low, cut)  # as scikit-learn: low <= cut < high
+        cut = _round_down_to_float32(cut)  # the same sides for float32 values
+        feature[node_t[split], node_p[split]] = chosen[split]
+        threshold[node_t[split], node_p[split]] = cut[split]
+        leaf = ~split
+        make_leaves(node_t[leaf], node_p[leaf], level, counts[leaf])
+        going = split[node_of]
+        moving = active[going]
+        values = _values(X, rows[moving], chosen[node_of[going]])
+        right = values > cut[node_of[going]]
+        position[moving] = 2 * position[moving] + 1 + right
+        active = moving
+    return {
+        "feature": feature,
+        "threshold": threshold,
+        "leaf_path": leaf_path,
+        "depth": depth,
+        "normalizer": float(n_trees * average_path_length([m])[0]),
+    }
+
+
+def isolation_scores(trees, X):
+    """Return each row's anomaly score under ``trees``, float64 in (0, 1]:
+    ``2 ** -(mean path length / average path length)``, IsolationForest's
+    ``-score_samples`` (higher = easier to isolate)."""
+    feature = trees["feature"].ravel()
+    threshold = trees["threshold"].ravel()
+    leaf_path = trees["leaf_path"].ravel()
+    n_trees, n_inner = trees["feature"].shape
+    inner_offset = np.arange(n_trees) * n_inner
+    leaf_offset = np.arange(n_trees) * (n_inner + 1) - n_inner
+    if sp.issparse(X):
+        X = X.tocsr()  # COO and others cannot be sliced by rows
+    n_samples = X.shape[0]
+    out = np.empty(n_samples)
+    for start in range(0, n_samples, _BLOCK_ROWS):
+        block = X[start : start + _BLOCK_ROWS]
+        if sp.issparse(block):
+            block = block.toarray()
+        block = np.asarray(block, dtype=np.float32)
+        node = np.zeros((len(block), n_trees), dtype=np.intp)
+        for _ in range(trees["depth"]):
+            inner = node + inner_offset
+            values = np.take_along_axis(block, feature[inner], axis=1)
+            node = 2 * node + 1 + (values > threshold[inner])
+        out[start : start + len(block)] = leaf_path[node + leaf_offset].sum(axis=1)
+    normalizer = trees["normalizer"]
+    if normalizer == 0:  # one training row: IsolationForest's score is then 0.5
+        return np.full(n_samples, 0.5)
+    return 2.0 ** (-out / normalizer)
