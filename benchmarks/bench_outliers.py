@@ -111,6 +111,7 @@ BASE = {
     "dropout_passes": 0,
     "learning_rate": 1e-3,
     "batch_size": "auto",
+    "isolation_weight": 0.0,
 }
 CANDIDATES = {
     "reconstruction": {},
@@ -169,11 +170,29 @@ CANDIDATES = {
     # heavy-tailed or unpredictable features on a new set cannot dominate
     # (without the per-feature scales that were noisy on small sets).
     "log residuals": {"residual_scaling": "log"},
+    # Fourth attempt (2026-11-22): the reconstruction error plus an
+    # isolation forest's score, each standardized by its training median
+    # and IQR, with equal weights. Reason, stated before it ran here:
+    # reconstruction alone led IsolationForest by 0.04 on these sets but
+    # trailed it on the 26 unseen ADBench sets of issue 11 (-0.008) and far
+    # on the out-of-panel digits constructions (bench_outliers_unseen.py),
+    # where its errors rank some outlier classes as normal; the two scores
+    # fail on different sets, and a sum standardized on the training rows
+    # cannot fall far behind the better one where the other is at chance.
+    # Weights 0.5 and 2 show how much the figure depends on the weight.
+    "recon+isolation": {"isolation_weight": 1.0},
+    "recon+isolation/2": {"isolation_weight": 0.5},
+    "recon+2 isolation": {"isolation_weight": 2.0},
 }
+# The shipped defaults: a fixed design, not the folds' choice (see
+# OUTLIER_NOTES.md, fourth attempt). Measured side by side with the
+# baselines in every run and reported beside the leave-sets-out selection.
+SHIPPED = "recon+isolation"
 # Parameters added after a cache version was started are left out of the
 # cache key at the value that reproduces the earlier code, so its entries
 # stay valid.
-LEGACY = {"dropout_passes": 0, "learning_rate": 1e-3, "batch_size": "auto"}
+LEGACY = {"dropout_passes": 0, "learning_rate": 1e-3, "batch_size": "auto",
+          "isolation_weight": 0.0}
 # Bump when a change to the detector's code changes its scores: old cache
 # entries then no longer match. issue11-2: the merged feature_scaling floors
 # each feature's scale at 0.1 x the median one (issue 10), which changed
@@ -589,7 +608,7 @@ def load():
 
 def report(results, candidates, baselines, folds, seeds, sets_note, command, threads,
            loads, cache, large=None, large_size=None, ratios=None, time_budget=None,
-           cached_seconds=None, side_by_side=None):
+           cached_seconds=None, side_by_side=None, shipped=None):
     import torch
 
     names = list(folds)
@@ -640,10 +659,25 @@ def report(results, candidates, baselines, folds, seeds, sets_note, command, thr
         f"| AEOutlierDetector, chosen per fold (in-sample: `{in_sample}`) | "
         f"{in_mean:.4f} | {oof_mean:.4f} | {s:.1f} | {ratio(s)} |"
     )
+    if shipped is not None:
+        s, m = total_seconds(results, "AE:" + shipped), mean(auc[shipped])
+        lines.append(
+            f"| **AEOutlierDetector defaults**, fixed (`{shipped}`; chooses nothing, "
+            f"so both figures are its mean) | {m:.4f} | {m:.4f} | {s:.1f} | {ratio(s)} |"
+        )
     for b in baselines:
         s = total_seconds(results, b)
         m = mean(base_auc[b])
         lines.append(f"| {b} | {m:.4f} | {m:.4f} | {s:.1f} | {ratio(s)} |")
+    if shipped is not None and if_mean is not None:
+        s = total_seconds(results, "AE:" + shipped)
+        lines += [
+            "",
+            f"**Shipped defaults** (`{shipped}`, a fixed design, not chosen by the "
+            f"folds): mean ROC-AUC {mean(auc[shipped]):.4f}, margin over "
+            f"IsolationForest **{mean(auc[shipped]) - if_mean:+.4f}**, time "
+            f"{ratio(s)} IsolationForest's on the same splits (measured side by side).",
+        ]
     if if_mean is not None:
         lines += [
             "",
@@ -700,24 +734,28 @@ def report(results, candidates, baselines, folds, seeds, sets_note, command, thr
         "",
         "## Per set",
         "",
-        "Out-of-fold = the candidate chosen without the set's fold.",
+        "Out-of-fold = the candidate chosen without the set's fold."
+        + (f" Defaults = the shipped fixed design, `{shipped}`." if shipped else ""),
         "",
         "| data set | fold | chosen | out-of-fold | in-sample (`" + in_sample + "`) | "
-        + " | ".join(baselines) + " |",
-        "|---|---:|---|---:|---:|" + "---:|" * len(baselines),
+        + ("defaults | " if shipped else "") + " | ".join(baselines) + " |",
+        "|---|---:|---|---:|---:|" + "---:|" * (len(baselines) + bool(shipped)),
     ]
+    shipped_cell = (lambda n: f"{auc[shipped][n]:.3f} | ") if shipped else (lambda n: "")
     for n in names:
         lines.append(
             f"| {n} | {folds[n]} | `{chosen[folds[n]]}` | {oof[n]:.3f} | {auc[in_sample][n]:.3f} | "
-            + " | ".join(f"{base_auc[b][n]:.3f}" for b in baselines) + " |"
+            + shipped_cell(n) + " | ".join(f"{base_auc[b][n]:.3f}" for b in baselines) + " |"
         )
     lines.append(
         f"| **mean ROC-AUC** | | | **{oof_mean:.3f}** | **{in_mean:.3f}** | "
+        + (f"**{mean(auc[shipped]):.3f}** | " if shipped else "")
         + " | ".join(f"**{mean(base_auc[b]):.3f}**" for b in baselines) + " |"
     )
     lines.append(
         "| fit+score seconds | | | | "
         f"{total_seconds(results, final):.1f} | "
+        + (f"{total_seconds(results, 'AE:' + shipped):.1f} | " if shipped else "")
         + " | ".join(f"{total_seconds(results, b):.1f}" for b in baselines) + " |"
     )
     if large:
@@ -795,7 +833,8 @@ def main(argv=None):
     if args.quick:
         cap, seeds = 300, args.seeds[:1]
         names = names or ["wine", "glass", "WBC", "breastw"]
-        candidates = candidates[:2] if args.candidates == list(CANDIDATES) else candidates
+        if args.candidates == list(CANDIDATES):  # the reference and the shipped design
+            candidates = [TIME_REFERENCE, SHIPPED]
     if (args.data / "adbench").is_dir():
         sets = load_sets(args.data, names)
         sets_note = f"{len(sets)} sets: " + ", ".join(n for n, _, _ in sets)
@@ -838,6 +877,10 @@ def main(argv=None):
             if chosen != reference:
                 measured.update(run(sets, baselines + ["AE:" + chosen], seeds, cap,
                                     Cache(None, fresh=True), args.quick))
+            shipped = SHIPPED if SHIPPED in candidates else None
+            if shipped is not None and shipped not in (reference, chosen):
+                measured.update(run(sets, baselines + ["AE:" + shipped], seeds, cap,
+                                    Cache(None, fresh=True), args.quick))
     finally:
         torch.set_num_threads(threads)
     cached_seconds = {c: total_seconds(results, "AE:" + c) for c in candidates}
@@ -849,14 +892,15 @@ def main(argv=None):
     large = large_size = None
     if not args.skip_large:
         large_size = LARGE_QUICK if args.quick else LARGE
-        large = large_run(["IsolationForest", "AE:" + chosen], large_size, args.threads)
+        large = large_run(["IsolationForest", "AE:" + (shipped or chosen)], large_size,
+                          args.threads)
     loads.append(load())
     command = "python benchmarks/bench_outliers.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
     text, _ = report(results, candidates, baselines, folds, seeds, sets_note,
                      command.strip(), args.threads, loads, cache, large, large_size,
-                     ratios, args.time_budget, cached_seconds, timed_beside)
+                     ratios, args.time_budget, cached_seconds, timed_beside, shipped)
     print(text)
     if args.output != "-" and not (args.quick and args.output == str(DEFAULT_OUTPUT)):
         Path(args.output).write_text(text)

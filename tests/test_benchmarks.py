@@ -137,6 +137,7 @@ def test_bench_outliers_quick(tmp_path, capsys):
     assert "AEOutlierDetector" in text and "IsolationForest" in text
     assert "fit+score seconds" in text
     assert "out-of-fold mean ROC-AUC" in text and "Out-of-fold margin" in text
+    assert "**Shipped defaults** (`recon+isolation`" in text
     assert "## Large size: 20,000 x 100 float32" in text and "peak memory / input" in text
 
 
@@ -211,7 +212,7 @@ def test_bench_outliers_unseen_quick(tmp_path):
     summary = load_script("bench_outliers_unseen").main(["--quick", "--output", str(output)])
     for group in ("independent", "family"):
         aucs = summary[group]
-        assert {"AEOutlierDetector", "IsolationForest", "PCA"} <= set(aucs)
+        assert {"AEOutlierDetector", "reconstruction only", "IsolationForest", "PCA"} <= set(aucs)
         assert all(0 <= auc <= 1 for auc in aucs.values())
     assert summary["time_ratio"] > 0
     text = output.read_text()
@@ -219,8 +220,8 @@ def test_bench_outliers_unseen_quick(tmp_path):
     assert "| optdigits (= digits 0 vs rest) | `load_digits`" in text
     assert "| 1,667 | 64 | 48 | 2.88% |" in text
     assert "| **family mean (2 digits)** |" in text and "**mean of 2 sets**" in text
-    assert "not used to choose any default" in text and "--quick" in text
-    assert "equal to `bench_outliers.py`'s `reconstruction` candidate" in text
+    assert "not used to choose any setting's value" in text and "--quick" in text
+    assert "equal to `bench_outliers.py`'s `recon+isolation` candidate" in text
 
 
 def test_bench_outliers_unseen_draws_keep_every_inlier():
