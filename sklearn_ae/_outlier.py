@@ -1218,6 +1218,14 @@ or None
         """
         return float(np.mean(self.score_samples(X)))
 
+    def __setstate__(self, state):
+        # Pickled before isolation_weight existed: that detector had no
+        # isolation score; it keeps scoring, and describing itself, as fitted.
+        state.setdefault("isolation_weight", 0.0)
+        if "offset_" in state:
+            state.setdefault("isolation_trees_", None)
+        super().__setstate__(state)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True

@@ -264,6 +264,13 @@ def save(estimator, path):
     save_file(writer.tensors, os.fspath(path), metadata=metadata)
 
 
+# Parameters added after files of this format were first written, with the
+# value that describes what an older file holds (its estimator had no such
+# part), and the fitted attributes such a file then lacks.
+_ADDED_PARAMS = {"AEOutlierDetector": {"isolation_weight": 0.0}}
+_ADDED_FITTED = {"AEOutlierDetector": {"isolation_trees_": None}}
+
+
 class _Reader:
     """Rebuilds an estimator from the JSON nodes and tensors of a file."""
 
@@ -317,12 +324,19 @@ class _Reader:
             raise ValueError(f"the file holds an unknown estimator class {node.get('class')!r}")
         cls = classes[node["class"]]
         params = {k: self.value(v) for k, v in node["params"].items()}
+        for name, value in _ADDED_PARAMS.get(cls.__name__, {}).items():
+            params.setdefault(name, value)
         try:
             est = cls(**params)
         except TypeError as exc:
             raise ValueError(f"the file's parameters do not fit {cls.__name__}: {exc}") from None
-        for name, value in node.get("fitted", {}).items():
+        fitted = node.get("fitted", {})
+        for name, value in fitted.items():
             setattr(est, name, self.value(value))
+        if fitted:
+            for name, value in _ADDED_FITTED.get(cls.__name__, {}).items():
+                if name not in fitted:
+                    setattr(est, name, value)
         if "net" in node:
             self.net(est, node["net"])
         return est

@@ -295,3 +295,42 @@ def test_vae_linear_start_model_round_trips(tmp_path):
     loaded = sklearn_ae.load(tmp_path / "vae.safetensors")
     assert type(loaded.linear_model_) is type(vae.linear_model_)
     np.testing.assert_array_equal(loaded.linear_model_.score_samples(X), vae.linear_model_.score_samples(X))
+
+
+def _without_isolation(document):
+    """A saved detector's JSON as the format held it before isolation_weight."""
+    doc = json.loads(document)
+    node = doc["estimator"]
+    del node["params"]["isolation_weight"]
+    del node["fitted"]["isolation_trees_"]
+    return json.dumps(doc)
+
+
+def test_a_detector_saved_before_isolation_weight_loads_as_it_was(tmp_path):
+    X = make_X()
+    old = AEOutlierDetector(n_components=4, isolation_weight=0, **FAST).fit(X)
+    path = tmp_path / "od.safetensors"
+    old.save(path)
+    from sklearn_ae._persistence import _checksum
+
+    # The file as an earlier version wrote it: no isolation parameter or forest.
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    metadata["document"] = _without_isolation(metadata["document"])
+    metadata["sha256"] = _checksum(metadata["document"], tensors)
+    save_file(tensors, str(path), metadata=metadata)
+    loaded = sklearn_ae.load(path)
+    assert loaded.isolation_weight == 0 and loaded.isolation_trees_ is None
+    np.testing.assert_array_equal(loaded.score_samples(X), old.score_samples(X))
+
+
+def test_a_detector_pickled_before_isolation_weight_unpickles_as_it_was():
+    X = make_X()
+    old = AEOutlierDetector(n_components=4, isolation_weight=0, **FAST).fit(X)
+    state = dict(old.__getstate__())  # a copy: it may be old.__dict__ itself
+    del state["isolation_weight"], state["isolation_trees_"]
+    restored = AEOutlierDetector.__new__(AEOutlierDetector)
+    restored.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert restored.get_params()["isolation_weight"] == 0
+    np.testing.assert_array_equal(restored.score_samples(X), old.score_samples(X))
