@@ -164,12 +164,15 @@ def isolation_scores(trees, X):
     """Return each row's anomaly score under ``trees``, float64 in (0, 1]:
     ``2 ** -(mean path length / average path length)``, IsolationForest's
     ``-score_samples`` (higher = easier to isolate)."""
-    feature = trees["feature"].ravel()
+    n_trees, n_inner = trees["feature"].shape
+    # 32-bit indices where they fit (a quarter faster than 64-bit ones).
+    n_features = X.shape[1]
+    index = np.int32 if _BLOCK_ROWS * n_features + n_trees * (n_inner + 1) < 2**31 else np.intp
+    feature = trees["feature"].ravel().astype(index)
     threshold = trees["threshold"].ravel()
     leaf_path = trees["leaf_path"].ravel()
-    n_trees, n_inner = trees["feature"].shape
-    inner_offset = np.arange(n_trees) * n_inner
-    leaf_offset = np.arange(n_trees) * (n_inner + 1) - n_inner
+    inner_offset = np.arange(n_trees, dtype=index) * n_inner
+    leaf_offset = np.arange(n_trees, dtype=index) * (n_inner + 1) - n_inner
     if sp.issparse(X):
         X = X.tocsr()  # COO and others cannot be sliced by rows
     n_samples = X.shape[0]
@@ -178,13 +181,15 @@ def isolation_scores(trees, X):
         block = X[start : start + _BLOCK_ROWS]
         if sp.issparse(block):
             block = block.toarray()
-        block = np.asarray(block, dtype=np.float32)
-        node = np.zeros((len(block), n_trees), dtype=np.intp)
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        flat = block.ravel()
+        row_offset = (np.arange(len(block), dtype=index) * n_features)[:, None]
+        node = np.zeros((len(block), n_trees), dtype=index)
         for _ in range(trees["depth"]):
             inner = node + inner_offset
-            values = np.take_along_axis(block, feature[inner], axis=1)
-            node = 2 * node + 1 + (values > threshold[inner])
-        out[start : start + len(block)] = leaf_path[node + leaf_offset].sum(axis=1)
+            values = np.take(flat, np.take(feature, inner) + row_offset)
+            node = 2 * node + 1 + (values > np.take(threshold, inner))
+        out[start : start + len(block)] = np.take(leaf_path, node + leaf_offset).sum(axis=1)
     normalizer = trees["normalizer"]
     if normalizer == 0:  # one training row: IsolationForest's score is then 0.5
         return np.full(n_samples, 0.5)
