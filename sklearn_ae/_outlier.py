@@ -1218,12 +1218,20 @@ or None
         """
         return float(np.mean(self.score_samples(X)))
 
+    # Parameters added since detectors were first saved, with the value that
+    # describes an earlier detector (it had no isolation score), and the
+    # fitted attributes such a detector lacks: unpickling and
+    # sklearn_ae.load fill them in, so it keeps scoring, and describing
+    # itself, as it was fitted.
+    _added_params = {"isolation_weight": 0.0}
+    _added_fitted = {"isolation_trees_": None}
+
     def __setstate__(self, state):
-        # Pickled before isolation_weight existed: that detector had no
-        # isolation score; it keeps scoring, and describing itself, as fitted.
-        state.setdefault("isolation_weight", 0.0)
+        for name, value in self._added_params.items():
+            state.setdefault(name, value)
         if "offset_" in state:
-            state.setdefault("isolation_trees_", None)
+            for name, value in self._added_fitted.items():
+                state.setdefault(name, value)
         super().__setstate__(state)
 
     def __sklearn_tags__(self):

@@ -264,13 +264,6 @@ def save(estimator, path):
     save_file(writer.tensors, os.fspath(path), metadata=metadata)
 
 
-# Parameters added after files of this format were first written, with the
-# value that describes what an older file holds (its estimator had no such
-# part), and the fitted attributes such a file then lacks.
-_ADDED_PARAMS = {"AEOutlierDetector": {"isolation_weight": 0.0}}
-_ADDED_FITTED = {"AEOutlierDetector": {"isolation_trees_": None}}
-
-
 class _Reader:
     """Rebuilds an estimator from the JSON nodes and tensors of a file."""
 
@@ -324,7 +317,9 @@ class _Reader:
             raise ValueError(f"the file holds an unknown estimator class {node.get('class')!r}")
         cls = classes[node["class"]]
         params = {k: self.value(v) for k, v in node["params"].items()}
-        for name, value in _ADDED_PARAMS.get(cls.__name__, {}).items():
+        # Parameters the class gained after files were first written (and the
+        # fitted attributes such a file lacks): the values that describe it.
+        for name, value in getattr(cls, "_added_params", {}).items():
             params.setdefault(name, value)
         try:
             est = cls(**params)
@@ -334,7 +329,7 @@ class _Reader:
         for name, value in fitted.items():
             setattr(est, name, self.value(value))
         if fitted:
-            for name, value in _ADDED_FITTED.get(cls.__name__, {}).items():
+            for name, value in getattr(cls, "_added_fitted", {}).items():
                 if name not in fitted:
                     setattr(est, name, value)
         if "net" in node:
