@@ -97,11 +97,11 @@ def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
         chain = depth - level  # left steps down to depth D: p -> 2p + 1
         leaf_path[t, (p + 1) * 2**chain - 1 - n_inner] = level + average_path_length(counts)
 
+    stride = 2 ** (depth + 1)  # more than any position at any level
     for level in range(depth + 1):
         if len(active) == 0:
             break
         t, p = tree[active], position[active]
-        stride = 2 ** (depth + 1)  # more than any position at any level
         nodes, node_of, counts = np.unique(
             t * stride + p, return_inverse=True, return_counts=True
         )
@@ -110,6 +110,7 @@ def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
         chosen = np.full(len(nodes), -1)
         low = np.zeros(len(nodes), dtype=np.float32)
         high = np.zeros(len(nodes), dtype=np.float32)
+        row_values = np.zeros(len(active), dtype=np.float32)  # of the chosen features
         # A random feature per node, drawn again where it is constant on the
         # node's rows: uniform among the features that are not.
         pending = split.copy()
@@ -118,7 +119,7 @@ def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
                 break
             draw = np.full(len(nodes), -1)
             draw[pending] = rng.randint(n_features, size=int(pending.sum()))
-            on = pending[node_of]
+            on = np.flatnonzero(pending[node_of])
             values = _values(X, rows[active[on]], draw[node_of[on]])
             lo = np.full(len(nodes), np.inf, dtype=np.float32)
             hi = np.full(len(nodes), -np.inf, dtype=np.float32)
@@ -126,15 +127,18 @@ def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
             np.maximum.at(hi, node_of[on], values)
             found = pending & (hi > lo)
             chosen[found], low[found], high[found] = draw[found], lo[found], hi[found]
+            kept = found[node_of[on]]
+            row_values[on[kept]] = values[kept]
             pending &= ~found
         for j in np.flatnonzero(pending):  # rare: try every feature
-            members = rows[active[node_of == j]]
-            block = X[members]
+            members = np.flatnonzero(node_of == j)
+            block = X[rows[active[members]]]
             block = block.toarray() if sp.issparse(block) else block
             varying = np.flatnonzero(block.max(axis=0) > block.min(axis=0))
             if len(varying):
                 f = varying[rng.randint(len(varying))]
                 chosen[j], low[j], high[j] = f, block[:, f].min(), block[:, f].max()
+                row_values[members] = block[:, f]
         split = chosen >= 0
         cut = low.astype(np.float64) + rng.uniform(size=len(nodes)) * (
             high.astype(np.float64) - low
@@ -147,8 +151,7 @@ def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
         make_leaves(node_t[leaf], node_p[leaf], level, counts[leaf])
         going = split[node_of]
         moving = active[going]
-        values = _values(X, rows[moving], chosen[node_of[going]])
-        right = values > cut[node_of[going]]
+        right = row_values[going] > cut[node_of[going]]
         position[moving] = 2 * position[moving] + 1 + right
         active = moving
     return {
