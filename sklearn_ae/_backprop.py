@@ -28,12 +28,21 @@ compares gradients across networks.
 Anything else (other layer or activation types, tied weights, batch norm,
 dropout, penalties, hooks, frozen parameters, autocast, extra ``fit_params``)
 has no manual step, and the engine runs autograd.
+
+The outlier detector's :class:`~sklearn_ae._ensemble.EnsembleAutoencoder`
+under :class:`~sklearn_ae._ensemble.TrimmedEnsembleLoss` gets an
+:class:`EnsembleStep`: autograd still, but on each member's own features
+(:meth:`~sklearn_ae._ensemble.EnsembleAutoencoder.training_errors`) instead
+of the full-width masked output that ``forward`` returns for callbacks and
+users: the same loss and gradients up to float rounding, about a quarter
+less time per step on 1,555 features (4 members, 256 rows).
 """
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._ensemble import EnsembleAutoencoder, TrimmedEnsembleLoss
 from ._losses import ReconstructionLoss
 from ._networks import Autoencoder, Corruption, WithLinearPath
 
@@ -195,21 +204,7 @@ class ManualMSEStep:
         """Whether the module still is what the step was built for and runs
         as autograd would run it: checked by the engine once per epoch
         (callbacks freeze parameters or add hooks between epochs)."""
-        module = self.module
-        if tuple(id(p) for p in module.parameters()) != self.param_ids:
-            return False
-        if not all(p.requires_grad for p in self.params):
-            return False
-        if any(p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
-               for p in self.params):
-            return False
-        if _global_hooks():
-            return False
-        return not any(
-            m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-            or getattr(m, "_backward_pre_hooks", None)
-            for m in module.modules()
-        )
+        return _unhooked(self.module, self.params, self.param_ids)
 
     def __call__(self, x, target):
         """Return the loss of the batch and set the gradients; None (nothing
@@ -237,6 +232,55 @@ class ManualMSEStep:
         return loss
 
 
+def _unhooked(module, params, param_ids):
+    """Whether ``module`` still has the parameters ``param_ids``, all
+    trainable, and no hooks that a step bypassing its modules would skip."""
+    if tuple(id(p) for p in module.parameters()) != param_ids:
+        return False
+    if not all(p.requires_grad for p in params):
+        return False
+    if any(p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None)
+           for p in params):
+        return False
+    if _global_hooks():
+        return False
+    return not any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+        or getattr(m, "_backward_pre_hooks", None)
+        for m in module.modules()
+    )
+
+
+class EnsembleStep:
+    """The training step of an :class:`~sklearn_ae._ensemble.EnsembleAutoencoder`
+    under :class:`~sklearn_ae._ensemble.TrimmedEnsembleLoss`, on each member's
+    own features (see the module's docstring). Built by
+    :func:`manual_step_for`; called as :class:`ManualMSEStep` is."""
+
+    def __init__(self, module, criterion):
+        self.module, self.criterion = module, criterion
+        self.params = list(module.parameters())
+        self.param_ids = tuple(id(p) for p in self.params)
+
+    def usable(self):
+        return (
+            _unhooked(self.module, self.params, self.param_ids)
+            and self.module.own_features() is not None
+        )
+
+    def __call__(self, x, target):
+        """Return the loss of the batch and set the gradients; None (nothing
+        done) if the batch is not an autoencoder's ``(x, x)``."""
+        if target is not x or x.dim() != 2 or not torch.is_grad_enabled():
+            return None
+        errors = self.module.training_errors(x)
+        if errors is None:
+            return None
+        loss = self.criterion.trimmed_mean(errors)
+        loss.backward()
+        return loss.detach()
+
+
 def _global_hooks():
     hooks = nn.modules.module
     return any(
@@ -249,8 +293,13 @@ def _global_hooks():
 
 
 def manual_step_for(module, criterion):
-    """Return a :class:`ManualMSEStep` for ``module`` trained on ``criterion``,
-    or None where autograd must run (see the module's docstring)."""
+    """Return a :class:`ManualMSEStep` (or, for the outlier detector's
+    ensemble, an :class:`EnsembleStep`) for ``module`` trained on
+    ``criterion``, or None where the generic step must run (see the
+    module's docstring)."""
+    if type(module) is EnsembleAutoencoder and type(criterion) is TrimmedEnsembleLoss:
+        step = EnsembleStep(module, criterion)
+        return step if step.usable() else None
     if type(criterion) is not ReconstructionLoss:
         return None
     if criterion.kind != "mse" or criterion.sparsity is not None:

@@ -135,8 +135,87 @@ class EnsembleAutoencoder(nn.Module):
         self.encoder = _parallel_mlp(n_members, [n_features, *hidden, n_components], **options)
         self.decoder = _parallel_mlp(n_members, [n_components, *hidden[::-1], n_features], **options)
 
+    def own_features(self):
+        """Each member's features, ascending, as a ``(n_members, n_selected)``
+        index tensor; None where members see different numbers of features.
+
+        With it, :meth:`encode`, :meth:`errors_and_codes` and
+        :meth:`training_errors` run each member on its own features only:
+        the first layer's rows and the last layer's columns of the other
+        features are left out of the products, which the masked form
+        multiplies by zero (input) or replaces (output) anyway. The same
+        values up to float rounding, for ``max_features`` of the work of the
+        first and last layers (nearly all of it on wide data) and without
+        the full-width masking passes.
+        """
+        mask = self.feature_mask
+        # Rebuilt when the mask is replaced (``to``) or written in place
+        # (``load_state_dict``, which bumps its version counter).
+        try:
+            key = (mask, mask._version)
+        except RuntimeError:  # an inference tensor has no version counter
+            key = (mask, None)
+            self.__dict__.pop("_own_features_cache", None)
+        cached = self.__dict__.get("_own_features_cache")
+        if cached is None or cached[0] is not key[0] or cached[1] != key[1] or key[1] is None:
+            counts = mask.sum(dim=1)
+            index = None
+            if len(counts) and int(counts[0]) > 0 and bool((counts == counts[0]).all()):
+                index = torch.nonzero(mask)[:, 1].reshape(mask.shape[0], -1)
+            cached = self.__dict__["_own_features_cache"] = (*key, index)
+        return cached[2]
+
+    def _own_index(self):
+        """:meth:`own_features` where the own-feature products may replace
+        the first and last layers' modules: not while hooks are set on
+        those modules (they would not run)."""
+        index = self.own_features()
+        if index is None:
+            return None
+        for layer in (self.encoder[0], self.decoder[-1]):
+            if layer._forward_hooks or layer._forward_pre_hooks:
+                return None
+        hooks = nn.modules.module
+        if getattr(hooks, "_global_forward_hooks", None) or getattr(
+            hooks, "_global_forward_pre_hooks", None
+        ):
+            return None
+        return index
+
+    @staticmethod
+    def _own_input(x, index):
+        """Each member's own features of ``x``: ``(n_members, B, n_selected)``."""
+        n_members, n_selected = index.shape
+        own = x.index_select(1, index.reshape(-1)).view(len(x), n_members, n_selected)
+        return own.transpose(0, 1)
+
+    def _encode_own(self, own, index):
+        first = self.encoder[0]
+        weight = first.weight.gather(
+            1, index.unsqueeze(2).expand(-1, -1, first.weight.shape[2])
+        )
+        h = torch.baddbmm(first.bias, own, weight)
+        for layer in list(self.encoder)[1:]:
+            h = layer(h)
+        return h
+
+    def _decode_own(self, codes, index):
+        """Each member's reconstruction of its own features."""
+        *body, last = self.decoder
+        h = codes
+        for layer in body:
+            h = layer(h)
+        weight = last.weight.gather(
+            2, index.unsqueeze(1).expand(-1, last.weight.shape[1], -1)
+        )
+        bias = last.bias.gather(2, index.unsqueeze(1))
+        return torch.baddbmm(bias, h, weight)
+
     def encode(self, x):
         """Return each member's code of ``x``: ``(n_members, B, n_components)``."""
+        index = self._own_index()
+        if index is not None:
+            return self._encode_own(self._own_input(x, index), index)
         masked = x.unsqueeze(0) * self.feature_mask.unsqueeze(1).to(x.dtype)
         return self.encoder(masked)
 
@@ -167,6 +246,16 @@ class EnsembleAutoencoder(nn.Module):
         as ``log(1 + r)``: the negative log-likelihood of a Cauchy residual,
         which grows with the log of a large residual rather than its square.
         """
+        index = self._own_index()
+        if index is not None:
+            own = self._own_input(x, index)
+            codes = self._encode_own(own, index)
+            squared = (self._decode_own(codes, index) - own).square()
+            if feature_weights is not None:
+                squared = squared * feature_weights.gather(1, index).unsqueeze(1)
+            if log_residuals:
+                squared = torch.log1p(squared)
+            return squared.sum(dim=2) / index.shape[1], codes
         squared, codes = self.squared_residuals(x)
         if feature_weights is not None:
             squared = squared * feature_weights.unsqueeze(1)
@@ -174,6 +263,19 @@ class EnsembleAutoencoder(nn.Module):
             squared = torch.log1p(squared)  # log(1 + 0) = 0 outside a member's features
         counts = self.feature_mask.sum(dim=1, keepdim=True).to(x.dtype)
         return squared.sum(dim=2) / counts, codes
+
+    def training_errors(self, x):
+        """Return each member's squared error per row over all the features,
+        ``(n_members, B)``, as :class:`TrimmedEnsembleLoss` computes it from
+        :meth:`forward`'s output (features outside a member's subset count
+        as reconstructed exactly), from each member's own features; None
+        where :meth:`own_features` is None."""
+        index = self._own_index()
+        if index is None:
+            return None
+        own = self._own_input(x, index)
+        residual = self._decode_own(self._encode_own(own, index), index) - own
+        return residual.square().sum(dim=2) / x.shape[1]
 
 
 def squared_mahalanobis(codes, center, whitening):
@@ -216,7 +318,10 @@ class TrimmedEnsembleLoss(nn.Module):
         return (output - x.unsqueeze(0)).square().mean(dim=2)
 
     def forward(self, output, x):
-        errors = self.per_member(output, x)
+        return self.trimmed_mean(self.per_member(output, x))
+
+    def trimmed_mean(self, errors):
+        """Return the loss from the ``(n_members, B)`` errors of the rows."""
         n_rows = errors.shape[1]
         n_keep = n_rows - int(self.trim_fraction * n_rows)
         if n_keep < n_rows:

@@ -170,12 +170,65 @@ def test_estimator_trains_the_same_with_the_manual_step(monkeypatch):
         AutoencoderTransformer(mixed_precision=True, max_iter=2),
         AutoencoderTransformer(sparsity="l1", max_iter=2),
         VAETransformer(max_iter=2),
-        AEOutlierDetector(max_iter=2, n_estimators=1),
     ],
-    ids=["mixed_precision", "sparsity", "vae", "outlier"],
+    ids=["mixed_precision", "sparsity", "vae"],
 )
 def test_other_trainings_run_autograd(estimator, monkeypatch):
     X = np.random.RandomState(0).randn(120, 6).astype(np.float32)
     _, used = _fit(estimator, X, True, monkeypatch)
     assert not used
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_detector_trains_the_same_on_its_members_own_features(monkeypatch):
+    # EnsembleStep leaves the other features out of the products; the
+    # generic step runs forward's masked, full-width output. Same losses
+    # and scores up to float32 rounding (sums in another order).
+    X = np.random.RandomState(0).randn(300, 12).astype(np.float32)
+    params = dict(n_components=3, max_iter=5, random_state=0, max_features=0.5)
+    own, used = _fit(AEOutlierDetector(**params), X, True, monkeypatch)
+    assert used
+    masked, used = _fit(AEOutlierDetector(**params), X, False, monkeypatch)
+    assert not used
+    np.testing.assert_allclose(own.loss_curve_, masked.loss_curve_, rtol=1e-4)
+    # scores are sums of z-scores (spread about 1): absolute agreement
+    np.testing.assert_allclose(own.score_samples(X), masked.score_samples(X), atol=1e-3)
+
+
+def test_ensemble_own_features_match_the_masked_form():
+    from sklearn_ae._ensemble import EnsembleAutoencoder
+
+    torch.manual_seed(0)
+    mask = torch.zeros(3, 10, dtype=torch.bool)
+    for member, columns in enumerate(([0, 2, 5, 7], [1, 2, 3, 9], [4, 6, 8, 9])):
+        mask[member, columns] = True
+    module = EnsembleAutoencoder(mask, 2, (5,), batch_norm=True, dropout=0.0).eval()
+    assert module.own_features().tolist() == [[0, 2, 5, 7], [1, 2, 3, 9], [4, 6, 8, 9]]
+    x = torch.randn(16, 10)
+    weights = torch.rand(3, 10) + 0.5
+    with torch.no_grad():
+        errors, codes = module.errors_and_codes(x, weights, log_residuals=True)
+        training = module.training_errors(x)
+        # the masked form, as forward computes it
+        squared, masked_codes = module.squared_residuals(x)
+        expected = torch.log1p(squared * weights.unsqueeze(1)).sum(dim=2) / 4
+        masked_training = (module(x) - x).square().mean(dim=2)
+    torch.testing.assert_close(codes, masked_codes)
+    torch.testing.assert_close(errors, expected)
+    torch.testing.assert_close(training, masked_training)
+    # A forward hook on a layer the own-feature products replace: the
+    # modules run, so the hook does.
+    seen = []
+    module.encoder[0].register_forward_hook(lambda *args: seen.append(1))
+    module.encode(x)
+    assert seen
+    # The mask written in place (as load_state_dict does): a new index.
+    swapped = mask.flip(0)
+    module.load_state_dict({**module.state_dict(), "feature_mask": swapped})
+    assert module.own_features().tolist() == [[4, 6, 8, 9], [1, 2, 3, 9], [0, 2, 5, 7]]
+    # Members of different sizes: the masked form.
+    mask[0, 1] = True
+    uneven = EnsembleAutoencoder(mask, 2, (5,))
+    assert uneven.own_features() is None and uneven.training_errors(x) is None
+    assert uneven.errors_and_codes(x)[0].shape == (3, 16)
 
