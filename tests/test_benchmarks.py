@@ -233,3 +233,14 @@ def test_bench_outliers_unseen_draws_keep_every_inlier():
     assert not np.array_equal(X0[y0 == 1], X1[y1 == 1])  # other outlier rows
     X, y = bench.wdbc(0)
     assert (len(y), int(y.sum())) == (367, 10)
+
+
+def test_bench_outlier_shapes_quick(tmp_path):
+    output = tmp_path / "shapes.md"
+    rows = load_script("bench_outlier_shapes").main(["--quick", "--output", str(output)])
+    assert [row["set"] for row in rows] == ["Hepatitis", "WDBC", "yeast"]
+    assert all(row["AEOutlierDetector"] > 0 and row["IsolationForest"] > 0 for row in rows)
+    # the protocol's 70/30 split, each part capped
+    assert (rows[1]["fit rows"], rows[1]["score rows"]) == (256, 111)
+    text = output.read_text()
+    assert "| WDBC | 367 x 30 | 256 | 111 |" in text and "seconds summed over the 3 shapes" in text
