@@ -231,7 +231,9 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
 
     max_features : float in (0, 1], default=0.75
         Fraction of the features each autoencoder sees (at least one),
-        drawn at random for each member.
+        drawn at random for each member. A member trains and scores on its
+        own features only, so on wide data the time grows with
+        ``max_features`` times the number of features.
 
     max_samples : int or None, default=1024
         Train on at most this many rows, drawn at random without
