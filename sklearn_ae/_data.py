@@ -23,6 +23,9 @@ _SCALING_ROWS = 512
 # Rows per block when all rows of data kept on the host are gathered
 # (TensorData.all_rows): what one block takes on the device.
 _BLOCK_ROWS = 8192
+# Values per float64 block when wider rows are standardized before narrowing
+# (8 MiB of temporaries).
+_NARROWING_VALUES = 2**20
 
 # Largest share of a GPU's free memory the training set may take and still be
 # kept there whole: the rest is left for the network, its gradients, the
@@ -307,6 +310,12 @@ class TensorData(Dataset):
             mean = np.asarray(mean, dtype=np.float64)
             scale = np.asarray(scale, dtype=np.float64)
             self._affine = (self._vector(-mean / scale), self._vector(1.0 / scale))
+        # The same, in float64 on the host, for rows wider than the tensors
+        # (see _to_device).
+        self._host_scaling = (
+            None if mean is None else np.asarray(mean, dtype=np.float64),
+            None if scale is None else np.asarray(scale, dtype=np.float64),
+        )
         # True when self._rows holds the caller's own (unstandardized) rows:
         # batches are then standardized as they are cut, so that X is never
         # written to and never copied whole (a copy of 60,000 x 784 float32
@@ -320,6 +329,8 @@ class TensorData(Dataset):
                 self._rows = X
             elif self._shares_memory(t, X) and self._scales():
                 self._rows, self._raw = t, True
+            elif self._narrows(X):
+                self._rows = t  # standardized before narrowing (_to_device)
             else:
                 self._rows = self._standardize(t, X)
         self.resident = isinstance(self._rows, torch.Tensor)
@@ -376,13 +387,46 @@ class TensorData(Dataset):
         except torch.cuda.OutOfMemoryError:
             return None
 
+    def _np_dtype(self):
+        return torch.empty((), dtype=self.dtype).numpy().dtype
+
+    def _narrows(self, rows):
+        """Whether ``rows`` (a numpy array) are of a wider float type than
+        the tensors and are standardized: :meth:`_to_device` then
+        standardizes them before narrowing."""
+        return (
+            self._scales()
+            and isinstance(rows, np.ndarray)
+            and rows.dtype.kind == "f"
+            and rows.dtype.itemsize > self._np_dtype().itemsize
+        )
+
     def _to_device(self, rows):
         """Return ``rows`` as a tensor of ``dtype`` on the device, converting once.
 
         The tensor may share memory with the caller's array (input already of
         that dtype, on the CPU); :meth:`_standardize` then leaves it alone.
+
+        Rows of a wider float type (float64 rows for float32 training) come
+        back standardized: ``(x - mean) / scale`` is computed in their own
+        precision, a block of rows at a time, before narrowing. Narrowing
+        first would round a feature whose mean is large against its spread
+        (a mean of 1e8 and a spread of 1: float32 steps of 8) to a few
+        values, which no network can fit (10x PCA's error on such data).
         """
-        np_dtype = torch.empty((), dtype=self.dtype).numpy().dtype
+        np_dtype = self._np_dtype()
+        if self._narrows(rows):
+            mean, scale = self._host_scaling
+            converted = np.empty(rows.shape, dtype=np_dtype)
+            step = max(1, min(_BLOCK_ROWS, _NARROWING_VALUES // max(1, rows.shape[1])))
+            for start in range(0, len(rows), step):
+                block = np.array(rows[start : start + step], dtype=np.float64)
+                if mean is not None:
+                    block -= mean
+                if scale is not None:
+                    block /= scale
+                converted[start : start + step] = block
+            return torch.from_numpy(converted).to(self.device, non_blocking=True)
         converted = np.array(rows, dtype=np_dtype, copy=None, order="C")
         if not converted.flags.writeable:
             converted = converted.copy()
@@ -429,6 +473,8 @@ class TensorData(Dataset):
         rows = self._rows[index]
         if sp.issparse(rows):
             rows = rows.toarray()
+        if self._narrows(rows):
+            return self._to_device(rows)  # standardized before narrowing
         return self._standardize(self._to_device(rows), rows)
 
     def subset(self, index):

@@ -136,19 +136,24 @@ def test_blockwise_scaling_matches_numpy(monkeypatch, dtype):
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])
-def test_float32_input_trains_exactly_like_the_same_values_in_float64(early_stopping):
+def test_float32_input_trains_like_the_same_values_in_float64(early_stopping):
     # float32 input is kept as the caller's array and standardized batch by
-    # batch; float64 input is converted and standardized once. Same values,
-    # same training, bit for bit.
+    # batch in float32; float64 input is standardized once in float64, then
+    # narrowed. Same values, the same training up to float32 rounding of
+    # the standardized rows.
     X32 = make_data(n_samples=130, dtype=np.float32)
     X64 = X32.astype(np.float64)
     params = dict(**FAST, batch_size=32, early_stopping=early_stopping)
     a = AutoencoderTransformer(**params).fit(X32)
     b = AutoencoderTransformer(**params).fit(X64)
-    assert a.loss_curve_ == b.loss_curve_
+    assert a.n_iter_ == b.n_iter_
+    # (Adam turns rounding-level differences in tiny gradients into
+    # steps of the learning rate: 0.1% in the losses after 4 epochs)
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=5e-3)
     if early_stopping:
-        assert a.validation_scores_ == b.validation_scores_
-    np.testing.assert_array_equal(a.transform(X32), b.transform(X32))
+        np.testing.assert_allclose(a.validation_scores_, b.validation_scores_, rtol=5e-3)
+    # codes of spread about 4; a wrong scaling of a batch would move them by 1s
+    np.testing.assert_allclose(a.transform(X32), b.transform(X32), atol=0.05)
 
 
 class TrainingDataSeen(Callback):
@@ -212,12 +217,13 @@ def test_out_of_memory_while_moving_the_training_set_falls_back_to_the_host(
     from sklearn_ae._data import TensorData
 
     calls = []
+    move = TensorData._to_device
 
     def out_of_memory(self, rows):
         calls.append(len(rows))
         if len(calls) == 1:  # the whole set: the device is full
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return torch.as_tensor(np.asarray(rows, dtype=np.float32))
+        return move(self, rows)
 
     monkeypatch.setattr(TensorData, "_to_device", out_of_memory)
     X = make_data(40)
