@@ -301,21 +301,18 @@ class TensorData(Dataset):
         self.device = torch.device(device)
         self.dtype = dtype
         self.n_features = X.shape[1]
+        self._np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        # mean and scale in float64 on the host, for rows wider than the
+        # tensors (see _to_device) and for the affine form below.
+        mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+        scale = None if scale is None else np.asarray(scale, dtype=np.float64)
+        self._host_scaling = (mean, scale)
         self._shift = None if mean is None else self._vector(mean)
         self._scale = None if scale is None else self._vector(scale)
-        # (x - mean) / scale as x * factor + offset, in one pass
-        # (_standardize), from the float64 values.
+        # (x - mean) / scale as x * factor + offset, in one pass (_standardize).
         self._affine = None
         if mean is not None and scale is not None:
-            mean = np.asarray(mean, dtype=np.float64)
-            scale = np.asarray(scale, dtype=np.float64)
             self._affine = (self._vector(-mean / scale), self._vector(1.0 / scale))
-        # The same, in float64 on the host, for rows wider than the tensors
-        # (see _to_device).
-        self._host_scaling = (
-            None if mean is None else np.asarray(mean, dtype=np.float64),
-            None if scale is None else np.asarray(scale, dtype=np.float64),
-        )
         # True when self._rows holds the caller's own (unstandardized) rows:
         # batches are then standardized as they are cut, so that X is never
         # written to and never copied whole (a copy of 60,000 x 784 float32
@@ -387,9 +384,6 @@ class TensorData(Dataset):
         except torch.cuda.OutOfMemoryError:
             return None
 
-    def _np_dtype(self):
-        return torch.empty((), dtype=self.dtype).numpy().dtype
-
     def _narrows(self, rows):
         """Whether ``rows`` (a numpy array) are of a wider float type than
         the tensors and are standardized: :meth:`_to_device` then
@@ -398,7 +392,7 @@ class TensorData(Dataset):
             self._scales()
             and isinstance(rows, np.ndarray)
             and rows.dtype.kind == "f"
-            and rows.dtype.itemsize > self._np_dtype().itemsize
+            and rows.dtype.itemsize > self._np_dtype.itemsize
         )
 
     def _to_device(self, rows):
@@ -415,7 +409,7 @@ class TensorData(Dataset):
         values, which no network can fit (8.6x PCA's held-out error on
         such data, against 0.009x when standardized first).
         """
-        np_dtype = self._np_dtype()
+        np_dtype = self._np_dtype
         if self._narrows(rows):
             mean, scale = self._host_scaling
             converted = np.empty(rows.shape, dtype=np_dtype)

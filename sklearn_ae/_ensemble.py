@@ -154,8 +154,7 @@ class EnsembleAutoencoder(nn.Module):
         try:
             key = (mask, mask._version)
         except RuntimeError:  # an inference tensor has no version counter
-            key = (mask, None)
-            self.__dict__.pop("_own_features_cache", None)
+            key = (mask, None)  # never reused below
         cached = self.__dict__.get("_own_features_cache")
         if cached is None or cached[0] is not key[0] or cached[1] != key[1] or key[1] is None:
             counts = mask.sum(dim=1)
@@ -211,6 +210,13 @@ class EnsembleAutoencoder(nn.Module):
         bias = last.bias.gather(2, index.unsqueeze(1))
         return torch.baddbmm(bias, h, weight)
 
+    def _own_residuals(self, x, index):
+        """Each member's residuals on its own features, ``(n_members, B,
+        n_selected)``, and its codes."""
+        own = self._own_input(x, index)
+        codes = self._encode_own(own, index)
+        return self._decode_own(codes, index) - own, codes
+
     def encode(self, x):
         """Return each member's code of ``x``: ``(n_members, B, n_components)``."""
         index = self._own_index()
@@ -248,9 +254,8 @@ class EnsembleAutoencoder(nn.Module):
         """
         index = self._own_index()
         if index is not None:
-            own = self._own_input(x, index)
-            codes = self._encode_own(own, index)
-            squared = (self._decode_own(codes, index) - own).square()
+            residuals, codes = self._own_residuals(x, index)
+            squared = residuals.square()
             if feature_weights is not None:
                 squared = squared * feature_weights.gather(1, index).unsqueeze(1)
             if log_residuals:
@@ -273,9 +278,8 @@ class EnsembleAutoencoder(nn.Module):
         index = self._own_index()
         if index is None:
             return None
-        own = self._own_input(x, index)
-        residual = self._decode_own(self._encode_own(own, index), index) - own
-        return residual.square().sum(dim=2) / x.shape[1]
+        residuals, _ = self._own_residuals(x, index)
+        return residuals.square().sum(dim=2) / x.shape[1]
 
 
 def squared_mahalanobis(codes, center, whitening):

@@ -217,7 +217,7 @@ class FusedAdam(torch.optim.Adam):
                 for p, state in zip(params, states)
             ):
                 return None
-            counter, step_views = _step_counter(params, states)
+            counter, step_views = _step_counter(states)
             groups.append(
                 (
                     group,
@@ -278,7 +278,7 @@ class FusedAdam(torch.optim.Adam):
 
 
 
-def _step_counter(params, states):
+def _step_counter(states):
     """Return ``(counter, views)``: one 1-D tensor holding every parameter's
     step count, and its elements, which become the states' ``"step"``.
 
