@@ -710,7 +710,7 @@ default='auto'
 
     @property
     def _n_features_out(self):
-        return self.n_components
+        return self._fitted_param("n_components")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

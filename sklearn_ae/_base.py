@@ -156,18 +156,23 @@ def torch_threads(n_threads):
 
 
 def _restore_on_error(fit):
-    """Decorate a ``fit`` method so that it changes nothing when it raises.
+    """Decorate a ``fit`` method so that it changes nothing when it raises,
+    and so that the model keeps the parameters it was fitted with.
 
     The estimator's ``__dict__`` (its fitted attributes, and
     ``n_features_in_``/``feature_names_in_``, which validation sets early)
     comes back as it was before the call, for any exception, interrupts
     included: an earlier fit stays intact, and a fresh estimator stays
-    unfitted (``NotFittedError``).
+    unfitted (``NotFittedError``). Before the call the parameters are
+    recorded (``_params_at_fit``, read by ``_fitted_param``): inference
+    reads them there, so ``set_params`` after ``fit`` changes nothing until
+    the next fit, as with scikit-learn's fitted attributes.
     """
 
     @functools.wraps(fit)
     def wrapper(self, *args, **kwargs):
         before = dict(self.__dict__)
+        self._params_at_fit = self.get_params(deep=False)
         try:
             return fit(self, *args, **kwargs)
         except BaseException:
@@ -379,10 +384,19 @@ class _BaseAutoencoder(BaseEstimator):
         """Return ``(name, callback)`` pairs a subclass adds to training."""
         return []
 
+    def _fitted_param(self, name):
+        """Parameter ``name`` as the model was fitted with it (as it is now
+        during a fit, before any fit, and for models saved before the
+        parameters were recorded). Inference reads structural parameters
+        here: ``set_params`` after ``fit`` must not describe a model other
+        than the fitted one (a code size the network does not have, another
+        loss in ``score``)."""
+        return getattr(self, "_params_at_fit", {}).get(name, getattr(self, name))
+
     def _loss_kind(self):
         """Return the reconstruction loss, ``'mse'`` or ``'bce'`` (the
-        ``loss`` parameter where an estimator has one)."""
-        return self.loss
+        ``loss`` parameter where an estimator has one), as fitted."""
+        return self._fitted_param("loss")
 
     def _scaling_rule(self):
         """The floor rule of the internal z-scores (see ``floored_scale``)."""
@@ -1080,10 +1094,11 @@ class _BaseAutoencoder(BaseEstimator):
         """Validate latent codes given to ``inverse_transform``."""
         check_is_fitted(self)
         Z = check_array(Z, dtype=_DTYPES)
-        if Z.shape[1] != self.n_components:
+        n_components = self._fitted_param("n_components")
+        if Z.shape[1] != n_components:
             raise ValueError(
                 f"X has {Z.shape[1]} features, but inverse_transform expects "
-                f"n_components={self.n_components} latent features."
+                f"n_components={n_components} latent features."
             )
         return Z
 

@@ -955,7 +955,7 @@ or None
             errors = _empirical_cdf(errors, self.member_quantiles_)
         elif self.member_centers_ is not None:
             center, scale = self.member_centers_.unsqueeze(1), self.member_scales_.unsqueeze(1)
-            if self.member_combination == "geometric":
+            if self._fitted_param("member_combination") == "geometric":
                 errors = torch.log(torch.clamp(errors / center, min=_TINY))
             else:
                 errors = (errors - center) / scale
@@ -964,7 +964,7 @@ or None
     def _member_errors(self, module, xb):
         """Each member's error ``(n_members, B)`` and codes: in eval mode, or
         averaged over the fixed dropout masks of ``dropout_masks_``."""
-        log_residuals = self.residual_scaling == "log"
+        log_residuals = self._fitted_param("residual_scaling") == "log"
         if self.dropout_masks_ is None:
             return module.errors_and_codes(xb, self.residual_weights_, log_residuals)
         n_passes = self.dropout_masks_[0].shape[0]
@@ -977,7 +977,7 @@ or None
                 )[0]
         finally:
             set_dropout_masks(module, None)
-        codes = module.encode(xb) if self.latent_weight > 0 else None
+        codes = module.encode(xb) if self._fitted_param("latent_weight") > 0 else None
         return total / n_passes, codes
 
     def _draw_dropout_masks(self, rng):
@@ -1118,9 +1118,9 @@ or None
         z = (parts - center) / scale
         weights = [1.0]
         if self.code_center_ is not None:
-            weights.append(self.latent_weight)
+            weights.append(self._fitted_param("latent_weight"))
         if self.isolation_trees_ is not None:
-            weights.append(self.isolation_weight)
+            weights.append(self._fitted_param("isolation_weight"))
         # Elementwise (no BLAS): the same rounding for every row.
         total = z[:, 0].copy()
         for j in range(1, len(weights)):

@@ -114,6 +114,14 @@ class _Writer:
 
     def estimator(self, est, prefix):
         params = est.get_params(deep=False)
+        # Parameters changed with set_params since the fit: the file keeps
+        # both, as a pickle does (the network is rebuilt from the fitted ones).
+        at_fit = getattr(est, "_params_at_fit", {})
+        changed = {
+            k: v
+            for k, v in at_fit.items()
+            if k != "callbacks" and k in params and not _same_value(v, params[k])
+        }
         if params.get("callbacks") is not None:
             warnings.warn(
                 f"{type(est).__name__}: callbacks are not saved (they are code); "
@@ -130,6 +138,10 @@ class _Writer:
             "class": type(est).__name__,
             "params": {k: self.value(v, f"{prefix}params.{k}") for k, v in params.items()},
         }
+        if changed:
+            node["params_at_fit"] = {
+                k: self.value(v, f"{prefix}params_at_fit.{k}") for k, v in changed.items()
+            }
         fitted = {
             k: v
             for k, v in vars(est).items()
@@ -321,8 +333,11 @@ class _Reader:
         # fitted attributes such a file lacks): the values that describe it.
         for name, value in getattr(cls, "_added_params", {}).items():
             params.setdefault(name, value)
+        # Built with the parameters it was fitted with; those set since are
+        # set again once the network is rebuilt.
+        changed = {k: self.value(v) for k, v in node.get("params_at_fit", {}).items()}
         try:
-            est = cls(**params)
+            est = cls(**{**params, **changed})
         except TypeError as exc:
             raise ValueError(f"the file's parameters do not fit {cls.__name__}: {exc}") from None
         fitted = node.get("fitted", {})
@@ -334,6 +349,9 @@ class _Reader:
                     setattr(est, name, value)
         if "net" in node:
             self.net(est, node["net"])
+        if changed:
+            est._params_at_fit = est.get_params(deep=False)
+            est.set_params(**{k: params[k] for k in changed})
         return est
 
     def net(self, est, node):
@@ -393,6 +411,18 @@ class _Reader:
         net.initial_loss_ = node["initial_loss"]
         est.net_ = net
         est.device_ = device
+
+
+def _same_value(a, b):
+    """Whether two parameter values are the same (arrays: equal contents)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(np.array_equal(a, b)) if isinstance(a, np.ndarray) else bool(a == b)
+    except (TypeError, ValueError):
+        return False
 
 
 def _named_types(node):

@@ -1416,10 +1416,10 @@ class VAETransformer(
         return callbacks
 
     def _scales_input(self):
-        return self.standardize and self.likelihood == "gaussian"
+        return self.standardize and self._fitted_param("likelihood") == "gaussian"
 
     def _check_input_range(self, X):
-        if self.likelihood != "bernoulli":
+        if self._fitted_param("likelihood") != "bernoulli":
             return
         values = X.data if hasattr(X, "tocsr") else X
         if values.size and (values.min() < 0 or values.max() > 1):
@@ -1637,11 +1637,11 @@ class VAETransformer(
         """
         check_is_fitted(self)
         rng = check_random_state(random_state)
-        Z = rng.standard_normal((n_samples, self.n_components))
+        Z = rng.standard_normal((n_samples, self._fitted_param("n_components")))
         means = self._decoder_means(Z, np.float64)
         if kind == "mean":
             return self._undo_scaling(means)
-        if self.likelihood == "bernoulli":
+        if self._fitted_param("likelihood") == "bernoulli":
             return (rng.uniform(size=means.shape) < means).astype(np.float64)
         log_var = self.module_.observation_log_var().detach().cpu().numpy()
         noise = rng.standard_normal(means.shape)
@@ -1671,9 +1671,9 @@ class VAETransformer(
         X = self._check_fitted_input(X)
         dtype = self._output_dtype(X)
         n_importance = self.n_importance_samples
-        likelihood = self.likelihood
+        likelihood = self._fitted_param("likelihood")
         noise = _posterior_draws(
-            n_importance, self.n_components, balanced=n_importance == 1
+            n_importance, self._fitted_param("n_components"), balanced=n_importance == 1
         ).to(self.net_.device)
         n_draws = len(noise)
         # Scores sum hundreds of terms; in float64 (``_map_batches`` runs a
@@ -1734,7 +1734,7 @@ class VAETransformer(
 
     @property
     def _n_features_out(self):
-        return self.n_components
+        return self._fitted_param("n_components")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -709,3 +709,4 @@ def test_isolation_score_finds_outliers_that_reconstruct_well():
     auc_plain = roc_auc_score(y, plain.score_samples(X))
     auc_hedged = roc_auc_score(y, hedged.score_samples(X))
     assert auc_plain < 0.5 and auc_hedged > auc_plain + 0.1
+

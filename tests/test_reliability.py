@@ -578,3 +578,63 @@ def test_large_offsets_train_as_well_as_centred_data():
     # The same network up to float rounding (narrowed after centring, the
     # offset rows train as the centred ones); narrowing first gave 20x.
     assert errors[1] < 1.5 * errors[0]
+
+
+# ------------------------------------------------ set_params after a fit
+def _outputs(est, X):
+    """Every inference output of a fitted estimator, as arrays."""
+    out = {"names": est.get_feature_names_out() if hasattr(est, "transform") else None}
+    if hasattr(est, "transform"):
+        codes = est.transform(X)
+        out.update(codes=codes, reconstruction=est.inverse_transform(codes))
+    for method in ("score_samples", "predict", "decision_function"):
+        if hasattr(est, method):
+            out[method] = getattr(est, method)(X)
+    if hasattr(est, "sample"):
+        out["sample"] = est.sample(5, random_state=0)
+    return out
+
+
+@pytest.mark.parametrize(
+    "estimator, change",
+    [
+        (AutoencoderTransformer(n_components=2), {"n_components": 3}),
+        (AutoencoderTransformer(n_components=2), {"loss": "bce"}),
+        (VAETransformer(n_components=2), {"n_components": 3}),
+        (VAETransformer(n_components=2), {"likelihood": "bernoulli"}),
+        (AEOutlierDetector(n_components=2), {"residual_scaling": "log"}),
+        (AEOutlierDetector(n_components=2, latent_weight=0.5),
+         {"isolation_weight": 5.0, "latent_weight": 0.0}),
+        (AEOutlierDetector(n_components=2, member_combination="standardized"),
+         {"member_combination": "geometric"}),
+    ],
+    ids=lambda v: type(v).__name__ if hasattr(v, "fit") else str(v),
+)
+def test_set_params_after_fit_changes_nothing_until_the_next_fit(estimator, change, tmp_path):
+    # As with scikit-learn's fitted attributes, the fitted model is the one
+    # fit made: set_params afterwards used to change the loss in score, the
+    # weights of the detector's score (but not offset_, so predict flagged
+    # 22% of rows instead of 2%), or describe a code size the network does
+    # not have (a torch size-mismatch error from the VAE's score_samples).
+    import sklearn_ae
+
+    X = np.random.RandomState(0).uniform(size=(120, 6))
+    est = estimator.set_params(max_iter=3, random_state=0, **CPU)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X)
+        fitted_with = est.get_params()
+        before = _outputs(est, X)
+        est.set_params(**change)
+        after = _outputs(est, X)
+        est.save(tmp_path / "model.safetensors")
+        loaded = sklearn_ae.load(tmp_path / "model.safetensors")
+        for out in (after, _outputs(loaded, X)):
+            for name, value in before.items():
+                np.testing.assert_array_equal(out[name], value, err_msg=name)
+        # the file holds both the parameters as set and as fitted, as a pickle does
+        for name, value in change.items():
+            assert loaded.get_params()[name] == value != fitted_with[name]
+            assert loaded._fitted_param(name) == fitted_with[name]
+        est.fit(X)  # the next fit takes the new parameters
+    assert est._fitted_param(next(iter(change))) == next(iter(change.values()))
