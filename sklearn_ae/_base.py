@@ -196,7 +196,26 @@ def _one_plain_epoch(net):
         net.callbacks_, net.train_split = callbacks, train_split
 
 
-def _diverged_error(estimator, detail):
+def _diverged_error(estimator, detail, net=None):
+    initial = getattr(net, "initial_loss_", None)
+    if initial is not None and not np.isfinite(initial):
+        # Nothing was trained yet: not a matter of the learning rate.
+        start = (
+            f"The loss of the untrained network on the first training batch is "
+            f"{initial} ({detail}). "
+        )
+        if estimator._scales_input():
+            return ValueError(
+                start + "X is scaled internally, so the network's output is "
+                "not finite on it: check the network (a custom encoder or "
+                "decoder, or its initialisation)."
+            )
+        return ValueError(
+            start + f"Without the internal scaling ({estimator._scaling_switch()}) "
+            "the network trains on X's values in float32, where squares of "
+            "values beyond about 1e19 overflow: scale X first (e.g. "
+            "StandardScaler) or leave the scaling on."
+        )
     return ValueError(
         f"The optimisation diverged ({detail}): try a smaller learning_rate "
         f"(got learning_rate={estimator.learning_rate}), or check X for "
@@ -423,6 +442,27 @@ class _BaseAutoencoder(BaseEstimator):
         # and others accept nothing else.
         return [int(s) for s in sizes]
 
+    def _scaling_switch(self):
+        """The parameter setting that turns the internal scaling off."""
+        return "standardize=False"
+
+    def _check_float32_range(self, X):
+        """Without the internal scaling the network computes on X's values
+        in float32: values beyond its range would become infinite."""
+        if self._scales_input():
+            return
+        values = X.data if hasattr(X, "tocsr") else X
+        if values.dtype == np.float32 or not values.size:
+            return
+        largest = max(float(values.max()), -float(values.min()))
+        if largest > float(np.finfo(np.float32).max):
+            raise ValueError(
+                f"X has values beyond float32's range (largest |value| "
+                f"{largest:.3g}). The network computes in float32, and without "
+                f"the internal scaling ({self._scaling_switch()}) on X's values: "
+                "scale X first (e.g. StandardScaler) or leave the scaling on."
+            )
+
     def _scales_input(self):
         """Whether inputs are z-scored inside the estimator."""
         return self.standardize and self._loss_kind() != "bce"
@@ -646,6 +686,7 @@ class _BaseAutoencoder(BaseEstimator):
         self._check_optimizer()
         self._check_fit_params(X.shape[1])
         self._check_input_range(X)
+        self._check_float32_range(X)
         device = resolve_device(self.device)
         self._check_mixed_precision(device)
         n_threads = resolve_n_jobs(self.n_jobs)
@@ -673,7 +714,7 @@ class _BaseAutoencoder(BaseEstimator):
                 self._drop_unfinished_epoch(net, epochs_before)
                 net.check_trained()
             except DivergenceError as exc:
-                raise _diverged_error(self, exc) from None
+                raise _diverged_error(self, exc, net) from None
         return fitted
 
     @staticmethod

@@ -167,6 +167,11 @@ class RunningScaling:
 
     def update(self, X):
         """Add the rows of ``X`` (dense or sparse) to the moments."""
+        # Moments that overflow float64 are reported by scaling(), by name.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._update(X)
+
+    def _update(self, X):
         n_block = X.shape[0]
         if n_block == 0:
             return self
@@ -212,7 +217,18 @@ class RunningScaling:
         return self.m2 / max(self.n_samples_seen, 1)
 
     def scaling(self):
-        """Return ``(mean, scale)`` of the rows seen, as :func:`feature_scaling`."""
+        """Return ``(mean, scale)`` of the rows seen, as :func:`feature_scaling`.
+
+        Raises ValueError where a feature's variance overflows float64
+        (values beyond about 1e154): no z-score can be computed for it."""
+        bad = np.flatnonzero(~(np.isfinite(self.mean) & np.isfinite(self.var)))
+        if len(bad) and self.n_samples_seen:
+            raise ValueError(
+                f"X has values too large to standardize: the variance of "
+                f"feature(s) {bad[:5].tolist()}{' ...' if len(bad) > 5 else ''} "
+                "overflows float64. Divide X by a constant (for example its "
+                "largest absolute value) before fitting."
+            )
         scale = floored_scale(
             self.mean, self.var, self.rule, reference=self.reference,
             n_off=self.n_off, n_samples=self.n_samples_seen,

@@ -638,3 +638,38 @@ def test_set_params_after_fit_changes_nothing_until_the_next_fit(estimator, chan
             assert loaded._fitted_param(name) == fitted_with[name]
         est.fit(X)  # the next fit takes the new parameters
     assert est._fitted_param(next(iter(change))) == next(iter(change.values()))
+
+
+# ------------------------------------------------ values too large for the arithmetic
+def _huge_estimators(**off):
+    return [
+        AutoencoderTransformer(n_components=2, max_iter=2, random_state=0, **CPU, **off.get("ae", {})),
+        VAETransformer(n_components=2, max_iter=2, random_state=0, **CPU, **off.get("ae", {})),
+        AEOutlierDetector(n_components=2, max_iter=2, random_state=0, **CPU, **off.get("det", {})),
+    ]
+
+
+@pytest.mark.parametrize("estimator", _huge_estimators(), ids=lambda e: type(e).__name__)
+def test_values_whose_variance_overflows_are_named(estimator):
+    # 1e160: finite in float64, but squares overflow; the moments used to be
+    # NaN and the fit ended in "The optimisation diverged ... try a smaller
+    # learning_rate" (the VAE: "Input X contains infinity").
+    X = issue_X() * 1e160
+    with pytest.raises(ValueError, match="too large to standardize") as info:
+        estimator.fit(X)
+    assert "learning_rate" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "estimator", _huge_estimators(ae={"standardize": False}, det={"scaling": None}),
+    ids=lambda e: type(e).__name__,
+)
+def test_unscaled_values_beyond_float32_name_the_scaling_switch(estimator):
+    switch = "scaling=None" if isinstance(estimator, AEOutlierDetector) else "standardize=False"
+    with pytest.raises(ValueError, match=f"beyond float32's range.*{switch}"):
+        estimator.fit(issue_X() * 1e50)
+    # In range, but squares overflow float32: the first batch's loss is
+    # already infinite, so the message is about X, not the learning rate.
+    with pytest.raises(ValueError, match=f"untrained network.*{switch}") as info:
+        estimator.fit(issue_X() * 1e30)
+    assert "learning_rate" not in str(info.value)
