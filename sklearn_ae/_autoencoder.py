@@ -205,8 +205,10 @@ class AutoencoderTransformer(
         ``callbacks``, ``verbose``'s record and early stopping
         (``early_stopping``, ``n_iter_no_change``, ``tol``) are built
         afresh for each fit, as in a first fit; the validation rows stay
-        the earlier fit's while ``validation_fraction`` does. Parameters
-        that describe another network raise ``ValueError``.
+        the earlier fit's while ``validation_fraction`` does, and the loss
+        takes the current ``sparsity_weight`` and ``sparsity_target``.
+        Parameters that describe another network or another ``loss`` or
+        ``sparsity`` raise ``ValueError``.
 
     noise : {'gaussian', 'mask'}, callable or None, default=None
         Corruption of the training inputs, for a denoising autoencoder: the

@@ -527,6 +527,7 @@ class _BaseAutoencoder(BaseEstimator):
             self._check_warm_start_network(n_features, seed)
             mean, scale = self.mean_, self.scale_
             net = copy.deepcopy(self.net_, shared_objects(self.net_.callbacks_))
+            self._continue_criterion(net)
             net.verbose = 0  # no notes of re-initialized parts
             net.set_params(
                 max_epochs=self.max_iter,
@@ -640,6 +641,7 @@ class _BaseAutoencoder(BaseEstimator):
             else:
                 mean, scale = self.mean_, self.scale_
             net = copy.deepcopy(self.net_, shared_objects(self.net_.callbacks_))
+            self._continue_criterion(net)
             net.verbose = 0
             net.set_params(
                 batch_size=batch_size,
@@ -778,8 +780,21 @@ class _BaseAutoencoder(BaseEstimator):
             )
 
     def _check_warm_start_network(self, n_features, seed):
-        """Raise ``ValueError`` when the parameters now describe another network
-        than the fitted one, which ``warm_start`` would keep training."""
+        """Raise ``ValueError`` when the parameters now describe another loss
+        or another network than the fitted one, which ``warm_start`` and
+        ``partial_fit`` would keep training."""
+        fresh_loss = self._build_criterion()
+        changed = [
+            param for attr, param in self._loss_kinds.items()
+            if getattr(fresh_loss, attr) != getattr(self.net_.criterion_, attr)
+        ]
+        if changed:
+            raise ValueError(
+                "warm_start=True and partial_fit keep training the fitted "
+                f"network, but {', '.join(changed)} changed since it was fitted: "
+                "that is another model; set warm_start=False and call fit to "
+                "fit a new one."
+            )
         with seeded_global_rng(seed, torch.device("cpu")):
             fresh = self._build_module(n_features)
         fitted = self.net_.module_
@@ -791,12 +806,30 @@ class _BaseAutoencoder(BaseEstimator):
 
         if layout(fresh) != layout(fitted):
             raise ValueError(
-                "warm_start=True keeps training the fitted network, but the "
-                "parameters now describe a different one (a changed "
-                "n_components, hidden_layer_sizes, input_shape, activation, "
-                "dropout, batch_norm or network option); set warm_start=False "
-                "to fit a new network."
+                "warm_start=True and partial_fit keep training the fitted "
+                "network, but the parameters now describe a different one (a "
+                "changed n_components, hidden_layer_sizes, input_shape, "
+                "activation, dropout, batch_norm or network option); set "
+                "warm_start=False and call fit to fit a new network."
             )
+
+    # The training loss of a continued fit (warm_start, partial_fit): its
+    # attributes set from the current parameters (``beta``, a sparsity
+    # weight), and those, by parameter, whose change makes it another loss
+    # and so another model (``loss``, ``likelihood``).
+    _loss_settings = ()
+    _loss_kinds = {}
+
+    def _continue_criterion(self, net):
+        """Give the continued ``net``'s loss the current parameters, keeping
+        its fitted state (a changed kind of loss was refused by
+        :meth:`_check_warm_start_network`). A continued fit used to keep the
+        first fit's loss: a new ``beta`` or ``sparsity_weight`` was silently
+        ignored."""
+        fresh = self._build_criterion()
+        current = net.criterion_
+        for attr in self._loss_settings:
+            setattr(current, attr, getattr(fresh, attr))
 
     def _check_training_scores(self, scores):
         """Raise ``ValueError`` when the scores of the training rows are not

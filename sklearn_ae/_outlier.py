@@ -424,8 +424,9 @@ default='mean'
         parameters say now: the ``callbacks``, ``verbose``'s record and
         early stopping (``early_stopping``, ``n_iter_no_change``, ``tol``)
         are built afresh for each fit, as in a first fit; the validation
-        rows stay the earlier fit's while ``validation_fraction`` does.
-        With another ``backbone``, ``fit`` continues the fitted
+        rows stay the earlier fit's while ``validation_fraction`` does, and
+        the loss takes the current ``trim_fraction``. With another
+        ``backbone``, ``fit`` continues the fitted
         ``backbone_`` (of the same class) under the parameters passed to
         it now: ``'vae'`` continues its network as ``VAETransformer``'s
         ``warm_start`` does, an estimator as its own ``warm_start`` says.
@@ -718,6 +719,8 @@ or None
             dropout=self.dropout,
             batch_norm=self.batch_norm,
         )
+
+    _loss_settings = ("trim_fraction",)
 
     def _build_criterion(self):
         return TrimmedEnsembleLoss(self.trim_fraction)

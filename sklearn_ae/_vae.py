@@ -704,8 +704,9 @@ class VAETransformer(
         and the learning-rate ramp (Adam's only, see ``learning_rate``)
         are built afresh for each fit, as in a first fit, and both ramps
         count the network's epochs over all its fits; the validation rows
-        stay the earlier fit's while ``validation_fraction`` does.
-        Parameters that describe another network raise ``ValueError``.
+        stay the earlier fit's while ``validation_fraction`` does, and the
+        loss takes the current ``beta``. Parameters that describe another
+        network or ``likelihood`` raise ``ValueError``.
 
     input_shape : tuple of int, default=None
         Shape of each sample, for the structured networks that
@@ -1129,6 +1130,9 @@ class VAETransformer(
     def _validate_X(self, X, *, reset):
         """Validate X, accepting ``(n_samples, *input_shape)`` arrays as flat rows."""
         return super()._validate_X(flatten_shaped(X, self.input_shape), reset=reset)
+
+    _loss_settings = ("beta",)
+    _loss_kinds = {"likelihood": "likelihood"}
 
     def _build_criterion(self):
         return _NegativeELBO(self.likelihood, beta=self.beta)

@@ -346,6 +346,9 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
                 )
         module.train()
 
+    _loss_settings = ("sparsity_weight", "sparsity_target")
+    _loss_kinds = {"kind": "loss", "sparsity": "sparsity"}
+
     def _build_criterion(self):
         """Return the training loss, a module called as ``criterion(output, X)``."""
         return ReconstructionLoss(

@@ -534,6 +534,59 @@ def test_warm_start_with_a_changed_network_raises(estimator, change):
     np.testing.assert_array_equal(estimator.score_samples(X), before)
 
 
+@pytest.mark.parametrize("continued", ["warm_start", "partial_fit"])
+@pytest.mark.parametrize(
+    "estimator, change, attr",
+    [
+        (VAETransformer(n_components=2, beta=0.1), {"beta": 2.0}, "beta"),
+        (AutoencoderTransformer(sparsity="l1", sparsity_weight=0.1),
+         {"sparsity_weight": 3.0}, "sparsity_weight"),
+        (AEOutlierDetector(n_components=2), {"trim_fraction": 0.0}, "trim_fraction"),
+    ],
+    ids=lambda v: type(v).__name__ if hasattr(v, "fit") else None,
+)
+def test_continued_fits_train_with_the_current_loss_settings(estimator, change, attr, continued):
+    # A warm start or a later partial_fit kept the first fit's loss: the new
+    # beta (KL annealing by hand), sparsity weight or trim fraction was
+    # silently ignored.
+    X = issue_X()
+    est = estimator.set_params(max_iter=2, random_state=0, **CPU)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X)
+        est.set_params(**change)
+        if continued == "warm_start":
+            est.set_params(warm_start=True).fit(X)
+        else:
+            est.partial_fit(X)
+    (value,) = change.values()
+    assert getattr(est.net_.criterion_, attr) == value
+    assert est.n_iter_ > 2  # it continued
+
+
+@pytest.mark.parametrize(
+    "estimator, change",
+    [
+        (AutoencoderTransformer(n_components=2), {"loss": "bce"}),
+        (VAETransformer(n_components=2), {"likelihood": "bernoulli"}),
+    ],
+    ids=lambda v: type(v).__name__ if hasattr(v, "fit") else None,
+)
+def test_continued_fits_with_another_loss_raise_naming_it(estimator, change):
+    X = np.abs(issue_X()) / 10
+    est = estimator.set_params(max_iter=2, random_state=0, **CPU)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X)
+    before = est.transform(X)
+    (name,) = change
+    est.set_params(**change)
+    for continue_fit in (est.partial_fit, est.set_params(warm_start=True).fit):
+        with pytest.raises(ValueError, match=f"{name} changed"):
+            continue_fit(X)
+    np.testing.assert_array_equal(est.transform(X), before)
+
+
 def test_warm_start_with_the_same_network_continues():
     X = issue_X()
     ae = AutoencoderTransformer(max_iter=2, warm_start=True, random_state=0, **CPU).fit(X)
