@@ -710,3 +710,15 @@ def test_isolation_score_finds_outliers_that_reconstruct_well():
     auc_hedged = roc_auc_score(y, hedged.score_samples(X))
     assert auc_plain < 0.5 and auc_hedged > auc_plain + 0.1
 
+
+
+@pytest.mark.parametrize(
+    "contamination, expected", [("auto", 8192), (0.1, 8192), (0.005, 20000), (0.001, 65536)]
+)
+def test_calibration_sample_has_enough_rows_beyond_the_threshold(contamination, expected):
+    # 8,192 rows, or 100 expected rows beyond a float contamination's
+    # threshold (100 / contamination), at most 65,536.
+    X = np.zeros((70000, 1), dtype=np.float32)
+    det = AEOutlierDetector(contamination=contamination)
+    assert len(det._calibration_sample(X, np.random.RandomState(0))) == expected
+    assert len(det._calibration_sample(X[:5000], np.random.RandomState(0))) == 5000
