@@ -282,7 +282,7 @@ class AEOutlierDetector(OutlierMixin, _BaseAutoencoder):
 
         The two scores fail on different data. On the 18 sets of the
         leave-sets-out comparison, reconstruction alone scores higher (mean
-        ROC-AUC 0.855; the sum 0.848, IsolationForest 0.814), but outside
+        ROC-AUC 0.855; the sum 0.847, IsolationForest 0.814), but outside
         them it trailed IsolationForest: by 0.008 on 26 ADBench sets
         (issue 11), and on optdigits (digit 0 against the other digits)
         it ranks the outliers as more normal than the rest (0.35, against
