@@ -436,7 +436,10 @@ class TensorData(Dataset):
                     block -= mean
                 if scale is not None:
                     block /= scale
-                converted[start : start + step] = block
+                # Beyond float32's range a value becomes infinite (only new
+                # rows far outside the training rows': scoring handles it).
+                with np.errstate(over="ignore"):
+                    converted[start : start + step] = block
             return torch.from_numpy(converted).to(self.device, non_blocking=True)
         converted = np.array(rows, dtype=np_dtype, copy=None, order="C")
         if not converted.flags.writeable:

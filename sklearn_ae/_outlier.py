@@ -1127,6 +1127,12 @@ or None
             return torch.stack([error, self._code_distances(codes)], dim=1)
 
         values = self._fixed_batches(X, parts).astype(np.float64)
+        # A row far beyond the training rows (z-scores whose squares pass
+        # float32's range, about 1e19) comes out of the float32 networks as
+        # inf or NaN (inf - inf): either way the most abnormal of rows. A NaN
+        # would compare as neither side of offset_, and predict would call
+        # the row an inlier. (Inputs are finite, so nothing else is NaN.)
+        values[np.isnan(values)] = np.inf
         if self.isolation_trees_ is None:
             return values
         return np.column_stack([values, self._isolation_part(X)])
@@ -1178,7 +1184,10 @@ or None
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            Normality score of each sample, float64.
+            Normality score of each sample, float64. A row so far from the
+            training rows that its scaled values overflow the networks'
+            float32 arithmetic (squares beyond about 1e38) scores ``-inf``:
+            the most abnormal, never NaN.
         """
         check_is_fitted(self, "offset_")
         X = self._validate_X(X, reset=False)

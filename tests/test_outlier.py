@@ -722,3 +722,19 @@ def test_calibration_sample_has_enough_rows_beyond_the_threshold(contamination, 
     det = AEOutlierDetector(contamination=contamination)
     assert len(det._calibration_sample(X, np.random.RandomState(0))) == expected
     assert len(det._calibration_sample(X[:5000], np.random.RandomState(0))) == 5000
+
+
+def test_rows_beyond_float32_score_minus_inf_and_are_outliers():
+    # A new row with a value of 1e50 (z-score about 1e50) overflows the
+    # float32 networks: its score was NaN, and predict called it an inlier
+    # (NaN < 0 is False). It is now -inf: the most abnormal row.
+    X, _ = make_contaminated(seed=4)
+    det = AEOutlierDetector(**FAST).fit(X)
+    new = X[:4].copy()
+    new[0, 0], new[1, 1], new[2, 2] = 1e50, 1e30, -1e45
+    scores = det.score_samples(new)
+    assert not np.isnan(scores).any()
+    assert np.all(scores[:3] == -np.inf) and np.isfinite(scores[3])
+    np.testing.assert_array_equal(det.predict(new)[:3], -1)
+    # the same with float32 rows at float32's edge
+    assert not np.isnan(det.score_samples(new.clip(-3e38, 3e38).astype(np.float32))).any()
