@@ -39,12 +39,46 @@ def _round_down_to_float32(threshold):
     return np.where(t32 > threshold, np.nextafter(t32, np.float32(-np.inf)), t32)
 
 
-def _values(X, rows, columns):
-    """``X[rows[i], columns[i]]`` for every ``i``, as float32 (``X`` dense or CSR)."""
+# Rows (evenly spaced) whose per-feature median centres the values, and the
+# columns densified at a time to take it from sparse rows.
+_CENTER_ROWS = 1024
+_CENTER_COLUMNS = 4096
+
+
+def feature_centers(X):
+    """Per-feature median of up to ``_CENTER_ROWS`` evenly spaced rows of
+    ``X`` (dense or sparse), float64: the values the trees subtract before
+    comparing in float32. The same for the same values, dense or sparse
+    (0 for a sparse column that is mostly zeros)."""
+    n_samples, n_features = X.shape
+    rows = np.unique(
+        np.linspace(0, n_samples - 1, min(n_samples, _CENTER_ROWS)).round().astype(np.intp)
+    )
+    sample = X.tocsr()[rows] if sp.issparse(X) else X[rows]
+    centers = np.empty(n_features)
+    for start in range(0, n_features, _CENTER_COLUMNS):
+        part = sample[:, start : start + _CENTER_COLUMNS]
+        part = part.toarray() if sp.issparse(part) else part
+        centers[start : start + _CENTER_COLUMNS] = np.median(
+            np.asarray(part, dtype=np.float64), axis=0
+        )
+    return centers
+
+
+def _centred_float32(values, centers):
+    """``values - centers`` in float64, then float32 (values beyond
+    float32's range become infinite: the farthest side of every split)."""
+    with np.errstate(over="ignore"):
+        return np.subtract(values, centers, dtype=np.float64).astype(np.float32)
+
+
+def _values(X, rows, columns, centers):
+    """``X[rows[i], columns[i]] - centers[columns[i]]`` for every ``i``, as
+    float32 (``X`` dense or CSR)."""
     values = X[rows, columns]
     if sp.issparse(values):  # scipy returns the pairs' values as a 1 x k matrix
         values = values.toarray()
-    return np.asarray(values, dtype=np.float32).ravel()
+    return _centred_float32(np.asarray(values).ravel(), centers[columns])
 
 
 def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
@@ -57,8 +91,14 @@ def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
     only equal rows) or the depth reaches ``ceil(log2(rows))``; a split
     takes a feature drawn uniformly among those not constant on the node's
     rows, and a threshold drawn uniformly between their smallest and largest
-    value (in float32, as scikit-learn compares them); a row goes left when
-    its value is at most the threshold. Grown level by level, all trees at
+    value (in float32, as scikit-learn compares them, but of the values
+    less each feature's median, :func:`feature_centers`); a row goes left
+    when its value is at most the threshold. Centring moves no split (a
+    threshold drawn between the smallest and largest value moves with
+    them), but keeps float32's resolution where a feature's offset is large
+    against its spread: timestamps of about 1.6e9 s vary in float32 steps
+    of 128 s, where scikit-learn's forest scores a feature of such values
+    at chance. Grown level by level, all trees at
     once (scikit-learn grows one tree at a time, at about 1 ms each). The
     same algorithm, not the same random draws: the forests differ from
     scikit-learn's for a given seed as two of its seeds do.
@@ -70,14 +110,18 @@ def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
     ``feature`` and ``threshold`` (float32, rounded down) of the ``2**D -
     1`` inner nodes, ``leaf_path`` of the ``2**D`` leaves (a leaf's depth
     plus :func:`average_path_length` of its training rows), each with one
-    row per tree; ``depth`` ``D``; and ``normalizer``, the number of trees
-    times the average path length of a tree's rows.
+    row per tree; ``depth`` ``D``; ``normalizer``, the number of trees
+    times the average path length of a tree's rows; and ``center``, the
+    per-feature values subtracted before comparing (float64).
     """
     rng = check_random_state(random_state)
     if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32)
+        X = sp.csr_matrix(X)
     else:
-        X = np.asarray(X, dtype=np.float32)
+        X = np.asarray(X)
+    if X.dtype.kind != "f":
+        X = X.astype(np.float64)
+    centers = feature_centers(X)
     n_samples, n_features = X.shape
     m = min(max_samples, n_samples)
     depth = int(np.ceil(np.log2(max(m, 2))))
@@ -120,7 +164,7 @@ def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
             draw = np.full(len(nodes), -1)
             draw[pending] = rng.randint(n_features, size=int(pending.sum()))
             on = np.flatnonzero(pending[node_of])
-            values = _values(X, rows[active[on]], draw[node_of[on]])
+            values = _values(X, rows[active[on]], draw[node_of[on]], centers)
             lo = np.full(len(nodes), np.inf, dtype=np.float32)
             hi = np.full(len(nodes), -np.inf, dtype=np.float32)
             np.minimum.at(lo, node_of[on], values)
@@ -134,6 +178,7 @@ def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
             members = np.flatnonzero(node_of == j)
             block = X[rows[active[members]]]
             block = block.toarray() if sp.issparse(block) else block
+            block = _centred_float32(block, centers)
             varying = np.flatnonzero(block.max(axis=0) > block.min(axis=0))
             if len(varying):
                 f = varying[rng.randint(len(varying))]
@@ -160,6 +205,7 @@ def grow_isolation_trees(X, *, random_state, n_trees=100, max_samples=256):
         "leaf_path": leaf_path,
         "depth": depth,
         "normalizer": float(n_trees * average_path_length([m])[0]),
+        "center": centers,
     }
 
 
@@ -174,6 +220,7 @@ def isolation_scores(trees, X):
     feature = trees["feature"].ravel().astype(index)
     threshold = trees["threshold"].ravel()
     leaf_path = trees["leaf_path"].ravel()
+    centers = trees.get("center")
     inner_offset = np.arange(n_trees, dtype=index) * n_inner
     leaf_offset = np.arange(n_trees, dtype=index) * (n_inner + 1) - n_inner
     if sp.issparse(X):
@@ -184,7 +231,10 @@ def isolation_scores(trees, X):
         block = X[start : start + _BLOCK_ROWS]
         if sp.issparse(block):
             block = block.toarray()
-        block = np.ascontiguousarray(block, dtype=np.float32)
+        if centers is None:  # a forest saved before the trees were centred
+            block = np.ascontiguousarray(block, dtype=np.float32)
+        else:
+            block = np.ascontiguousarray(_centred_float32(block, centers))
         flat = block.ravel()
         row_offset = (np.arange(len(block), dtype=index) * n_features)[:, None]
         node = np.zeros((len(block), n_trees), dtype=index)

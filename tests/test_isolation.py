@@ -59,9 +59,12 @@ def test_forest_shape_and_path_lengths():
 def test_two_rows_are_isolated_by_one_split():
     trees = grow_isolation_trees(np.array([[0.0], [1.0]]), random_state=0)
     assert trees["depth"] == 1
-    # Every tree splits once, at a cut in [0, 1): each row alone in a leaf of
-    # depth 1, so its mean path is 1 = average_path_length(2), score 1/2.
-    assert np.all((trees["threshold"][:, 0] >= 0) & (trees["threshold"][:, 0] < 1))
+    # Every tree splits once, at a cut in [0, 1) (thresholds are kept less
+    # the feature's median, 0.5): each row alone in a leaf of depth 1, so
+    # its mean path is 1 = average_path_length(2), score 1/2.
+    assert trees["center"][0] == 0.5
+    cut = trees["threshold"][:, 0] + trees["center"][0]
+    assert np.all((cut >= 0) & (cut < 1))
     np.testing.assert_array_equal(isolation_scores(trees, np.array([[0.0], [1.0]])), 0.5)
 
 
@@ -98,3 +101,31 @@ def test_same_seed_same_forest():
     a, b = (grow_isolation_trees(X, random_state=3) for _ in range(2))
     for key in ("feature", "threshold", "leaf_path"):
         np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("offset", [1e8, 1.6e9])
+def test_a_large_offset_keeps_the_features_resolution(offset):
+    # float32 steps are 8 at 1e8 and 128 at 1.6e9: compared raw, a feature
+    # of spread 1 there takes a few values, and scikit-learn's forest (and
+    # this one before its values were centred) scored these outliers at
+    # ROC-AUC 0.79 and 0.5. Centred on each feature's median, the forest
+    # ranks them as on the centred data.
+    rng = np.random.RandomState(0)
+    X = rng.randn(2000, 5)
+    y = np.zeros(2000)
+    y[:40] = 1
+    X[:40] += 3 * rng.choice([-1, 1], (40, 5))
+    plain = isolation_scores(grow_isolation_trees(X, random_state=0), X)
+    shifted = isolation_scores(grow_isolation_trees(X + offset, random_state=0), X + offset)
+    assert roc_auc_score(y, shifted) > 0.99
+    assert abs(roc_auc_score(y, shifted) - roc_auc_score(y, plain)) < 0.01
+
+
+def test_forests_saved_without_centers_score_as_before():
+    # A forest grown before the centring (no "center") compares raw float32
+    # values, as it did.
+    X = np.random.RandomState(1).randn(300, 4) + 5.0
+    trees = grow_isolation_trees(X, random_state=0)
+    old = {k: v for k, v in trees.items() if k != "center"}
+    old["threshold"] = (trees["threshold"] + trees["center"][trees["feature"]]).astype(np.float32)
+    np.testing.assert_allclose(isolation_scores(old, X), isolation_scores(trees, X), atol=1e-6)
