@@ -206,7 +206,9 @@ class AutoencoderTransformer(
         (``early_stopping``, ``n_iter_no_change``, ``tol``) are built
         afresh for each fit, as in a first fit; the validation rows stay
         the earlier fit's while ``validation_fraction`` does, and the loss
-        takes the current ``sparsity_weight`` and ``sparsity_target``.
+        takes the current ``sparsity_weight`` and ``sparsity_target``, the
+        input corruption the current ``noise`` and ``noise_level`` (a
+        denoising fit may go on with less noise, or none).
         Parameters that describe another network or another ``loss`` or
         ``sparsity`` raise ``ValueError``.
 

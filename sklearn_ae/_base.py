@@ -33,7 +33,7 @@ from ._callbacks import (
 from ._data import RunningScaling, TensorData, is_memory_mapped
 from ._engine import AutoencoderNet, DivergenceError, HoldoutSplit, has_batch_norm
 from ._losses import reconstruction_of
-from ._networks import ACTIVATIONS
+from ._networks import ACTIVATIONS, Corruption
 from ._optim import FusedAdam
 from ._random import draws_globally, fit_generators, seeded_global_rng
 
@@ -528,6 +528,7 @@ class _BaseAutoencoder(BaseEstimator):
             mean, scale = self.mean_, self.scale_
             net = copy.deepcopy(self.net_, shared_objects(self.net_.callbacks_))
             self._continue_criterion(net)
+            self._continue_corruption(net)
             net.verbose = 0  # no notes of re-initialized parts
             net.set_params(
                 max_epochs=self.max_iter,
@@ -642,6 +643,7 @@ class _BaseAutoencoder(BaseEstimator):
                 mean, scale = self.mean_, self.scale_
             net = copy.deepcopy(self.net_, shared_objects(self.net_.callbacks_))
             self._continue_criterion(net)
+            self._continue_corruption(net)
             net.verbose = 0
             net.set_params(
                 batch_size=batch_size,
@@ -798,6 +800,11 @@ class _BaseAutoencoder(BaseEstimator):
         with seeded_global_rng(seed, torch.device("cpu")):
             fresh = self._build_module(n_features)
         fitted = self.net_.module_
+        if isinstance(getattr(fresh, "corruption", None), Corruption):
+            # The input corruption (noise, noise_level) is a setting of
+            # training, not a part of the network: a continued fit takes the
+            # current one (_continue_corruption).
+            fresh.corruption = fitted.corruption
 
         def layout(module):
             return repr(module), {
@@ -819,6 +826,17 @@ class _BaseAutoencoder(BaseEstimator):
     # and so another model (``loss``, ``likelihood``).
     _loss_settings = ()
     _loss_kinds = {}
+
+    def _continue_corruption(self, net):
+        """Give the continued ``net``'s module the input corruption of the
+        current parameters (``noise``, ``noise_level``). It has no weights and
+        acts in training only, so a denoising fit can go on with another
+        noise level (or none), as ``learning_rate`` may change; it used to be
+        refused as another network."""
+        module = net.module_
+        has_noise = "noise" in self.get_params(deep=False)
+        if has_noise and isinstance(getattr(module, "corruption", None), Corruption):
+            module.corruption = Corruption(self.noise, self.noise_level)
 
     def _continue_criterion(self, net):
         """Give the continued ``net``'s loss the current parameters, keeping

@@ -587,6 +587,51 @@ def test_continued_fits_with_another_loss_raise_naming_it(estimator, change):
     np.testing.assert_array_equal(est.transform(X), before)
 
 
+@pytest.mark.parametrize("continued", ["warm_start", "partial_fit"])
+@pytest.mark.parametrize(
+    "first, then",
+    [
+        ({"noise": "gaussian", "noise_level": 0.1}, {"noise_level": 0.5}),
+        ({"noise": "gaussian", "noise_level": 0.1}, {"noise": None}),
+        ({"noise": None}, {"noise": "mask", "noise_level": 0.3}),
+    ],
+)
+def test_continued_fits_train_with_the_current_noise(first, then, continued):
+    # A denoising fit continued with less noise (or none) was refused as
+    # "a different network": the corruption has no weights, and it is a
+    # setting of training like learning_rate.
+    X = issue_X()
+
+    def fitted():
+        ae = AutoencoderTransformer(
+            n_components=2, max_iter=2, early_stopping=False, random_state=0, **CPU
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ae.set_params(**first).fit(X)
+
+    def go_on(ae):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if continued == "warm_start":
+                return ae.set_params(warm_start=True).fit(X)
+            return ae.partial_fit(X)
+
+    changed = go_on(fitted().set_params(**then))
+    params = {**first, **then}
+    corruption = changed.net_.module_.corruption
+    assert (corruption.kind, corruption.level) == (
+        params["noise"], params.get("noise_level", 0.1)
+    )
+    assert changed.n_iter_ > 2
+    # The continued training used it: the same continuation under the first
+    # fit's noise ends elsewhere, and the new noise gives the same model again.
+    unchanged = go_on(fitted())
+    again = go_on(fitted().set_params(**then))
+    assert not np.allclose(changed.transform(X), unchanged.transform(X))
+    np.testing.assert_allclose(changed.transform(X), again.transform(X), rtol=1e-5, atol=1e-6)
+
+
 def test_warm_start_with_the_same_network_continues():
     X = issue_X()
     ae = AutoencoderTransformer(max_iter=2, warm_start=True, random_state=0, **CPU).fit(X)
