@@ -617,7 +617,7 @@ class _BaseAutoencoder(BaseEstimator):
         :meth:`_fit`.
         """
         first = not hasattr(self, "net_")
-        X, device, n_threads, seed = self._prepare_fit(X, reset=first)
+        X, device, n_threads, seed = self._prepare_fit(X, reset=first, validation=False)
         if not first:
             # Each call draws its own shuffles: an int random_state would
             # otherwise visit every chunk in the same order of positions.
@@ -681,13 +681,22 @@ class _BaseAutoencoder(BaseEstimator):
         self._set_history_attributes(validation=False)
         return self
 
-    def _prepare_fit(self, X, *, reset):
+    def _prepare_fit(self, X, *, reset, validation=True):
         """What fit and partial_fit check and resolve before training:
         return validated ``X``, the device, the torch thread count and this
-        call's seed (one draw from ``random_state``)."""
+        call's seed (one draw from ``random_state``). ``validation``: whether
+        this call holds out validation rows where ``early_stopping`` asks
+        (``partial_fit`` never does)."""
         X = self._validate_X(X, reset=reset)
         self._hidden_sizes()
         self._check_optimizer()
+        self._check_callbacks(
+            None if validation and self.early_stopping
+            else "early_stopping=False trains without validation rows; set "
+            "early_stopping=True (validation_fraction of the rows are held out)"
+            if validation else "partial_fit trains without validation rows; use fit "
+            "with early_stopping=True"
+        )
         self._check_fit_params(X.shape[1])
         self._check_input_range(X)
         self._check_float32_range(X)
@@ -854,6 +863,45 @@ class _BaseAutoencoder(BaseEstimator):
         finite: the network broke in training."""
         if not np.all(np.isfinite(scores)):
             raise _diverged_error(self, "the scores of the training data are not finite")
+
+    def _check_callbacks(self, no_validation):
+        """Raise ``ValueError`` for ``callbacks`` that are not skorch
+        callbacks (instances or classes, or ``(name, callback)`` pairs), and,
+        where this fit has no validation rows (``no_validation`` says why),
+        for callbacks that read validation scores (a ``monitor`` such as
+        ``'valid_loss'``): skorch failed there after the first epoch, with a
+        ``KeyError`` from its history."""
+        from skorch.callbacks import Callback
+
+        for index, item in enumerate(self.callbacks or []):
+            callback = item
+            if isinstance(item, tuple):
+                if len(item) != 2 or not isinstance(item[0], str):
+                    raise ValueError(
+                        "callbacks must hold skorch callbacks or (name, callback) "
+                        f"pairs with a str name; got {item!r} at index {index}."
+                    )
+                callback = item[1]
+            is_class = isinstance(callback, type)
+            hooks = all(hasattr(callback, name) for name in ("initialize", "on_epoch_end"))
+            if not (issubclass(callback, Callback) if is_class else hooks):
+                raise ValueError(
+                    "callbacks must hold skorch callbacks (instances or classes of "
+                    "skorch.callbacks.Callback) or (name, callback) pairs; got "
+                    f"{callback!r} at index {index}."
+                )
+            if is_class:  # skorch builds it with its defaults
+                default = inspect.signature(callback).parameters.get("monitor")
+                monitor = None if default is None else default.default
+            else:
+                monitor = getattr(callback, "monitor", None)
+            if no_validation and isinstance(monitor, str) and monitor.startswith("valid_"):
+                raise ValueError(
+                    f"callbacks: {callback.__name__ if is_class else type(callback).__name__}"
+                    f"(monitor={monitor!r}) reads a validation score, but "
+                    f"{no_validation}, or monitor a training score such as "
+                    "'train_loss'."
+                )
 
     def _check_optimizer(self):
         """Raise ``ValueError`` for an ``optimizer`` that is not a torch

@@ -428,6 +428,10 @@ default='mean'
         then (``set_params(callbacks=...)`` takes effect), which carry on
         from the network's history as skorch's callbacks do after a
         ``partial_fit`` (a scheduler's epoch, a scoring's best score).
+        Validation scores (``valid_loss``, what skorch's ``EarlyStopping``
+        and ``Checkpoint`` monitor by default) exist only in a ``fit`` with
+        ``early_stopping=True``; elsewhere a callback that monitors one
+        raises ``ValueError`` before training.
 
     warm_start : bool, default=False
         When True and already fitted, ``fit`` continues training the fitted

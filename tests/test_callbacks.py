@@ -882,3 +882,35 @@ def test_outlier_estimator_backbone_partial_fit_takes_backbone_params(X):
     ))
     est.partial_fit(X)
     assert type(est.backbone_) is AutoencoderTransformer and est.n_iter_ == 1
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [lambda path: EarlyStopping(), lambda path: EarlyStopping,
+     lambda path: Checkpoint(dirname=str(path)),
+     lambda path: LRScheduler(policy="ReduceLROnPlateau", monitor="valid_loss")],
+    ids=["EarlyStopping()", "EarlyStopping", "Checkpoint", "ReduceLROnPlateau"],
+)
+def test_callbacks_reading_validation_scores_need_validation_rows(make, X, callback, tmp_path):
+    # Without validation rows skorch failed after the first epoch with a
+    # KeyError from its history ("Key 'valid_loss' was not found").
+    est = make(callbacks=[callback(tmp_path)])
+    assert est.fit(X).n_iter_ == N_EPOCHS  # early_stopping=True: they work
+    fitted = est.transform(X) if hasattr(est, "transform") else est.score_samples(X)
+    with pytest.raises(ValueError, match="reads a validation score, but early_stopping=False"):
+        est.set_params(early_stopping=False).fit(X)
+    with pytest.raises(ValueError, match="reads a validation score, but partial_fit"):
+        est.set_params(early_stopping=True).partial_fit(X)
+    # the failed calls left the fit as it was
+    after = est.transform(X) if hasattr(est, "transform") else est.score_samples(X)
+    np.testing.assert_array_equal(after, fitted)
+    # a training score works without validation rows
+    make(early_stopping=False, callbacks=[EarlyStopping(monitor="train_loss")]).fit(X)
+    make(callbacks=[EarlyStopping(monitor="train_loss")]).partial_fit(X)
+
+
+@pytest.mark.parametrize("bad", [lambda net: None, 3, ("name",), (1, PrintLog())])
+def test_callbacks_that_are_not_callbacks_are_named(bad):
+    X = np.random.RandomState(0).randn(20, 3)
+    with pytest.raises(ValueError, match="callbacks must hold skorch callbacks"):
+        AutoencoderTransformer(max_iter=1, callbacks=[bad], device="cpu").fit(X)
