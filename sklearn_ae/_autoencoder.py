@@ -1,5 +1,6 @@
 """``AutoencoderTransformer``: a nonlinear, trainable stand-in for ``PCA``."""
 
+import numbers
 import warnings
 
 import numpy as np
@@ -637,11 +638,14 @@ default='auto'
             height, width)``. float32 for float32 input, else float64.
         """
         X = self._check_fitted_input(X)
+        if not isinstance(layer, numbers.Integral) or isinstance(layer, bool):
+            raise ValueError(f"layer must be an int, got {layer!r}.")
         n_layers = len(hidden_layers(self.module_.encoder))
         if n_layers == 0:
             raise ValueError(
                 "this encoder has no hidden activation layers: hidden_layer_sizes="
-                f"{self.hidden_layer_sizes!r} with input_shape={self.input_shape!r}."
+                f"{self._fitted_param('hidden_layer_sizes')!r} with input_shape="
+                f"{self._fitted_param('input_shape')!r}."
             )
         if not -n_layers <= layer < n_layers:
             raise ValueError(

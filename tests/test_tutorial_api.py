@@ -309,6 +309,10 @@ def test_transform_hidden_rejects_bad_layers():
     ae = AutoencoderTransformer(n_components=2, hidden_layer_sizes=(8,), **FAST).fit(X)
     with pytest.raises(ValueError, match="layer=1 is out of range"):
         ae.transform_hidden(X, layer=1)
+    for layer in (0.5, "0", True, None):  # a TypeError from a list index before
+        with pytest.raises(ValueError, match="layer must be an int"):
+            ae.transform_hidden(X, layer=layer)
+    assert ae.transform_hidden(X, layer=np.int64(0)).shape == (30, 8)
     lstm = AutoencoderTransformer(
         n_components=2, input_shape=(3, 2), hidden_layer_sizes=(4,), **FAST
     ).fit(X)
