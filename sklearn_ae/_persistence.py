@@ -15,6 +15,7 @@ recompute it, so it guards integrity, not authenticity; safety against a
 hostile file comes from the format, which cannot hold code.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -253,6 +254,7 @@ def save(estimator, path):
     path : str or path-like
         File to write (conventionally ``*.safetensors``); overwritten.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     if type(estimator).__name__ not in _estimator_classes():
@@ -273,7 +275,23 @@ def save(estimator, path):
         "document": header,
         "sha256": _checksum(header, writer.tensors),
     }
-    save_file(writer.tensors, os.fspath(path), metadata=metadata)
+    path = os.fspath(path)
+    _check_writable(path)
+    try:
+        save_file(writer.tensors, path, metadata=metadata)
+    except SafetensorError as exc:  # an I/O error, worded by Rust
+        raise OSError(f"could not write {path}: {exc}") from None
+
+
+def _check_writable(path):
+    """Raise the ``OSError`` that ``open(path, 'wb')`` would for a folder
+    or a missing parent folder (safetensors raised its own error type,
+    worded for its serializer)."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "save writes a file, not a folder", path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(errno.ENOENT, "no folder to save the file in", parent)
 
 
 class _Reader:
@@ -484,6 +502,8 @@ def load(path, *, trusted=None):
     """
     from safetensors import SafetensorError, safe_open
 
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "load reads a file, not a folder", os.fspath(path))
     try:
         with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}

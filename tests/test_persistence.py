@@ -245,6 +245,22 @@ def test_tampered_or_mismatched_files_are_refused(tmp_path):
         sklearn_ae.load(path)
 
 
+def test_save_and_load_name_a_folder_or_a_missing_folder(tmp_path):
+    # safetensors raised its own SafetensorError ("Error while serializing:
+    # I/O error ...") on save, and load called a folder "not a readable
+    # safetensors file: No such device".
+    ae = AutoencoderTransformer(**FAST).fit(make_X())
+    with pytest.raises(IsADirectoryError, match="save writes a file"):
+        ae.save(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no folder to save the file in"):
+        ae.save(tmp_path / "missing" / "ae.safetensors")
+    with pytest.raises(IsADirectoryError, match="load reads a file"):
+        sklearn_ae.load(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        sklearn_ae.load(tmp_path / "missing.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_load_never_unpickles(tmp_path, monkeypatch):
     X = make_X()
     od = AEOutlierDetector(backbone="vae", n_components=2, **FAST).fit(X)
