@@ -697,6 +697,16 @@ default='auto'
             Negative per-sample reconstruction error.
         """
         X = self._check_fitted_input(X)
+        if self._loss_kind() == "bce":
+            # Cross-entropy against targets outside [0, 1] is no error measure
+            # (a value of 2 scored higher than any row of the data).
+            values = X.data if hasattr(X, "tocsr") else X
+            if values.size and (values.min() < 0 or values.max() > 1):
+                raise ValueError(
+                    "a model fitted with loss='bce' scores values in [0, 1]; X "
+                    f"has values in [{values.min():.4g}, {values.max():.4g}]. "
+                    "Scale X as the training data were."
+                )
         return -self._reconstruction_errors(X, self._output_dtype(X))
 
     def score(self, X, y=None):

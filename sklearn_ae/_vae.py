@@ -1677,6 +1677,9 @@ class VAETransformer(
             Log-likelihood bound of each sample.
         """
         X = self._check_fitted_input(X)
+        # A Bernoulli likelihood of a value outside [0, 1] is no density
+        # (it scored 2.0 as a number, not as impossible).
+        self._check_input_range(X)
         dtype = self._output_dtype(X)
         n_importance = self.n_importance_samples
         likelihood = self._fitted_param("likelihood")

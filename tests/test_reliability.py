@@ -771,3 +771,24 @@ def test_unscaled_values_beyond_float32_name_the_scaling_switch(estimator):
     with pytest.raises(ValueError, match=f"untrained network.*{switch}") as info:
         estimator.fit(issue_X() * 1e30)
     assert "learning_rate" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [AutoencoderTransformer(n_components=2, loss="bce", max_iter=2, **CPU),
+     VAETransformer(n_components=2, likelihood="bernoulli", max_iter=2, **CPU)],
+    ids=["bce", "bernoulli"],
+)
+def test_scores_of_a_0_1_model_refuse_values_outside_0_1(estimator):
+    # Fit refused such values, score did not: a bce autoencoder scored a
+    # row of 2s at +1.7, above every row of its data.
+    X = (np.random.RandomState(0).rand(60, 5) > 0.5).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = estimator.set_params(random_state=0).fit(X)
+    assert np.all(np.isfinite(est.score_samples(np.full((2, 5), 0.5))))
+    for bad in (np.full((2, 5), 2.0), np.full((2, 5), -0.5)):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            est.score_samples(bad)
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            est.score(bad)
