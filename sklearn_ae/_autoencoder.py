@@ -683,8 +683,8 @@ default='auto'
         """Return the negative reconstruction error of each sample.
 
         The error is the mean squared error over features in the units of X
-        (``loss='mse'``) or the mean binary cross-entropy (``loss='bce'``).
-        Higher is better.
+        (``loss='mse'``) or the mean binary cross-entropy (``loss='bce'``,
+        which scores values in [0, 1] only, as it fits). Higher is better.
 
         Parameters
         ----------

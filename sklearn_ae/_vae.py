@@ -1664,7 +1664,9 @@ class VAETransformer(
         its own units (the log-Jacobian of the internal scaling is included).
         Higher is more typical of the training data. The latent draws come
         from a fixed seed, so repeated calls return the same values and each
-        sample's score does not depend on the other rows.
+        sample's score does not depend on the other rows. With
+        ``likelihood='bernoulli'``, values outside [0, 1] raise
+        ``ValueError``, as in ``fit``.
 
         Parameters
         ----------
