@@ -12,6 +12,7 @@ from sklearn.base import (
 
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import _unit_interval_breach
 from ._engine import holdout_size
 from ._export import export_encoder, hidden_activations, hidden_layers
 from ._variants import _BaseVariantAutoencoder
@@ -697,16 +698,15 @@ default='auto'
             Negative per-sample reconstruction error.
         """
         X = self._check_fitted_input(X)
-        if self._loss_kind() == "bce":
-            # Cross-entropy against targets outside [0, 1] is no error measure
-            # (a value of 2 scored higher than any row of the data).
-            values = X.data if hasattr(X, "tocsr") else X
-            if values.size and (values.min() < 0 or values.max() > 1):
-                raise ValueError(
-                    "a model fitted with loss='bce' scores values in [0, 1]; X "
-                    f"has values in [{values.min():.4g}, {values.max():.4g}]. "
-                    "Scale X as the training data were."
-                )
+        # Cross-entropy against targets outside [0, 1] is no error measure
+        # (a value of 2 scored higher than any row of the data).
+        breach = _unit_interval_breach(X) if self._loss_kind() == "bce" else None
+        if breach is not None:
+            raise ValueError(
+                "a model fitted with loss='bce' scores values in [0, 1]; X has "
+                f"values in [{breach[0]:.4g}, {breach[1]:.4g}]. Scale X as the "
+                "training data were."
+            )
         return -self._reconstruction_errors(X, self._output_dtype(X))
 
     def score(self, X, y=None):

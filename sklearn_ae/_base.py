@@ -155,6 +155,16 @@ def torch_threads(n_threads):
                         torch.set_num_threads(caller)
 
 
+def _unit_interval_breach(X):
+    """``(min, max)`` of ``X``'s values where some lie outside [0, 1], else
+    None (sparse: its stored values; the implicit zeros lie inside). What
+    ``loss='bce'``, ``likelihood='bernoulli'`` and a logistic output check."""
+    values = X.data if hasattr(X, "tocsr") else X
+    if values.size and (values.min() < 0 or values.max() > 1):
+        return values.min(), values.max()
+    return None
+
+
 def _restore_on_error(fit):
     """Decorate a ``fit`` method so that it changes nothing when it raises,
     and so that the model keeps the parameters it was fitted with.
@@ -470,11 +480,11 @@ class _BaseAutoencoder(BaseEstimator):
     def _check_input_range(self, X):
         if self._loss_kind() != "bce":
             return
-        values = X.data if hasattr(X, "tocsr") else X
-        if values.size and (values.min() < 0 or values.max() > 1):
+        breach = _unit_interval_breach(X)
+        if breach is not None:
             raise ValueError(
                 "loss='bce' needs every value of X in [0, 1]; got values in "
-                f"[{values.min():.4g}, {values.max():.4g}]. Scale X to [0, 1] "
+                f"[{breach[0]:.4g}, {breach[1]:.4g}]. Scale X to [0, 1] "
                 "(e.g. MinMaxScaler) or use loss='mse'."
             )
 

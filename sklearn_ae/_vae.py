@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from skorch.callbacks import Callback, LRScheduler
 
-from ._base import _BaseAutoencoder, resolve_n_jobs
+from ._base import _BaseAutoencoder, _unit_interval_breach, resolve_n_jobs
 from ._callbacks import KLWarmup
 from ._losses import NegativeELBO, gaussian_kl, log_importance_weight, log_likelihood
 from ._custom import _NETWORK_PREFIXES, _CustomNetworksMixin, run_network
@@ -1429,11 +1429,11 @@ class VAETransformer(
     def _check_input_range(self, X):
         if self._fitted_param("likelihood") != "bernoulli":
             return
-        values = X.data if hasattr(X, "tocsr") else X
-        if values.size and (values.min() < 0 or values.max() > 1):
+        breach = _unit_interval_breach(X)
+        if breach is not None:
             raise ValueError(
                 "likelihood='bernoulli' needs every value of X in [0, 1]; got "
-                f"values in [{values.min():.4g}, {values.max():.4g}]. Scale X "
+                f"values in [{breach[0]:.4g}, {breach[1]:.4g}]. Scale X "
                 "to [0, 1] (e.g. MinMaxScaler) or use likelihood='gaussian'."
             )
 

@@ -14,7 +14,7 @@ import scipy.linalg
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import _BaseAutoencoder
+from ._base import _BaseAutoencoder, _unit_interval_breach
 from ._custom import _NETWORK_PREFIXES, _CustomNetworksMixin, run_network
 from ._losses import ReconstructionLoss
 from ._networks import Autoencoder, ConvAutoencoder, LSTMAutoencoder, MLPAutoencoder
@@ -308,11 +308,11 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
         super()._check_input_range(X)
         if self.output_activation != "logistic":
             return
-        values = X.data if hasattr(X, "tocsr") else X
-        if values.size and (values.min() < 0 or values.max() > 1):
+        breach = _unit_interval_breach(X)
+        if breach is not None:
             raise ValueError(
                 "output_activation='logistic' reconstructs values in (0, 1), but X "
-                f"has values in [{values.min():.4g}, {values.max():.4g}]. Scale X "
+                f"has values in [{breach[0]:.4g}, {breach[1]:.4g}]. Scale X "
                 "to [0, 1] (e.g. MinMaxScaler) or use output_activation='identity'."
             )
 
