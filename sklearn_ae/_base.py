@@ -700,13 +700,7 @@ class _BaseAutoencoder(BaseEstimator):
         X = self._validate_X(X, reset=reset)
         self._hidden_sizes()
         self._check_optimizer()
-        self._check_callbacks(
-            None if validation and self.early_stopping
-            else "early_stopping=False trains without validation rows; set "
-            "early_stopping=True (validation_fraction of the rows are held out)"
-            if validation else "partial_fit trains without validation rows; use fit "
-            "with early_stopping=True"
-        )
+        self._check_callbacks(validation)
         self._check_fit_params(X.shape[1])
         self._check_input_range(X)
         self._check_float32_range(X)
@@ -853,8 +847,7 @@ class _BaseAutoencoder(BaseEstimator):
         noise level (or none), as ``learning_rate`` may change; it used to be
         refused as another network."""
         module = net.module_
-        has_noise = "noise" in self.get_params(deep=False)
-        if has_noise and isinstance(getattr(module, "corruption", None), Corruption):
+        if hasattr(self, "noise") and isinstance(getattr(module, "corruption", None), Corruption):
             module.corruption = Corruption(self.noise, self.noise_level)
 
     def _continue_criterion(self, net):
@@ -874,14 +867,27 @@ class _BaseAutoencoder(BaseEstimator):
         if not np.all(np.isfinite(scores)):
             raise _diverged_error(self, "the scores of the training data are not finite")
 
-    def _check_callbacks(self, no_validation):
+    def _check_callbacks(self, validation):
         """Raise ``ValueError`` for ``callbacks`` that are not skorch
         callbacks (instances or classes, or ``(name, callback)`` pairs), and,
-        where this fit has no validation rows (``no_validation`` says why),
-        for callbacks that read validation scores (a ``monitor`` such as
-        ``'valid_loss'``): skorch failed there after the first epoch, with a
-        ``KeyError`` from its history."""
+        where this call has no validation rows (``partial_fit``, or
+        ``early_stopping=False``), for callbacks that read validation scores
+        (a ``monitor`` such as ``'valid_loss'``): skorch failed there after
+        the first epoch, with a ``KeyError`` from its history."""
         from skorch.callbacks import Callback
+
+        if not validation:
+            no_validation = (
+                "partial_fit trains without validation rows; use fit with "
+                "early_stopping=True"
+            )
+        elif not self.early_stopping:
+            no_validation = (
+                "early_stopping=False trains without validation rows; set "
+                "early_stopping=True (validation_fraction of the rows are held out)"
+            )
+        else:
+            no_validation = None
 
         for index, item in enumerate(self.callbacks or []):
             callback = item

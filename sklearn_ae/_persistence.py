@@ -502,10 +502,11 @@ def load(path, *, trusted=None):
     """
     from safetensors import SafetensorError, safe_open
 
+    path = os.fspath(path)
     if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, "load reads a file, not a folder", os.fspath(path))
+        raise IsADirectoryError(errno.EISDIR, "load reads a file, not a folder", path)
     try:
-        with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
+        with safe_open(path, framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
