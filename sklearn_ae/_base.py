@@ -534,21 +534,10 @@ class _BaseAutoencoder(BaseEstimator):
         batch_size = self._resolved_batch_size(n_samples)
 
         if warm:
-            self._check_warm_start_network(n_features, seed)
-            mean, scale = self.mean_, self.scale_
-            net = copy.deepcopy(self.net_, shared_objects(self.net_.callbacks_))
-            self._continue_criterion(net)
-            self._continue_corruption(net)
-            net.verbose = 0  # no notes of re-initialized parts
-            net.set_params(
-                max_epochs=self.max_iter,
-                batch_size=batch_size,
-                lr=self.learning_rate,
-                mixed_precision=self.mixed_precision,
+            net = self._continued_net(
+                n_features, seed, device, max_epochs=self.max_iter, batch_size=batch_size
             )
-            self._continue_optimizer(net, device)
-            net.verbose = self.verbose
-            self._continue_callbacks(net, seed)
+            mean, scale = self.mean_, self.scale_
             epochs_before = len(net.history)
         else:
             # What partial_fit's running scaling continues from: the moments
@@ -644,25 +633,13 @@ class _BaseAutoencoder(BaseEstimator):
                 mean = scale = None
             n_seen = n_samples
         else:
-            self._check_warm_start_network(n_features, seed)
+            net = self._continued_net(n_features, seed, device, batch_size=batch_size)
             n_seen = self.n_samples_seen_ + n_samples
             if self._scales_input() and self.mean_ is not None and self._updates_scaling():
                 moments = self._running_scaling(n_features).update(X)
                 mean, scale = moments.scaling()
             else:
                 mean, scale = self.mean_, self.scale_
-            net = copy.deepcopy(self.net_, shared_objects(self.net_.callbacks_))
-            self._continue_criterion(net)
-            self._continue_corruption(net)
-            net.verbose = 0
-            net.set_params(
-                batch_size=batch_size,
-                lr=self.learning_rate,
-                mixed_precision=self.mixed_precision,
-            )
-            self._continue_optimizer(net, device)
-            net.verbose = self.verbose
-            self._continue_callbacks(net, seed)
 
         with torch_threads(n_threads):
             if first:
@@ -794,10 +771,35 @@ class _BaseAutoencoder(BaseEstimator):
                 f"({', '.join(causes)}); use more samples or batch_norm=False."
             )
 
+    def _continued_net(self, n_features, seed, device, **net_params):
+        """Return a copy of the fitted net for a continued fit
+        (``warm_start``, ``partial_fit``) to train, under the parameters set
+        now: its loss takes their settings (``_loss_settings``: a continued
+        fit used to keep the first fit's, so a new ``beta`` or
+        ``sparsity_weight`` was silently ignored) and their input corruption
+        (no weights, training only: a denoising fit may go on with another
+        noise level, or none), the net ``net_params``, the learning rate, the
+        optimizer and the callbacks. Raises ``ValueError`` where they
+        describe another loss or network (:meth:`_check_warm_start_network`).
+        """
+        fresh_loss, fresh_corruption = self._check_warm_start_network(n_features, seed)
+        net = copy.deepcopy(self.net_, shared_objects(self.net_.callbacks_))
+        for attr in self._loss_settings:
+            setattr(net.criterion_, attr, getattr(fresh_loss, attr))
+        if fresh_corruption is not None:
+            net.module_.corruption = fresh_corruption
+        net.verbose = 0  # no notes of re-initialized parts
+        net.set_params(lr=self.learning_rate, mixed_precision=self.mixed_precision, **net_params)
+        self._continue_optimizer(net, device)
+        net.verbose = self.verbose
+        self._continue_callbacks(net, seed)
+        return net
+
     def _check_warm_start_network(self, n_features, seed):
         """Raise ``ValueError`` when the parameters now describe another loss
         or another network than the fitted one, which ``warm_start`` and
-        ``partial_fit`` would keep training."""
+        ``partial_fit`` would keep training; else return the loss and the
+        input corruption (or None) that the parameters now build."""
         fresh_loss = self._build_criterion()
         changed = [
             param for attr, param in self._loss_kinds.items()
@@ -813,11 +815,13 @@ class _BaseAutoencoder(BaseEstimator):
         with seeded_global_rng(seed, torch.device("cpu")):
             fresh = self._build_module(n_features)
         fitted = self.net_.module_
-        if isinstance(getattr(fresh, "corruption", None), Corruption):
+        corruption = getattr(fresh, "corruption", None)
+        if isinstance(corruption, Corruption):
             # The input corruption (noise, noise_level) is a setting of
-            # training, not a part of the network: a continued fit takes the
-            # current one (_continue_corruption).
+            # training, not a part of the network: compare without it.
             fresh.corruption = fitted.corruption
+        else:
+            corruption = None
 
         def layout(module):
             return repr(module), {
@@ -832,6 +836,7 @@ class _BaseAutoencoder(BaseEstimator):
                 "activation, dropout, batch_norm or network option); set "
                 "warm_start=False and call fit to fit a new network."
             )
+        return fresh_loss, corruption
 
     # The training loss of a continued fit (warm_start, partial_fit): its
     # attributes set from the current parameters (``beta``, a sparsity
@@ -839,27 +844,6 @@ class _BaseAutoencoder(BaseEstimator):
     # and so another model (``loss``, ``likelihood``).
     _loss_settings = ()
     _loss_kinds = {}
-
-    def _continue_corruption(self, net):
-        """Give the continued ``net``'s module the input corruption of the
-        current parameters (``noise``, ``noise_level``). It has no weights and
-        acts in training only, so a denoising fit can go on with another
-        noise level (or none), as ``learning_rate`` may change; it used to be
-        refused as another network."""
-        module = net.module_
-        if hasattr(self, "noise") and isinstance(getattr(module, "corruption", None), Corruption):
-            module.corruption = Corruption(self.noise, self.noise_level)
-
-    def _continue_criterion(self, net):
-        """Give the continued ``net``'s loss the current parameters, keeping
-        its fitted state (a changed kind of loss was refused by
-        :meth:`_check_warm_start_network`). A continued fit used to keep the
-        first fit's loss: a new ``beta`` or ``sparsity_weight`` was silently
-        ignored."""
-        fresh = self._build_criterion()
-        current = net.criterion_
-        for attr in self._loss_settings:
-            setattr(current, attr, getattr(fresh, attr))
 
     def _check_training_scores(self, scores):
         """Raise ``ValueError`` when the scores of the training rows are not
