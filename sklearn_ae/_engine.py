@@ -368,10 +368,18 @@ class AutoencoderNet(NeuralNet):
         # What the train_loss/valid_loss callbacks (PassthroughScoring)
         # record at the end of the epoch: batch losses averaged by batch size.
         epoch_loss = float(np.average(losses, weights=sizes))
-        # The validation loss counts too: it is measured after the epoch's
-        # last step, which the training loss predates, and early stopping
-        # would otherwise restore an earlier network without a word.
-        if diverged(epoch_loss, getattr(self, "initial_loss_", None)):
+        # A non-finite validation loss counts too: it is measured after the
+        # epoch's last step, which the training loss predates, and early
+        # stopping would otherwise restore an earlier network without a word.
+        # A finite one, however large, is early stopping's to judge (it keeps
+        # the start or a better epoch): a VAE started at factor analysis
+        # with an exactly duplicated column (noise variance 1e-12) has
+        # validation losses of 2e8 nats after Adam's first steps in the
+        # nonlinear branch, then of 60 and falling, at training losses of
+        # -8 to 18; a training loss that grows that far, or a broken final
+        # network (check_trained), still raises.
+        reference = getattr(self, "initial_loss_", None) if training else None
+        if diverged(epoch_loss, reference):
             what = "training" if training else "validation"
             raise DivergenceError(
                 f"the {what} loss went from {self.initial_loss_:.4g} on the "

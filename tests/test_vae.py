@@ -771,6 +771,24 @@ def test_training_that_diverges_after_its_first_epoch_restores_the_best():
         VAETransformer(learning_rate=3.0, max_iter=20, early_stopping=False, **params).fit(X)
 
 
+def test_exactly_duplicated_column_fits_from_factor_analysis():
+    # Factor analysis gives a column and its copy a noise variance of 1e-12;
+    # Adam's first steps in the nonlinear branch then put the validation
+    # loss at 2e8 nats (training losses -8 to 18), and the fit raised
+    # "The optimisation diverged". Early stopping judges a finite
+    # validation loss: the start is kept, with factor analysis's score.
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(500, 3)) @ rng.normal(size=(3, 5))
+    X += 0.3 * rng.normal(size=X.shape)
+    X = np.hstack([X, X[:, :1]])
+    X_train, X_test = X[:200], X[200:]
+    vae = VAETransformer(n_components=2, max_iter=5, random_state=0, device="cpu")
+    fit_past_max_iter(vae, X_train)
+    assert vae.linear_start_ == "factor_analysis"
+    fa = FactorAnalysis(2).fit(X_train).score(X_test)
+    assert vae.score(X_test) >= fa - 1.0
+
+
 def test_partial_fit_pins_no_feature():
     # A feature constant in the first chunk may vary in the next: the
     # network keeps modelling it (with the leave-one-out floor).
