@@ -805,6 +805,12 @@ class VAEOutput(NamedTuple):
     z_log_var: torch.Tensor
 
 
+# Bound on the posterior's log-variance (see VariationalAutoencoder.encode):
+# exp(60) and exp(-60) are finite in float32, and so are their products with
+# the squared draws in the importance weights.
+_LOG_VAR_BOUND = 60.0
+
+
 class VariationalAutoencoder(nn.Module):
     """A Gaussian encoder q(z|x) and a decoder p(x|z) with a standard normal prior.
 
@@ -963,7 +969,13 @@ class VariationalAutoencoder(nn.Module):
         if self.encoder is not None:
             out = out + self.encoder(x)
         z_mean, z_log_var = out.chunk(2, dim=-1)
-        return z_mean, z_log_var
+        # The log-variance grows with the input, and a row far from the
+        # training data (1e6 where they are of order 1) overflowed exp():
+        # inf - inf made its score NaN, and the detector called it normal.
+        # Bounded, the posterior is still a distribution, so the ELBO is
+        # still a bound (hugely negative there); within the bound, nothing
+        # changes (a standard deviation of e^30 or e^-30 times the prior's).
+        return z_mean, z_log_var.clamp(-_LOG_VAR_BOUND, _LOG_VAR_BOUND)
 
     def decode(self, z):
         """Return the decoder's raw output for latent ``z`` (mean or logits)."""

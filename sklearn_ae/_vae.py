@@ -1676,7 +1676,10 @@ class VAETransformer(
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            Log-likelihood bound of each sample.
+            Log-likelihood bound of each sample. Never NaN: a row far
+            outside the training data gets a hugely negative bound, and one
+            whose arithmetic overflows (values beyond about 1e150 in
+            float64, 1e19 in float32) gets ``-inf``.
         """
         X = self._check_fitted_input(X)
         # A Bernoulli likelihood of a value outside [0, 1] is no density
@@ -1722,6 +1725,9 @@ class VAETransformer(
             columns = X[:, constant]
             columns = columns.toarray() if hasattr(columns, "toarray") else columns
             scores += _constant_log_density(columns, self.constant_feature_model_)
+        # A row beyond the arithmetic (squares past the float range) can
+        # meet inf - inf; its bound is -inf, never NaN.
+        scores[np.isnan(scores)] = -np.inf
         return scores.astype(dtype, copy=False)
 
     def score(self, X, y=None):

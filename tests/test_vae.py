@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_ae import VAETransformer
+from sklearn_ae import AEOutlierDetector, VAETransformer
 from sklearn_ae._losses import NegativeELBO, log_likelihood
 from sklearn_ae._networks import VAEOutput
 
@@ -769,6 +769,33 @@ def test_training_that_diverges_after_its_first_epoch_restores_the_best():
     # Without early stopping there is nothing to restore.
     with pytest.raises(ValueError, match="diverged"):
         VAETransformer(learning_rate=3.0, max_iter=20, early_stopping=False, **params).fit(X)
+
+
+def test_far_rows_score_finite_or_minus_inf_never_nan():
+    # The posterior's log-variance grows with the input: at 1e6 (training
+    # rows of order 1) exp() overflowed, inf - inf made the score NaN, and
+    # a detector with this backbone called the row normal (predict +1).
+    rng = np.random.RandomState(0)
+    X = np.tanh(rng.normal(size=(500, 3)) @ rng.normal(size=(3, 8)))
+    X += 0.05 * rng.normal(size=X.shape)
+    vae = fit_past_max_iter(
+        VAETransformer(n_components=2, max_iter=10, random_state=0, device="cpu"), X
+    )
+    far = np.zeros((4, 8))
+    far[:, 0] = [1e4, 1e6, 1e100, 1e300]
+    scores = vae.score_samples(far)
+    assert not np.isnan(scores).any()
+    assert np.isfinite(scores[:3]).all() and scores[3] == -np.inf
+    assert np.all(np.diff(scores) < 0)  # farther, less likely
+    assert scores[0] < vae.score_samples(X).min()
+    detector = AEOutlierDetector(
+        backbone="vae", n_components=2, max_iter=10, random_state=0, device="cpu"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        detector.fit(X)
+    assert not np.isnan(detector.score_samples(far)).any()
+    assert (detector.predict(far) == -1).all()
 
 
 def test_exactly_duplicated_column_fits_from_factor_analysis():
