@@ -704,7 +704,7 @@ default='auto'
         if breach is not None:
             raise ValueError(
                 "a model fitted with loss='bce' scores values in [0, 1]; X has "
-                f"values in [{breach[0]:.4g}, {breach[1]:.4g}]. Scale X as the "
+                f"values in {breach}. Scale X as the "
                 "training data were."
             )
         return -self._reconstruction_errors(X, self._output_dtype(X))

@@ -155,13 +155,24 @@ def torch_threads(n_threads):
                         torch.set_num_threads(caller)
 
 
+# How far outside [0, 1] a value may lie and still count as inside: float
+# rounding. MinMaxScaler's output reaches 1.0000000000000002, and
+# loss='bce' refused it (a pipeline of the two failed on every fold).
+_UNIT_INTERVAL_SLACK = 1e-6
+
+
 def _unit_interval_breach(X):
-    """``(min, max)`` of ``X``'s values where some lie outside [0, 1], else
+    """The range ``'[min, max]'`` of ``X``'s values, formatted, where some lie
+    outside [0, 1] by more than rounding (``_UNIT_INTERVAL_SLACK``), else
     None (sparse: its stored values; the implicit zeros lie inside). What
     ``loss='bce'``, ``likelihood='bernoulli'`` and a logistic output check."""
     values = X.data if hasattr(X, "tocsr") else X
-    if values.size and (values.min() < 0 or values.max() > 1):
-        return values.min(), values.max()
+    if not values.size:
+        return None
+    low, high = values.min(), values.max()
+    if low < -_UNIT_INTERVAL_SLACK or high > 1 + _UNIT_INTERVAL_SLACK:
+        # Digits enough to show a breach of just past the slack.
+        return f"[{low:.8g}, {high:.8g}]"
     return None
 
 
@@ -484,7 +495,7 @@ class _BaseAutoencoder(BaseEstimator):
         if breach is not None:
             raise ValueError(
                 "loss='bce' needs every value of X in [0, 1]; got values in "
-                f"[{breach[0]:.4g}, {breach[1]:.4g}]. Scale X to [0, 1] "
+                f"{breach}. Scale X to [0, 1] "
                 "(e.g. MinMaxScaler) or use loss='mse'."
             )
 

@@ -1433,7 +1433,7 @@ class VAETransformer(
         if breach is not None:
             raise ValueError(
                 "likelihood='bernoulli' needs every value of X in [0, 1]; got "
-                f"values in [{breach[0]:.4g}, {breach[1]:.4g}]. Scale X "
+                f"values in {breach}. Scale X "
                 "to [0, 1] (e.g. MinMaxScaler) or use likelihood='gaussian'."
             )
 

@@ -312,7 +312,7 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
         if breach is not None:
             raise ValueError(
                 "output_activation='logistic' reconstructs values in (0, 1), but X "
-                f"has values in [{breach[0]:.4g}, {breach[1]:.4g}]. Scale X "
+                f"has values in {breach}. Scale X "
                 "to [0, 1] (e.g. MinMaxScaler) or use output_activation='identity'."
             )
 

@@ -222,6 +222,30 @@ def test_bce_needs_unit_interval():
     assert X_rec.min() >= 0 and X_rec.max() <= 1
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_unit_interval_checks_accept_min_max_scaler_rounding(dtype):
+    # MinMaxScaler's output reaches 1.0000000000000002 (1.0000001 in
+    # float32), and the [0, 1] checks refused it, with a message saying
+    # "got values in [0, 1]": a pipeline of the two failed on every fold.
+    from sklearn.preprocessing import MinMaxScaler
+
+    from sklearn_ae import VAETransformer
+
+    X = MinMaxScaler().fit_transform(
+        np.random.RandomState(0).rand(60, 16).astype(dtype)
+    )
+    assert X.max() > 1
+    for est in (
+        AutoencoderTransformer(loss="bce", **FAST),
+        AutoencoderTransformer(output_activation="logistic", **FAST),
+        VAETransformer(likelihood="bernoulli", **FAST),
+    ):
+        assert np.isfinite(est.fit(X).score(X))
+    # A real breach, just past rounding, is refused with digits that show it.
+    with pytest.raises(ValueError, match=r"got values in \[2e-06, 1\.00000[0-9]+\]"):
+        AutoencoderTransformer(loss="bce", **FAST).fit(X.astype(np.float64) + 2e-6)
+
+
 # ----------------------------------------------------------------- semantics
 def test_inverse_transform_is_in_input_units():
     X = 1000.0 + 50.0 * make_data()
