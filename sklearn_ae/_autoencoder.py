@@ -485,14 +485,14 @@ default='auto'
     torch.Size([3, 4])
     """
 
-    def _resolved_batch_size(self, n_samples):
+    def _resolved_batch_size(self, n_samples, validation=True):
         """``'auto'``: at most 256 rows, at least 20 steps an epoch (see the
         ``batch_size`` parameter); VAETransformer and AEOutlierDetector keep
         ``min(256, n_samples)``."""
         if self.batch_size != "auto":
-            return super()._resolved_batch_size(n_samples)
+            return super()._resolved_batch_size(n_samples, validation)
         n_train = n_samples
-        if self.early_stopping:
+        if validation and self.early_stopping:
             n_train -= holdout_size(self.validation_fraction, n_samples)
         return min(256, max(16, n_train // 20), n_samples)
 

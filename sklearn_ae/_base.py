@@ -516,9 +516,11 @@ class _BaseAutoencoder(BaseEstimator):
             self, X, reset=reset, accept_sparse=_ACCEPT_SPARSE, dtype=_DTYPES
         )
 
-    def _resolved_batch_size(self, n_samples):
+    def _resolved_batch_size(self, n_samples, validation=True):
         """``'auto'`` is ``min(256, n_samples)``: a size at which a step of a
-        small tabular network is still dominated by arithmetic, not overhead."""
+        small tabular network is still dominated by arithmetic, not overhead.
+        ``validation``: whether this call holds out validation rows where
+        ``early_stopping`` asks (``partial_fit`` never does)."""
         if self.batch_size == "auto":
             return min(256, n_samples)
         return min(self.batch_size, n_samples)
@@ -633,7 +635,7 @@ class _BaseAutoencoder(BaseEstimator):
             # otherwise visit every chunk in the same order of positions.
             seed = (seed + len(self.net_.history)) % np.iinfo(np.int32).max
         n_samples, n_features = X.shape
-        batch_size = self._resolved_batch_size(n_samples)
+        batch_size = self._resolved_batch_size(n_samples, validation=False)
         moments = None
         if first:
             if self._scales_input():
@@ -658,7 +660,7 @@ class _BaseAutoencoder(BaseEstimator):
                     net = self._build_net(n_features, batch_size, device, seed)
                     net.initialize()
             epochs_before = len(net.history)
-            self._check_batch_norm(net.module_, n_samples, batch_size)
+            self._check_batch_norm(net.module_, n_samples, batch_size, validation=False)
             data = TensorData(
                 X, mean=mean, scale=scale, device=device,
                 resident=not is_memory_mapped(X),
@@ -709,12 +711,16 @@ class _BaseAutoencoder(BaseEstimator):
         fitted = {}
         with self._training_rng(net.module_, seed, device):
             try:
-                if start:
-                    fitted = self._before_training(net, data, batch_size, device)
                 if one_epoch:
+                    # The start too sees no validation split: partial_fit
+                    # builds it from every row of the chunk.
                     with _one_plain_epoch(net):
+                        if start:
+                            fitted = self._before_training(net, data, batch_size, device)
                         net.partial_fit(data, epochs=1)
                 else:
+                    if start:
+                        fitted = self._before_training(net, data, batch_size, device)
                     net.partial_fit(data)
                 self._drop_unfinished_epoch(net, epochs_before)
                 net.check_trained()
@@ -754,8 +760,10 @@ class _BaseAutoencoder(BaseEstimator):
                 "estimator was left as it was before fit"
             )
 
-    def _check_batch_norm(self, module, n_samples, batch_size):
-        """Raise ``ValueError`` where batch norm would get batches of one row."""
+    def _check_batch_norm(self, module, n_samples, batch_size, validation=True):
+        """Raise ``ValueError`` where batch norm would get batches of one row;
+        ``validation``: whether ``early_stopping`` holds out rows of these
+        (``partial_fit`` never does)."""
         if not has_batch_norm(module):
             return
         if batch_size < 2 and n_samples >= 2:
@@ -764,15 +772,16 @@ class _BaseAutoencoder(BaseEstimator):
                 f"(batch_size={self.batch_size}); use batch_size >= 2 or "
                 "batch_norm=False."
             )
+        holds_out = validation and self.early_stopping
         n_train = n_samples
-        if self.early_stopping:
+        if holds_out:
             n_train -= int(np.ceil(self.validation_fraction * n_samples))
         if n_train < 2:
             params = self.get_params(deep=False)
             causes = [f"n_samples={n_samples}"]
             if params.get("max_samples") is not None and params["max_samples"] < 2:
                 causes.append(f"max_samples={params['max_samples']} rows drawn")
-            if self.early_stopping:
+            if holds_out:
                 causes.append(
                     f"early_stopping=True holds out validation_fraction="
                     f"{self.validation_fraction} of them"

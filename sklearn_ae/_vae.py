@@ -1229,7 +1229,7 @@ class VAETransformer(
             )
         )
         rng = np.random.RandomState(seed)
-        if self.early_stopping:
+        if net.train_split is not None:  # early stopping's rows (not in partial_fit)
             fit_part, held_out = net.train_split(data)
         else:
             fit_part, held_out = data, None

@@ -83,6 +83,38 @@ def test_one_epoch_per_call_without_early_stopping(Estimator):
     assert est.validation_scores_ is None
 
 
+def test_first_call_starts_from_every_row_whatever_early_stopping():
+    # partial_fit holds out no validation rows, but its first call built the
+    # PCA start on 90% of the chunk when early_stopping=True (the default):
+    # 0.39 away from PCA of the chunk, against 8e-8 with early_stopping=False.
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 6) @ rng.randn(6, 6)
+    codes = PCA(2).fit_transform(StandardScaler().fit_transform(X))
+    for early_stopping in (True, False):
+        ae = AutoencoderTransformer(
+            2, learning_rate=1e-12, early_stopping=early_stopping, **FAST
+        ).partial_fit(X)
+        Z = ae.transform(X)
+        signs = np.sign(np.sum(Z * codes, axis=0))
+        np.testing.assert_allclose(Z * signs, codes, atol=1e-5)
+
+
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+def test_small_first_chunk_is_not_refused_for_a_validation_split(Estimator):
+    # A chunk of one row (two with batch norm) was refused because
+    # early_stopping's validation_fraction would leave no training rows,
+    # a split that partial_fit does not make.
+    X = np.random.RandomState(0).randn(10, 4)
+    est = Estimator(n_components=2, **FAST).partial_fit(X[:1])
+    assert est.n_samples_seen_ == 1 and np.isfinite(est.transform(X)).all()
+    if Estimator is AutoencoderTransformer:
+        est = Estimator(n_components=2, batch_norm=True, **FAST).partial_fit(X[:2])
+        assert np.isfinite(est.transform(X)).all()
+
+
 @pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer, AEOutlierDetector])
 def test_n_features_checked_and_failed_call_changes_nothing(Estimator):
     X = np.random.RandomState(0).normal(size=(40, 5))
