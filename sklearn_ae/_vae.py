@@ -15,7 +15,12 @@ from sklearn.base import (
 from sklearn.decomposition import PCA, FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+    validate_params,
+)
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
@@ -1686,6 +1691,14 @@ class VAETransformer(
         # (it scored 2.0 as a number, not as impossible).
         self._check_input_range(X)
         dtype = self._output_dtype(X)
+        # Read as set now (an inference option, see the parameter), so
+        # checked here too: set_params does not validate, and 0 or 2.0 gave
+        # torch's own errors.
+        validate_parameter_constraints(
+            {"n_importance_samples": self._parameter_constraints["n_importance_samples"]},
+            {"n_importance_samples": self.n_importance_samples},
+            caller_name=type(self).__name__,
+        )
         n_importance = self.n_importance_samples
         likelihood = self._fitted_param("likelihood")
         noise = _posterior_draws(

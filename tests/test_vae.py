@@ -771,6 +771,18 @@ def test_training_that_diverges_after_its_first_epoch_restores_the_best():
         VAETransformer(learning_rate=3.0, max_iter=20, early_stopping=False, **params).fit(X)
 
 
+@pytest.mark.parametrize("value", [0, 2.0, -1, "10"])
+def test_n_importance_samples_set_after_fit_is_validated_when_scoring(value):
+    # Read as set now, so set_params(n_importance_samples=...).score(X), as
+    # the README shows, must check it: 0 and 2.0 gave torch's errors
+    # ("stack expects a non-empty TensorList", "randn() received an invalid
+    # combination of arguments").
+    X = make_factor_data()
+    vae = fit_past_max_iter(VAETransformer(n_components=2, **FAST), X)
+    with pytest.raises(InvalidParameterError, match="n_importance_samples"):
+        vae.set_params(n_importance_samples=value).score(X)
+
+
 def test_far_rows_score_finite_or_minus_inf_never_nan():
     # The posterior's log-variance grows with the input: at 1e6 (training
     # rows of order 1) exp() overflowed, inf - inf made the score NaN, and
