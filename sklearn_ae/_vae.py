@@ -339,6 +339,14 @@ def _constant_log_density(X, model):
     ).sum(axis=1)
 
 
+def _constant_draws(model, n_samples, rng):
+    """``n_samples`` rows drawn from ``_constant_feature_model``'s mixture
+    (the constant features only, the user's units)."""
+    breaks = rng.uniform(size=(n_samples, len(model["value"]))) < model["break_probability"]
+    variance = np.where(breaks, model["break_variance"], model["variance"])
+    return model["value"] + np.sqrt(variance) * rng.standard_normal(breaks.shape)
+
+
 def _fit_linear_gaussian(kind, X, n_components, seed, scaling=None):
     """Fit probabilistic PCA or factor analysis to rows ``X`` of the network.
 
@@ -1616,7 +1624,10 @@ class VAETransformer(
         the mean of p(x|z) itself, without that noise: the decoder's
         probabilities for ``likelihood='bernoulli'`` (the grey-level
         "generated digits" of the tutorials, where draws are 0/1 speckle),
-        as ``inverse_transform`` of the same ``z``.
+        as ``inverse_transform`` of the same ``z``. Features constant in
+        training are drawn from their own model (``constant_feature_model_``,
+        the density ``score_samples`` gives them): their value, with rare
+        breaks.
 
         Parameters
         ----------
@@ -1658,7 +1669,14 @@ class VAETransformer(
             return (rng.uniform(size=means.shape) < means).astype(np.float64)
         log_var = self.module_.observation_log_var().detach().cpu().numpy()
         noise = rng.standard_normal(means.shape)
-        return self._undo_scaling(means + np.exp(0.5 * log_var.astype(np.float64)) * noise)
+        samples = self._undo_scaling(means + np.exp(0.5 * log_var.astype(np.float64)) * noise)
+        constant = self._constant_mask()
+        if constant.any():
+            # Drawn from the density that score_samples gives them (the
+            # network's pinned variance, undone by a floored scale, put a
+            # spread of 0.04 on a constant 7 that the model scores at 1e-12).
+            samples[:, constant] = _constant_draws(self.constant_feature_model_, n_samples, rng)
+        return samples
 
     def score_samples(self, X):
         """Return a lower bound on the log-likelihood of each sample, in nats.

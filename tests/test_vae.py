@@ -783,6 +783,21 @@ def test_n_importance_samples_set_after_fit_is_validated_when_scoring(value):
         vae.set_params(n_importance_samples=value).score(X)
 
 
+def test_samples_of_a_constant_feature_follow_its_model():
+    # sample() drew a feature constant in training with the network's
+    # pinned variance through a floored scale: a spread of 0.04 around a
+    # constant 7 that the model scores with a variance of 1e-12.
+    X = np.random.RandomState(0).normal(size=(300, 5))
+    X[:, 2] = 7.0
+    vae = fit_past_max_iter(VAETransformer(n_components=2, **FAST), X)
+    model = vae.constant_feature_model_
+    draws = vae.sample(5000, random_state=0)[:, 2]
+    kept = np.abs(draws - 7.0) < 1e-3
+    # Breaks at the model's rate (about 0.3%), the rest at the constant.
+    assert abs(np.mean(~kept) - model["break_probability"]) < 0.004
+    assert np.abs(draws[kept] - 7.0).max() < 6 * np.sqrt(model["variance"])
+
+
 def test_far_rows_score_finite_or_minus_inf_never_nan():
     # The posterior's log-variance grows with the input: at 1e6 (training
     # rows of order 1) exp() overflowed, inf - inf made the score NaN, and
