@@ -798,6 +798,37 @@ def test_samples_of_a_constant_feature_follow_its_model():
     assert np.abs(draws[kept] - 7.0).max() < 6 * np.sqrt(model["variance"])
 
 
+def test_continued_fit_refuses_data_that_break_a_modelled_constant():
+    # A continued fit leaves the constant features' model as it was: after
+    # a fit with a constant column, a warm-started fit on data that vary it
+    # kept the constant, and scored them at -23.6 nats against -4.8 for a
+    # new fit. Data that keep it, or break it as rarely as the model
+    # allows, continue.
+    rng = np.random.RandomState(0)
+    X = np.tanh(rng.normal(size=(300, 3)) @ rng.normal(size=(3, 6)))
+    X += 0.05 * rng.normal(size=X.shape)
+    X_constant = X.copy()
+    X_constant[:, 2] = 3.0
+    for continued in ("warm_start", "partial_fit"):
+        vae = fit_past_max_iter(
+            VAETransformer(n_components=2, warm_start=True, **FAST), X_constant
+        )
+        before = vae.score_samples(X_constant)
+        message = r"feature\(s\) \[2\] were constant.*\[300\] of 300"
+        with pytest.raises(ValueError, match=message):
+            if continued == "warm_start":
+                vae.fit(X)
+            else:
+                vae.partial_fit(X)
+        np.testing.assert_array_equal(vae.score_samples(X_constant), before)
+        one_break = X_constant.copy()
+        one_break[0, 2] = 4.0
+        fit_past_max_iter(vae, one_break) if continued == "warm_start" else vae.partial_fit(
+            one_break
+        )
+        assert list(vae.constant_features_) == [2]
+
+
 def test_far_rows_score_finite_or_minus_inf_never_nan():
     # The posterior's log-variance grows with the input: at 1e6 (training
     # rows of order 1) exp() overflowed, inf - inf made the score NaN, and
