@@ -275,7 +275,9 @@ class Corruption(nn.Module):
         ``'gaussian'`` adds noise of standard deviation ``level``; ``'mask'``
         sets each value to zero with probability ``level`` (masking noise).
         A callable is called as ``kind(batch, generator)`` and returns the
-        corrupted batch, of the same shape; ``generator`` is the
+        corrupted batch, of the same shape; ``batch`` is a copy, which it
+        may modify in place (the clean batch stays the loss's target);
+        ``generator`` is the
         ``torch.Generator`` its draws should come from (the current fit's,
         see :mod:`sklearn_ae._random`, else torch's default generator for
         the batch's device). ``None`` leaves the input unchanged.
@@ -316,7 +318,9 @@ class Corruption(nn.Module):
             )
         name = getattr(self.kind, "__name__", repr(self.kind))
         try:
-            out = self.kind(x, generator)
+            # A copy: an in-place noise (``batch.mul_(0.5)``) would otherwise
+            # corrupt the clean batch, the loss's target, too.
+            out = self.kind(x.clone(), generator)
         except Exception as exc:
             raise ValueError(
                 f"noise={name} failed on a batch of shape {tuple(x.shape)}: {exc}"

@@ -129,6 +129,25 @@ def test_bad_noise_parameters_raise(params, match):
         AutoencoderTransformer(**{**FAST, **params}).fit(make_data())
 
 
+def _zero_in_place(batch, generator):
+    return batch.zero_()
+
+
+def _zeros(batch, generator):
+    return torch.zeros_like(batch)
+
+
+def test_noise_function_gets_a_copy_of_the_batch():
+    # Zeroing the batch in place must not zero the loss's target as well:
+    # the network still learns to reconstruct the clean rows, as with a
+    # noise function that returns a new tensor.
+    X = make_data()
+    in_place = AutoencoderTransformer(noise=_zero_in_place, **FAST).fit(X)
+    new = AutoencoderTransformer(noise=_zeros, **FAST).fit(X)
+    np.testing.assert_allclose(in_place.loss_curve_, new.loss_curve_)
+    assert min(in_place.loss_curve_) > 0.1
+
+
 # --------------------------------------------------------------- tied weights
 def test_tied_weights_share_the_encoder_weights():
     from sklearn_ae._networks import count_parameters
