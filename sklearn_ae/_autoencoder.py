@@ -227,7 +227,7 @@ class AutoencoderTransformer(
         ``noise(batch, generator)`` with a float tensor of flat rows
         ``(batch_size, n_features)`` (a copy: it may be modified in place)
         and a :class:`torch.Generator`, and returns the corrupted batch, of
-        the same shape; draw its random numbers from ``generator`` (e.g.
+        the same shape and dtype; draw its random numbers from ``generator`` (e.g.
         ``torch.randn(batch.shape, generator=generator,
         device=batch.device)``) so that ``random_state`` makes fits
         reproducible. Applied in training only (validation loss,

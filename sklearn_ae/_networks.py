@@ -275,10 +275,10 @@ class Corruption(nn.Module):
         ``'gaussian'`` adds noise of standard deviation ``level``; ``'mask'``
         sets each value to zero with probability ``level`` (masking noise).
         A callable is called as ``kind(batch, generator)`` and returns the
-        corrupted batch, of the same shape; ``batch`` is a copy, which it
-        may modify in place (the clean batch stays the loss's target);
-        ``generator`` is the
-        ``torch.Generator`` its draws should come from (the current fit's,
+        corrupted batch, finite, of the same shape and dtype; ``batch`` is
+        a copy, which it may modify in place (the clean batch stays the
+        loss's target); ``generator`` is the ``torch.Generator`` its draws
+        should come from (the current fit's,
         see :mod:`sklearn_ae._random`, else torch's default generator for
         the batch's device). ``None`` leaves the input unchanged.
     level : float
@@ -287,6 +287,10 @@ class Corruption(nn.Module):
 
     In eval mode (inference) the input always passes through unchanged.
     """
+
+    # Whether a callable's output was checked for non-finite values (on the
+    # first training batch; see _call_noise).
+    _checked_finite = False
 
     def __init__(self, kind=None, level=0.0):
         super().__init__()
@@ -331,6 +335,27 @@ class Corruption(nn.Module):
                 f"noise={name} must return a tensor of the batch's shape "
                 f"{tuple(x.shape)}, got {got}."
             )
+        dtypes = {x.dtype}
+        if torch.is_autocast_enabled(x.device.type):
+            # (mixed_precision: a matrix product gives the autocast dtype,
+            # as in the network itself)
+            dtypes.add(torch.get_autocast_dtype(x.device.type))
+        if out.dtype not in dtypes:
+            raise ValueError(
+                f"noise={name} must return a tensor of the batch's dtype "
+                f"{x.dtype}, got {out.dtype}."
+            )
+        if not self._checked_finite:
+            # On the first batch only (a check per batch would wait for the
+            # device at every step): non-finite values there would otherwise
+            # be blamed on the network, as an untrained loss that is not
+            # finite.
+            if not torch.isfinite(out).all():
+                raise ValueError(
+                    f"noise={name} must return finite values, got NaN or "
+                    f"infinity on a batch of shape {tuple(x.shape)}."
+                )
+            self._checked_finite = True
         return out
 
     def extra_repr(self):

@@ -148,6 +148,24 @@ def test_noise_function_gets_a_copy_of_the_batch():
     assert min(in_place.loss_curve_) > 0.1
 
 
+@pytest.mark.parametrize(
+    "noise, match",
+    [
+        (lambda batch, generator: batch[:, :2], "noise=.*batch's shape"),
+        (lambda batch, generator: batch.double(), "noise=.*dtype torch.float32, got torch.float64"),
+        (lambda batch, generator: batch.half(), "noise=.*dtype torch.float32, got torch.float16"),
+        (lambda batch, generator: batch.long(), "noise=.*dtype torch.float32, got torch.int64"),
+        (lambda batch, generator: batch * float("nan"), "noise=.*finite"),
+    ],
+    ids=["shape", "float64", "float16", "int64", "nan"],
+)
+def test_noise_function_output_is_checked(noise, match):
+    # A wrong dtype used to fail inside the network (a torch RuntimeError),
+    # and NaN to be blamed on the network.
+    with pytest.raises(ValueError, match=match):
+        AutoencoderTransformer(noise=noise, **FAST).fit(make_data())
+
+
 # --------------------------------------------------------------- tied weights
 def test_tied_weights_share_the_encoder_weights():
     from sklearn_ae._networks import count_parameters
