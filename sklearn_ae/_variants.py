@@ -330,14 +330,18 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
         """
         module.eval()
         with torch.no_grad():
-            code = run_network(module.encode, torch.zeros(2, n_features), "encoder")
+            # (the encoder itself: a code activation would fail on an output
+            # that is not a tensor before run_network could name the encoder)
+            code = module.code_activation(
+                run_network(module.encoder, torch.zeros(2, n_features), "encoder")
+            )
             if tuple(code.shape) != (2, self.n_components):
                 raise ValueError(
                     f"encoder must map (n_samples, {n_features}) to (n_samples, "
                     f"n_components={self.n_components}), got shape "
                     f"{tuple(code.shape)} for 2 samples."
                 )
-            output = run_network(module.decode, code, "decoder")
+            output = run_network(module.decoder, code, "decoder")
             if tuple(output.shape) != (2, n_features):
                 raise ValueError(
                     f"decoder must map (n_samples, n_components={self.n_components}) "

@@ -400,6 +400,11 @@ def test_gridsearch_over_custom_network_parameters():
         ({**CUSTOM, "n_components": 3, "decoder": SmallEncoder}, "decoder failed"),
         ({**CUSTOM, "encoder": SmallDecoder}, "encoder failed"),
         ({**CUSTOM, "encoder": torch.nn.Identity}, "encoder must map"),
+        # nn.LSTM returns (output, (h, c))
+        ({**CUSTOM, "encoder": torch.nn.LSTM(8, 2)}, "encoder must return a single tensor"),
+        ({**CUSTOM, "encoder": torch.nn.LSTM(8, 2), "code_activation": "logistic"},
+         "encoder must return a single tensor"),
+        ({**CUSTOM, "decoder": torch.nn.LSTM(2, 8)}, "decoder must return a single tensor"),
         ({**CUSTOM, "tied_weights": True}, "tied_weights"),
         ({"encoder": SmallEncoder(8, 2), "decoder": SmallDecoder, "encoder__n_hidden": 2},
          "need encoder to be a class"),
