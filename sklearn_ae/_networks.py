@@ -637,6 +637,12 @@ class ConvEncoder(nn.Module):
     def forward(self, x):
         return self.code(self.features(x.reshape(-1, *self.input_shape)).flatten(1))
 
+    def extra_repr(self):
+        # The reshape is part of the network: without it in the repr, a
+        # continued fit could not tell (1, 4, 4) from (1, 2, 8), whose
+        # layers have the same sizes.
+        return f"input_shape={self.input_shape}"
+
 
 class ConvDecoder(nn.Module):
     """A linear layer from the code, then transposed convolutions that mirror
@@ -646,7 +652,7 @@ class ConvDecoder(nn.Module):
                  kernel_size=3, strides=2, activation="relu", dropout=0.0,
                  batch_norm=False):
         super().__init__()
-        input_shape = tuple(int(s) for s in input_shape)
+        self.input_shape = input_shape = tuple(int(s) for s in input_shape)
         n_components = int(n_components)
         n_channels = input_shape[0]
         channels = list(channels)
@@ -682,6 +688,9 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z):
         return self.features(self.expand(z).reshape(-1, *self.start_shape)).flatten(1)
+
+    def extra_repr(self):
+        return f"input_shape={self.input_shape}"
 
 
 class ConvAutoencoder(Autoencoder):

@@ -471,6 +471,18 @@ def test_input_shape_combinations_that_do_not_apply(params, match):
         AutoencoderTransformer(**{**FAST, **params}).fit(make_data())
 
 
+def test_continued_fit_rejects_another_input_shape_with_the_same_layers():
+    # (1, 4, 4) and (1, 2, 8) give layers of the same sizes: the network
+    # would have kept reshaping rows to (1, 4, 4).
+    X = make_data(n_samples=60, n_features=16)
+    ae = AutoencoderTransformer(**{**FAST, "input_shape": (1, 4, 4), "hidden_layer_sizes": (2,)})
+    ae.fit(X).set_params(warm_start=True, input_shape=(1, 2, 8))
+    with pytest.raises(ValueError, match="input_shape"):
+        ae.fit(X)
+    with pytest.raises(ValueError, match="input_shape"):
+        ae.partial_fit(X)
+
+
 # ------------------------------------------------------------------ sequence
 def signal_windows(seed=0, length=24):
     """Windows of a noisy two-tone signal; a test set with anomalies injected."""
