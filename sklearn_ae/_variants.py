@@ -321,7 +321,9 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
         return super()._validate_X(self._flatten_shaped(X), reset=reset)
 
     def _flatten_shaped(self, X):
-        return flatten_shaped(X, self.input_shape)
+        # As fitted: set_params(input_shape=...) without a new fit must not
+        # change what transform and score accept.
+        return flatten_shaped(X, self._fitted_param("input_shape"))
 
     def _check_network_shapes(self, module, n_features):
         """Run two rows through user-given networks and check the shapes.

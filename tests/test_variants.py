@@ -483,6 +483,23 @@ def test_continued_fit_rejects_another_input_shape_with_the_same_layers():
         ae.partial_fit(X)
 
 
+def test_inference_reads_input_shape_as_fitted():
+    X = make_data(n_samples=60, n_features=16)
+    images = X.reshape(-1, 1, 4, 4)
+    ae = AutoencoderTransformer(**{**FAST, "input_shape": (1, 4, 4), "hidden_layer_sizes": (2,)})
+    Z = ae.fit(X).transform(X)
+    score = ae.score(X)
+    for shape in (None, (1, 2, 8)):
+        ae.set_params(input_shape=shape)
+        np.testing.assert_array_equal(ae.transform(images), Z)
+        assert ae.score(images) == score
+        with pytest.raises(ValueError, match=r"input_shape=\(1, 4, 4\)"):
+            ae.transform(X.reshape(-1, 1, 2, 8))
+    # the next fit takes the new value
+    with pytest.raises(ValueError, match="dim 4"):
+        ae.set_params(input_shape=None).fit(images)
+
+
 # ------------------------------------------------------------------ sequence
 def signal_windows(seed=0, length=24):
     """Windows of a noisy two-tone signal; a test set with anomalies injected."""
