@@ -496,7 +496,9 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
         ``output_activation='logistic'`` the decoder holds PCA's
         reconstruction to first order around each feature's mean. With
         ``loss='bce'`` the decoder starts from each feature's mean rate (the
-        logit of its mean), the best reconstruction that ignores the code.
+        logit of its mean), the best reconstruction that ignores the code;
+        a tied decoder, whose weight is the encoder's transpose, adds PCA's
+        reconstruction of the row's deviation from the mean to that logit.
         """
         k = self.n_components
         mean, components, variances = principal_axes(data, k)
