@@ -225,11 +225,12 @@ class AutoencoderTransformer(
         ``'mask'`` sets each value to zero with probability ``noise_level``.
         A callable is your own noise model: it is called as
         ``noise(batch, generator)`` with a float tensor of flat rows
-        ``(batch_size, n_features)`` and a :class:`torch.Generator`, and
-        returns the corrupted batch, of the same shape; draw its random
-        numbers from ``generator`` (e.g. ``torch.randn(batch.shape,
-        generator=generator, device=batch.device)``) so that ``random_state``
-        makes fits reproducible. Applied in training only (validation loss,
+        ``(batch_size, n_features)`` (a copy: it may be modified in place)
+        and a :class:`torch.Generator`, and returns the corrupted batch, of
+        the same shape and dtype; draw its random numbers from ``generator`` (e.g.
+        ``torch.randn(batch.shape, generator=generator,
+        device=batch.device)``) so that ``random_state`` makes fits
+        reproducible. Applied in training only (validation loss,
         ``transform`` and scores use clean inputs), to the values the
         network sees: z-scored when ``standardize=True`` (zero is the
         feature mean), X itself with ``standardize=False``,

@@ -11,13 +11,21 @@ _NETWORK_PREFIXES = ("encoder__", "decoder__")
 
 
 def run_network(fn, x, role):
-    """Return ``fn(x)``; a torch error becomes a ``ValueError`` naming ``role``."""
+    """Return ``fn(x)``, a tensor; a torch error, or an output that is not
+    one tensor, becomes a ``ValueError`` naming ``role``."""
     try:
-        return fn(x)
+        out = fn(x)
     except RuntimeError as exc:
         raise ValueError(
             f"{role} failed on a batch of shape {tuple(x.shape)}: {exc}"
         ) from exc
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(
+            f"{role} must return a single tensor, got {type(out).__name__} "
+            "(a module such as nn.LSTM returns a tuple: wrap it in a module "
+            "that returns the tensor to use)."
+        )
+    return out
 
 
 class _CustomNetworksMixin:

@@ -275,8 +275,10 @@ class Corruption(nn.Module):
         ``'gaussian'`` adds noise of standard deviation ``level``; ``'mask'``
         sets each value to zero with probability ``level`` (masking noise).
         A callable is called as ``kind(batch, generator)`` and returns the
-        corrupted batch, of the same shape; ``generator`` is the
-        ``torch.Generator`` its draws should come from (the current fit's,
+        corrupted batch, finite, of the same shape and dtype; ``batch`` is
+        a copy, which it may modify in place (the clean batch stays the
+        loss's target); ``generator`` is the ``torch.Generator`` its draws
+        should come from (the current fit's,
         see :mod:`sklearn_ae._random`, else torch's default generator for
         the batch's device). ``None`` leaves the input unchanged.
     level : float
@@ -285,6 +287,10 @@ class Corruption(nn.Module):
 
     In eval mode (inference) the input always passes through unchanged.
     """
+
+    # Whether a callable's output was checked for non-finite values (on the
+    # first training batch; see _call_noise).
+    _checked_finite = False
 
     def __init__(self, kind=None, level=0.0):
         super().__init__()
@@ -316,7 +322,9 @@ class Corruption(nn.Module):
             )
         name = getattr(self.kind, "__name__", repr(self.kind))
         try:
-            out = self.kind(x, generator)
+            # A copy: an in-place noise (``batch.mul_(0.5)``) would otherwise
+            # corrupt the clean batch, the loss's target, too.
+            out = self.kind(x.clone(), generator)
         except Exception as exc:
             raise ValueError(
                 f"noise={name} failed on a batch of shape {tuple(x.shape)}: {exc}"
@@ -327,6 +335,27 @@ class Corruption(nn.Module):
                 f"noise={name} must return a tensor of the batch's shape "
                 f"{tuple(x.shape)}, got {got}."
             )
+        dtypes = {x.dtype}
+        if torch.is_autocast_enabled(x.device.type):
+            # (mixed_precision: a matrix product gives the autocast dtype,
+            # as in the network itself)
+            dtypes.add(torch.get_autocast_dtype(x.device.type))
+        if out.dtype not in dtypes:
+            raise ValueError(
+                f"noise={name} must return a tensor of the batch's dtype "
+                f"{x.dtype}, got {out.dtype}."
+            )
+        if not self._checked_finite:
+            # On the first batch only (a check per batch would wait for the
+            # device at every step): non-finite values there would otherwise
+            # be blamed on the network, as an untrained loss that is not
+            # finite.
+            if not torch.isfinite(out).all():
+                raise ValueError(
+                    f"noise={name} must return finite values, got NaN or "
+                    f"infinity on a batch of shape {tuple(x.shape)}."
+                )
+            self._checked_finite = True
         return out
 
     def extra_repr(self):
@@ -608,6 +637,12 @@ class ConvEncoder(nn.Module):
     def forward(self, x):
         return self.code(self.features(x.reshape(-1, *self.input_shape)).flatten(1))
 
+    def extra_repr(self):
+        # The reshape is part of the network: without it in the repr, a
+        # continued fit could not tell (1, 4, 4) from (1, 2, 8), whose
+        # layers have the same sizes.
+        return f"input_shape={self.input_shape}"
+
 
 class ConvDecoder(nn.Module):
     """A linear layer from the code, then transposed convolutions that mirror
@@ -617,7 +652,7 @@ class ConvDecoder(nn.Module):
                  kernel_size=3, strides=2, activation="relu", dropout=0.0,
                  batch_norm=False):
         super().__init__()
-        input_shape = tuple(int(s) for s in input_shape)
+        self.input_shape = input_shape = tuple(int(s) for s in input_shape)
         n_components = int(n_components)
         n_channels = input_shape[0]
         channels = list(channels)
@@ -653,6 +688,9 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z):
         return self.features(self.expand(z).reshape(-1, *self.start_shape)).flatten(1)
+
+    def extra_repr(self):
+        return f"input_shape={self.input_shape}"
 
 
 class ConvAutoencoder(Autoencoder):

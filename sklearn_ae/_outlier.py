@@ -106,17 +106,26 @@ def _code_distribution(codes, trim_fraction):
     center, cov = codes.mean(axis=0), ledoit_wolf(codes)[0]
     n_keep = len(codes) - int(trim_fraction * len(codes))
     if 2 <= n_keep < len(codes):
-        whitening = _whitening(cov)
+        whitening = _whitening(cov, center)
         distances = np.square((codes - center) @ whitening).sum(axis=1)
         kept = codes[np.argsort(distances, kind="stable")[:n_keep]]
         center, cov = kept.mean(axis=0), ledoit_wolf(kept)[0]
-    return center, _whitening(cov)
+    return center, _whitening(cov, center)
 
 
-def _whitening(cov):
-    """Return ``L`` with ``L @ L.T`` the inverse of ``cov`` (with a tiny ridge)."""
+def _whitening(cov, center):
+    """Return ``L`` with ``L @ L.T`` the inverse of ``cov`` (with a tiny ridge).
+
+    The ridge is relative to the mean variance, or to a unit variance where
+    that is below the float32 rounding of codes at ``center`` (constant
+    codes): a ridge relative to (almost) 0 made ``L`` infinite or NaN.
+    """
     k = cov.shape[0]
-    ridge = 1e-9 * max(np.trace(cov) / k, np.finfo(np.float64).tiny)
+    scale = np.trace(cov) / k
+    rounding = (np.finfo(np.float32).eps * np.abs(center).max()) ** 2
+    if not scale > max(rounding, _TINY):
+        scale = 1.0
+    ridge = 1e-9 * scale
     precision = np.linalg.inv(cov + ridge * np.eye(k))
     return np.linalg.cholesky((precision + precision.T) / 2)
 

@@ -321,7 +321,9 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
         return super()._validate_X(self._flatten_shaped(X), reset=reset)
 
     def _flatten_shaped(self, X):
-        return flatten_shaped(X, self.input_shape)
+        # As fitted: set_params(input_shape=...) without a new fit must not
+        # change what transform and score accept.
+        return flatten_shaped(X, self._fitted_param("input_shape"))
 
     def _check_network_shapes(self, module, n_features):
         """Run two rows through user-given networks and check the shapes.
@@ -330,14 +332,18 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
         """
         module.eval()
         with torch.no_grad():
-            code = run_network(module.encode, torch.zeros(2, n_features), "encoder")
+            # (the encoder itself: a code activation would fail on an output
+            # that is not a tensor before run_network could name the encoder)
+            code = module.code_activation(
+                run_network(module.encoder, torch.zeros(2, n_features), "encoder")
+            )
             if tuple(code.shape) != (2, self.n_components):
                 raise ValueError(
                     f"encoder must map (n_samples, {n_features}) to (n_samples, "
                     f"n_components={self.n_components}), got shape "
                     f"{tuple(code.shape)} for 2 samples."
                 )
-            output = run_network(module.decode, code, "decoder")
+            output = run_network(module.decoder, code, "decoder")
             if tuple(output.shape) != (2, n_features):
                 raise ValueError(
                     f"decoder must map (n_samples, n_components={self.n_components}) "
@@ -490,7 +496,9 @@ class _BaseVariantAutoencoder(_CustomNetworksMixin, _BaseAutoencoder):
         ``output_activation='logistic'`` the decoder holds PCA's
         reconstruction to first order around each feature's mean. With
         ``loss='bce'`` the decoder starts from each feature's mean rate (the
-        logit of its mean), the best reconstruction that ignores the code.
+        logit of its mean), the best reconstruction that ignores the code;
+        a tied decoder, whose weight is the encoder's transpose, adds PCA's
+        reconstruction of the row's deviation from the mean to that logit.
         """
         k = self.n_components
         mean, components, variances = principal_axes(data, k)

@@ -441,6 +441,27 @@ def test_network_starts_as_pca_of_the_scaled_training_rows(params):
     assert ae.n_iter_ >= 1
 
 
+@pytest.mark.parametrize("tied_weights", [False, True])
+def test_bce_decoder_starts_at_the_mean_rate(tied_weights):
+    # As documented: the logit of each feature's mean rate; a tied decoder
+    # (the encoder's transposed weight) adds PCA's reconstruction of the
+    # row's deviation from the mean.
+    X = np.clip((make_data(n_samples=150, n_features=8) + 1) / 2, 0, 1)
+    ae = AutoencoderTransformer(
+        **{**FAST, "n_components": 3}, loss="bce", tied_weights=tied_weights,
+        callbacks=[("start", StartOfTraining())],
+    ).fit(X)
+    _at_start(ae)
+    mean = X.mean(axis=0)
+    logits = np.log(mean / (1 - mean)) + np.zeros_like(X)
+    if tied_weights:
+        pca = PCA(n_components=3).fit(X)
+        logits += pca.inverse_transform(pca.transform(X)) - mean
+    np.testing.assert_allclose(
+        ae.inverse_transform(ae.transform(X)), 1 / (1 + np.exp(-logits)), atol=1e-5
+    )
+
+
 def test_sigmoid_codes_start_near_pca():
     # sparsity='kl' codes go through a sigmoid: the start is PCA through the
     # sigmoid's near-linear range, close to PCA but not equal to it

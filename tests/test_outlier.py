@@ -399,6 +399,19 @@ def test_score_adds_the_code_distance_to_the_reconstruction_error():
     )
 
 
+def test_constant_codes_give_a_finite_code_distance():
+    # Constant training rows give constant codes, of covariance 0: the ridge
+    # relative to it was 0 too, and the whitening infinite.
+    X = np.full((30, 4), 2.0)
+    det = AEOutlierDetector(latent_weight=1.0, **FAST).fit(X)
+    assert np.all(np.isfinite(det.code_whitening_.cpu().numpy()))
+    np.testing.assert_array_equal(det._parts(X)[:, 1], 0.0)
+    other = np.full((2, 4), 3.0)
+    scores = det.score_samples(np.vstack([X, other]))
+    assert np.all(np.isfinite(scores))
+    assert np.all(scores[-2:] < scores[:-2].min())
+
+
 def test_negative_latent_weight_is_rejected_by_name():
     X, _ = make_contaminated()
     with pytest.raises(ValueError, match="latent_weight"):

@@ -129,6 +129,43 @@ def test_bad_noise_parameters_raise(params, match):
         AutoencoderTransformer(**{**FAST, **params}).fit(make_data())
 
 
+def _zero_in_place(batch, generator):
+    return batch.zero_()
+
+
+def _zeros(batch, generator):
+    return torch.zeros_like(batch)
+
+
+def test_noise_function_gets_a_copy_of_the_batch():
+    # Zeroing the batch in place must not zero the loss's target as well:
+    # the network still learns to reconstruct the clean rows, as with a
+    # noise function that returns a new tensor.
+    X = make_data()
+    in_place = AutoencoderTransformer(noise=_zero_in_place, **FAST).fit(X)
+    new = AutoencoderTransformer(noise=_zeros, **FAST).fit(X)
+    np.testing.assert_allclose(in_place.loss_curve_, new.loss_curve_)
+    assert min(in_place.loss_curve_) > 0.1
+
+
+@pytest.mark.parametrize(
+    "noise, match",
+    [
+        (lambda batch, generator: batch[:, :2], "noise=.*batch's shape"),
+        (lambda batch, generator: batch.double(), "noise=.*dtype torch.float32, got torch.float64"),
+        (lambda batch, generator: batch.half(), "noise=.*dtype torch.float32, got torch.float16"),
+        (lambda batch, generator: batch.long(), "noise=.*dtype torch.float32, got torch.int64"),
+        (lambda batch, generator: batch * float("nan"), "noise=.*finite"),
+    ],
+    ids=["shape", "float64", "float16", "int64", "nan"],
+)
+def test_noise_function_output_is_checked(noise, match):
+    # A wrong dtype used to fail inside the network (a torch RuntimeError),
+    # and NaN to be blamed on the network.
+    with pytest.raises(ValueError, match=match):
+        AutoencoderTransformer(noise=noise, **FAST).fit(make_data())
+
+
 # --------------------------------------------------------------- tied weights
 def test_tied_weights_share_the_encoder_weights():
     from sklearn_ae._networks import count_parameters
@@ -363,6 +400,11 @@ def test_gridsearch_over_custom_network_parameters():
         ({**CUSTOM, "n_components": 3, "decoder": SmallEncoder}, "decoder failed"),
         ({**CUSTOM, "encoder": SmallDecoder}, "encoder failed"),
         ({**CUSTOM, "encoder": torch.nn.Identity}, "encoder must map"),
+        # nn.LSTM returns (output, (h, c))
+        ({**CUSTOM, "encoder": torch.nn.LSTM(8, 2)}, "encoder must return a single tensor"),
+        ({**CUSTOM, "encoder": torch.nn.LSTM(8, 2), "code_activation": "logistic"},
+         "encoder must return a single tensor"),
+        ({**CUSTOM, "decoder": torch.nn.LSTM(2, 8)}, "decoder must return a single tensor"),
         ({**CUSTOM, "tied_weights": True}, "tied_weights"),
         ({"encoder": SmallEncoder(8, 2), "decoder": SmallDecoder, "encoder__n_hidden": 2},
          "need encoder to be a class"),
@@ -427,6 +469,35 @@ def test_input_shape_must_match_the_rows(shape):
 def test_input_shape_combinations_that_do_not_apply(params, match):
     with pytest.raises(ValueError, match=match):
         AutoencoderTransformer(**{**FAST, **params}).fit(make_data())
+
+
+def test_continued_fit_rejects_another_input_shape_with_the_same_layers():
+    # (1, 4, 4) and (1, 2, 8) give layers of the same sizes: the network
+    # would have kept reshaping rows to (1, 4, 4).
+    X = make_data(n_samples=60, n_features=16)
+    ae = AutoencoderTransformer(**{**FAST, "input_shape": (1, 4, 4), "hidden_layer_sizes": (2,)})
+    ae.fit(X).set_params(warm_start=True, input_shape=(1, 2, 8))
+    with pytest.raises(ValueError, match="input_shape"):
+        ae.fit(X)
+    with pytest.raises(ValueError, match="input_shape"):
+        ae.partial_fit(X)
+
+
+def test_inference_reads_input_shape_as_fitted():
+    X = make_data(n_samples=60, n_features=16)
+    images = X.reshape(-1, 1, 4, 4)
+    ae = AutoencoderTransformer(**{**FAST, "input_shape": (1, 4, 4), "hidden_layer_sizes": (2,)})
+    Z = ae.fit(X).transform(X)
+    score = ae.score(X)
+    for shape in (None, (1, 2, 8)):
+        ae.set_params(input_shape=shape)
+        np.testing.assert_array_equal(ae.transform(images), Z)
+        assert ae.score(images) == score
+        with pytest.raises(ValueError, match=r"input_shape=\(1, 4, 4\)"):
+            ae.transform(X.reshape(-1, 1, 2, 8))
+    # the next fit takes the new value
+    with pytest.raises(ValueError, match="dim 4"):
+        ae.set_params(input_shape=None).fit(images)
 
 
 # ------------------------------------------------------------------ sequence
