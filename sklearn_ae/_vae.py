@@ -1147,7 +1147,10 @@ class VAETransformer(
 
     def _validate_X(self, X, *, reset):
         """Validate X, accepting ``(n_samples, *input_shape)`` arrays as flat rows."""
-        return super()._validate_X(flatten_shaped(X, self.input_shape), reset=reset)
+        # As fitted: set_params(input_shape=...) without a new fit must not
+        # change what transform and score accept.
+        shaped = flatten_shaped(X, self._fitted_param("input_shape"))
+        return super()._validate_X(shaped, reset=reset)
 
     _loss_settings = ("beta",)
     _loss_kinds = {"likelihood": "likelihood"}

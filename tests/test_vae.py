@@ -829,6 +829,21 @@ def test_continued_fit_refuses_data_that_break_a_modelled_constant():
         assert list(vae.constant_features_) == [2]
 
 
+def test_inference_reads_input_shape_as_fitted():
+    # set_params(input_shape=None) without a new fit made transform refuse
+    # the (n, 1, 4, 4) images the model was fitted on ("Found array with
+    # dim 4"), while the network kept the fitted reshape.
+    X = np.random.RandomState(0).rand(60, 16)
+    images = X.reshape(-1, 1, 4, 4)
+    vae = fit_past_max_iter(
+        VAETransformer(n_components=2, input_shape=(1, 4, 4), **FAST), X
+    )
+    Z, score = vae.transform(X), vae.score(X)
+    vae.set_params(input_shape=None)
+    np.testing.assert_array_equal(vae.transform(images), Z)
+    assert vae.score(images) == score
+
+
 def test_far_rows_score_finite_or_minus_inf_never_nan():
     # The posterior's log-variance grows with the input: at 1e6 (training
     # rows of order 1) exp() overflowed, inf - inf made the score NaN, and
