@@ -237,12 +237,26 @@ def _diverged_error(estimator, detail, net=None):
             "values beyond about 1e19 overflow: scale X first (e.g. "
             "StandardScaler) or leave the scaling on."
         )
+    unscaled = ""
+    switched_off = (
+        getattr(estimator, "standardize", True) is False
+        or getattr(estimator, "scaling", "") is None  # AEOutlierDetector
+    )
+    if switched_off:
+        # A VAE on values of 1e10 with standardize=False diverged at any
+        # learning rate, and the message only suggested a smaller one.
+        unscaled = (
+            f" Without the internal scaling ({estimator._scaling_switch()}) the "
+            "network trains on X's own values: on large ones, scale X first "
+            "(e.g. StandardScaler) or leave the scaling on."
+        )
     return ValueError(
         f"The optimisation diverged ({detail}): try a smaller learning_rate "
         f"(got learning_rate={estimator.learning_rate}), or check X for "
-        "extreme values. Training counts as diverged when an epoch's training "
-        "loss, or the trained network's loss, is not finite or exceeds the "
-        "first batch's loss by more than 1e4 times max(|first batch's loss|, 1)."
+        f"extreme values.{unscaled} Training counts as diverged when an "
+        "epoch's training loss, or the trained network's loss, is not finite "
+        "or exceeds the first batch's loss by more than 1e4 times max(|first "
+        "batch's loss|, 1), or when a validation loss is not finite."
     )
 
 

@@ -88,6 +88,15 @@ def test_diverging_training_raises_naming_learning_rate(estimator):
         estimator.score_samples(issue_X())
 
 
+def test_divergence_without_scaling_points_at_the_scaling():
+    # A VAE on values of 1e10 with standardize=False diverged at any
+    # learning rate (1e-8 here), and the message only suggested a smaller one.
+    X = np.random.RandomState(0).randn(40, 6) * 1e10
+    vae = VAETransformer(2, standardize=False, learning_rate=1e-8, max_iter=2, **CPU)
+    with pytest.raises(ValueError, match=r"diverged.*standardize=False.*StandardScaler"):
+        vae.fit(X)
+
+
 BLOWN_UP = [
     AEOutlierDetector(learning_rate=1e30, max_iter=1, **CPU),
     AutoencoderTransformer(learning_rate=1e30, max_iter=1, **CPU),
