@@ -116,10 +116,15 @@ class AutoencoderTransformer(
         Whether to hold out ``validation_fraction`` of the training data,
         stop when its loss stops improving, and restore the weights of the
         best epoch. The network before the first epoch (PCA, see above)
-        counts as epoch 0: when no epoch beats it by ``tol``, it is what
-        ``fit`` returns, so the held-out error is not meant to end up worse
-        than PCA's. Needs at least 2 samples; set it to False to train on
-        every row for a fixed schedule.
+        counts as epoch 0: when no epoch beats it by ``tol``, or the best
+        epoch is not better on significantly more validation rows than
+        chance would give (a sign test at 5%), it is what ``fit`` returns,
+        so the held-out error is not meant to end up worse than PCA's. With
+        ``sparsity``, whose penalty is not a per-row loss, there is no sign
+        test: the mean validation loss, penalty included, decides (a sparse
+        network loses to its dense start on reconstruction alone). Needs at
+        least 2 samples; set it to False to train on every row for a fixed
+        schedule.
 
     validation_fraction : float, default=0.1
         Fraction of the training data held out when ``early_stopping=True``.
@@ -424,8 +429,10 @@ default='auto'
         None.
 
     best_validation_score_ : float or None
-        Largest negative validation loss among the epochs and the network
-        before training (epoch 0, PCA); its weights were restored.
+        Negative validation loss of the weights that were restored: the best
+        epoch's, the largest of ``validation_scores_``, or the network's
+        before training (epoch 0, PCA) where no epoch beat it (see
+        ``early_stopping``), which may be below that largest value.
 
     n_iter_ : int
         Number of epochs run (across warm starts).

@@ -153,6 +153,16 @@ def sign_test(n_better, n):
     return float(binomtest(n_better, n, 0.5, alternative="greater").pvalue)
 
 
+
+def _row_losses_are_the_loss(criterion):
+    """Whether ``criterion.per_sample`` gives the loss that training
+    minimises, row by row. Not with a sparsity penalty (on the mean code of
+    a batch, and left out of ``per_sample``): judged on the reconstruction
+    alone, a sparse network lost to its dense PCA start on nearly every
+    validation row, and early stopping gave back the untrained start (no
+    sparsity at all) by default."""
+    return hasattr(criterion, "per_sample") and getattr(criterion, "sparsity", None) is None
+
 class EarlyStoppingFromStart(EarlyStopping):
     """skorch's ``EarlyStopping`` in which the network as training found it
     is the first candidate for the best.
@@ -185,6 +195,9 @@ class EarlyStoppingFromStart(EarlyStopping):
         error large even when nearly every row improved. None turns the
         test off. Where :meth:`restore_if_start_wins` is set, the best
         epoch must also have a lower mean per-row loss than those weights.
+        Not applied where the per-row losses are not the loss the run
+        minimises (a sparsity penalty on the codes is a batch's, not a
+        row's): there the mean validation loss alone decides.
     **kwargs
         Those of :class:`skorch.callbacks.EarlyStopping`.
 
@@ -253,7 +266,7 @@ class EarlyStoppingFromStart(EarlyStopping):
                 self._instead_of_start = None
         if self.load_best:
             self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
-            if self.significance is not None and hasattr(net.criterion_, "per_sample"):
+            if self.significance is not None and _row_losses_are_the_loss(net.criterion_):
                 self._start_weights = self.best_model_weights_
                 self._start_losses = self._per_row_losses(net, dataset_valid)
                 self._dataset_valid = dataset_valid

@@ -265,6 +265,24 @@ def test_kl_sparsity_drives_unit_activations_to_the_target(target):
     )
 
 
+@pytest.mark.parametrize(
+    "penalty", [dict(sparsity="kl", sparsity_weight=1.0), dict(sparsity="l1", sparsity_weight=0.01)]
+)
+def test_sparsity_survives_early_stopping(penalty):
+    # With early_stopping=True (the default), the start was kept by a sign
+    # test on the reconstruction alone, which a sparse network loses to its
+    # dense PCA start on nearly every row: fit returned the untrained start,
+    # codes as dense as without the penalty. The mean validation loss, with
+    # its penalty, now decides.
+    X = make_data(n_samples=400, n_features=10)
+    params = dict(SPARSE, early_stopping=True)
+    sparse = AutoencoderTransformer(**penalty, **params).fit(X)
+    dense = AutoencoderTransformer(**{**penalty, "sparsity_weight": 0.0}, **params).fit(X)
+    Z, Z_dense = np.abs(sparse.transform(X)), np.abs(dense.transform(X))
+    assert Z.mean() < 0.5 * Z_dense.mean()
+    assert sparse.best_validation_score_ == max(sparse.validation_scores_)
+
+
 def test_l1_activity_penalty_shrinks_the_code():
     X = make_data(n_samples=400, n_features=10)
     free = AutoencoderTransformer(**SPARSE).fit(X)
