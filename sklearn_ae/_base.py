@@ -963,6 +963,13 @@ class _BaseAutoencoder(BaseEstimator):
         signature = inspect.signature(optimizer.__init__).parameters
         if any(p.kind == p.VAR_KEYWORD for p in signature.values()):
             return
+        if self.weight_decay and "weight_decay" not in signature:
+            # (torch's own TypeError came from inside skorch otherwise)
+            raise ValueError(
+                f"weight_decay={self.weight_decay} is set, but {optimizer.__name__} "
+                "takes no weight_decay argument; use weight_decay=0 with it, or "
+                "an optimizer that takes one (e.g. torch.optim.SGD, Adam, AdamW)."
+            )
         accepted = set(signature) - {"self", "params", "lr", "weight_decay"}
         for name in options:
             if name not in accepted:

@@ -648,7 +648,10 @@ def test_adam_keeps_the_fast_path(make, X):
      ({"optimizer": torch.optim.SGD, "optimizer__momentun": 0.9},
       "optimizer__momentun is not an argument of SGD"),
      ({"optimizer__lr": 0.1}, "use the learning_rate parameter"),
-     ({"optimzer__lr": 0.1}, "'optimzer__lr' is not a parameter")],
+     ({"optimzer__lr": 0.1}, "'optimzer__lr' is not a parameter"),
+     # was torch's TypeError: Rprop.__init__() got an unexpected keyword
+     ({"optimizer": torch.optim.Rprop, "weight_decay": 0.1},
+      r"weight_decay=0.1 is set, but Rprop takes no weight_decay")],
 )
 def test_optimizer_errors(make, X, params, match):
     with pytest.raises(ValueError, match=match):
