@@ -16,7 +16,10 @@ def neg_reconstruction_error(estimator, X, y=None):
     Parameters
     ----------
     estimator : fitted estimator with ``transform`` and ``inverse_transform``
-    X : array-like of shape (n_samples, n_features)
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        Or ``(n_samples, *input_shape)`` for estimators that take shaped
+        rows (images, sequences): compared with the reconstruction as flat
+        rows, as ``inverse_transform`` returns them.
     y : Ignored
 
     Returns
@@ -35,5 +38,20 @@ def neg_reconstruction_error(estimator, X, y=None):
     -6.12
     """
     X_rec = estimator.inverse_transform(estimator.transform(X))
-    X = check_array(X, dtype=np.float64)
-    return -float(np.mean((X - np.asarray(X_rec, dtype=np.float64)) ** 2))
+    # Sparse X (which the estimators take) and shaped rows were refused by
+    # a 2-d dense check, although the estimator had just scored them.
+    X, X_rec = (_flat_dense(values) for values in (X, X_rec))
+    if X.shape != X_rec.shape:
+        raise ValueError(
+            f"inverse_transform returned shape {X_rec.shape} for X of {X.shape} "
+            "values per row: no reconstruction to compare with."
+        )
+    return -float(np.mean((X - X_rec) ** 2))
+
+
+def _flat_dense(values):
+    """``values`` as a dense float64 array of flat rows."""
+    if hasattr(values, "toarray"):
+        values = values.toarray()
+    values = check_array(values, dtype=np.float64, allow_nd=True)
+    return values.reshape(len(values), -1)

@@ -246,6 +246,21 @@ def test_unit_interval_checks_accept_min_max_scaler_rounding(dtype):
         AutoencoderTransformer(loss="bce", **FAST).fit(X.astype(np.float64) + 2e-6)
 
 
+def test_neg_reconstruction_error_takes_what_the_estimator_takes():
+    # Sparse X and (n, *input_shape) rows were refused by a 2-d dense check
+    # (cross_validate then scored NaN with a warning only), although the
+    # estimator had just transformed them.
+    X = np.random.RandomState(0).rand(60, 16)
+    X_sparse = sp.csr_matrix(np.where(X > 0.7, X, 0.0))
+    ae = AutoencoderTransformer(**{**FAST, "n_components": 3}).fit(X_sparse)
+    assert neg_reconstruction_error(ae, X_sparse) == pytest.approx(ae.score(X_sparse))
+    images = X.reshape(-1, 1, 4, 4)
+    conv = AutoencoderTransformer(
+        **{**FAST, "input_shape": (1, 4, 4), "hidden_layer_sizes": (4,)}
+    ).fit(images)
+    assert neg_reconstruction_error(conv, images) == pytest.approx(conv.score(images))
+
+
 # ----------------------------------------------------------------- semantics
 def test_inverse_transform_is_in_input_units():
     X = 1000.0 + 50.0 * make_data()
