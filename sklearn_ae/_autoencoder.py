@@ -674,7 +674,8 @@ default='auto'
         batches) to codes as :meth:`transform` does: the internal scaling
         (``mean_``, ``scale_``) is held as buffers and applied first, then
         the encoder and the code activation. It is a copy (training it
-        leaves the estimator unchanged), on the CPU, in float32 and in
+        leaves the estimator unchanged), on the CPU, in float32 (the scaling
+        in float64, as ``transform``; float32 or float64 input) and in
         training mode, so that it drops into any torch model, e.g. the
         ``module`` of a skorch ``NeuralNetClassifier``, to fine-tune the
         pretrained encoder with labels.

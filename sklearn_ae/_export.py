@@ -21,9 +21,12 @@ class FittedEncoder(nn.Module):
     """A fitted encoder that maps raw input to codes, scaling included.
 
     ``forward(x)`` flattens each sample (``(n, *input_shape)`` or flat rows),
-    removes ``mean`` and divides by ``scale`` (buffers; absent when the
-    estimator does not scale its input), then runs the encoder and the code
-    activation. Its parameters are trainable.
+    removes ``mean`` and divides by ``scale`` (float64 buffers, absent when
+    the estimator does not scale its input) in float64, as ``transform``
+    does, then runs the encoder and the code activation in the dtype of the
+    encoder's weights (float32): float64 input is accepted, and a feature
+    whose mean is large against its spread keeps its variation. Its
+    parameters are trainable.
 
     Parameters
     ----------
@@ -40,27 +43,36 @@ class FittedEncoder(nn.Module):
         self.encoder = encoder
         self.code_activation = code_activation
         for name, value in (("mean", mean), ("scale", scale)):
-            tensor = None if value is None else torch.as_tensor(value, dtype=torch.float32)
+            tensor = None if value is None else torch.as_tensor(value, dtype=torch.float64)
             self.register_buffer(name, tensor)
 
     def forward(self, x):
-        x = x.reshape(len(x), -1)
-        if not x.is_floating_point():
-            x = x.float()
-        if self.mean is not None:
-            x = x - self.mean.to(x.dtype)
-        if self.scale is not None:
-            x = x / self.scale.to(x.dtype)
+        # x.shape[0], not len(x): a traced module keeps the batch size free.
+        x = x.reshape(x.shape[0], -1)
+        if self.mean is not None or self.scale is not None:
+            # In float64, as transform: centred in float32, rows of 1e6 +
+            # a spread of 0.05 came out 0.69 away from transform's codes
+            # (whose spread was 1.7).
+            x = x.to(torch.float64)
+            if self.mean is not None:
+                x = x - self.mean
+            if self.scale is not None:
+                x = x / self.scale
+        # The weights' dtype: float64 input gave torch's "mat1 and mat2 must
+        # have the same dtype".
+        weights = next(
+            (p for p in self.encoder.parameters() if p.is_floating_point()), None
+        )
+        x = x.to(torch.float32 if weights is None else weights.dtype)
         return self.code_activation(self.encoder(x))
 
 
 def export_encoder(module, mean, scale):
     """Return a :class:`FittedEncoder` copy of ``module``'s encoder, on the CPU
-    in float32 and in training mode."""
-    encoder = FittedEncoder(
-        copy.deepcopy(module.encoder), copy.deepcopy(module.code_activation), mean, scale
-    )
-    return encoder.to(device="cpu", dtype=torch.float32).train()
+    in float32 (its scaling buffers in float64) and in training mode."""
+    networks = [copy.deepcopy(module.encoder), copy.deepcopy(module.code_activation)]
+    networks = [net.to(device="cpu", dtype=torch.float32) for net in networks]
+    return FittedEncoder(*networks, mean, scale).train()
 
 
 def hidden_layers(encoder):

@@ -263,6 +263,21 @@ def test_encoder_module_maps_raw_input_like_transform():
         np.testing.assert_array_equal(ae.transform(X * 16), before)
 
 
+def test_encoder_module_takes_float64_and_a_large_mean_like_transform():
+    # float64 input gave torch's "mat1 and mat2 must have the same dtype",
+    # and scaling in float32 put rows of 1e6 + a small spread 0.69 away from
+    # transform's codes (whose spread was 1.7).
+    rng = np.random.RandomState(0)
+    X = 1e6 + rng.randn(200, 5) @ rng.randn(5, 8) * 0.05
+    ae = AutoencoderTransformer(n_components=2, **FAST).fit(X)
+    encoder = ae.encoder_module().eval()
+    with torch.no_grad():
+        for dtype in (np.float64, np.float32):
+            X_in = X.astype(dtype)  # float32: what it holds of X, scaled in float64
+            codes = encoder(torch.as_tensor(X_in)).numpy()
+            np.testing.assert_allclose(codes, ae.transform(X_in.astype(np.float64)), atol=1e-4)
+
+
 def test_encoder_module_fine_tunes_in_a_skorch_classifier():
     from skorch import NeuralNetClassifier
 
