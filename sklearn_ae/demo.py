@@ -26,9 +26,15 @@ def main(argv=None):
     parser.add_argument("--n-components", type=int, default=8)
     parser.add_argument("--max-iter", type=int, default=200)
     args = parser.parse_args(argv)
+    X, _ = load_digits(return_X_y=True)
+    # Out of range, every fit failed and the demo announced a winner from NaN
+    # scores (exit status 0).
+    if not 1 <= args.n_components <= X.shape[1]:
+        parser.error(f"--n-components must be in [1, {X.shape[1]}], got {args.n_components}")
+    if args.max_iter < 1:
+        parser.error(f"--max-iter must be at least 1, got {args.max_iter}")
     warnings.simplefilter("ignore", ConvergenceWarning)
 
-    X, _ = load_digits(return_X_y=True)
     k = args.n_components
     cv = KFold(n_splits=3, shuffle=True, random_state=0)
     print(f"digits: {X.shape[0]} rows, {X.shape[1]} features, n_components={k}; "
@@ -51,6 +57,7 @@ def main(argv=None):
         scoring=neg_reconstruction_error,
         cv=cv,
         refit=False,  # the choice is the point here, not a model refitted on all rows
+        error_score="raise",  # a failed fit is an error, not a NaN score
     )
     grid.fit(X)
     results = grid.cv_results_

@@ -478,3 +478,25 @@ def test_callable_noise_corrupts_only_the_input_in_layerwise_pretraining():
         output_activation="logistic", **FAST,
     ).fit(X)
     assert widths and set(widths) == {64}
+
+
+# ------------------------------------------------------------------- demo
+@pytest.mark.parametrize("argv", [["--n-components", "0"], ["--n-components", "100"],
+                                  ["--max-iter", "0"]])
+def test_demo_refuses_arguments_out_of_range(argv, capsys):
+    # Every fit failed and the demo announced a "winner" from NaN scores,
+    # with exit status 0.
+    from sklearn_ae.demo import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_demo_runs(capsys):
+    from sklearn_ae.demo import main
+
+    main(["--n-components", "4", "--max-iter", "2"])
+    out = capsys.readouterr().out
+    assert "Winner: " in out and "nan" not in out
