@@ -83,11 +83,13 @@ class AutoencoderTransformer(
         L2 penalty on the weights (Adam's ``weight_decay``).
 
     batch_size : int or 'auto', default='auto'
-        Rows per optimisation step. ``'auto'`` is 256 rows, or fewer on
-        small data so that an epoch takes at least 20 steps:
+        Rows per optimisation step. ``'auto'`` is
         ``min(256, max(16, n_train // 20))``, where ``n_train`` is the
         number of rows trained on (without the ``validation_fraction`` held
-        out by ``early_stopping``), and at most ``n_samples``. At 256 rows a
+        out by ``early_stopping``), and at most ``n_samples``: 256 rows from
+        5,120 training rows on, fewer below so that an epoch takes at least
+        20 steps, down to 16 rows; below 305 training rows the floor of 16
+        leaves fewer than 20 steps (7 on 100 rows). At 256 rows a
         step of a small tabular network is still dominated by arithmetic
         rather than by per-step overhead (with batches of 32 an epoch takes
         several times longer, see ``benchmarks/RESULTS.md``); below 5,120
@@ -494,7 +496,8 @@ default='auto'
     """
 
     def _resolved_batch_size(self, n_samples, validation=True):
-        """``'auto'``: at most 256 rows, at least 20 steps an epoch (see the
+        """``'auto'``: ``min(256, max(16, n_train // 20), n_samples)``, at
+        least 20 steps an epoch from 305 training rows on (see the
         ``batch_size`` parameter); VAETransformer and AEOutlierDetector keep
         ``min(256, n_samples)``."""
         if self.batch_size != "auto":
