@@ -40,7 +40,9 @@ class AutoencoderTransformer(
     part (the validation rows stay unseen), and an epoch replaces it only if
     it is better on significantly more than half of the validation rows (a
     one-sided sign test at 5%) and has a lower mean validation loss than the
-    PCA of every row; otherwise ``fit`` returns the PCA of every row. Where
+    PCA of every row; otherwise ``fit`` returns the PCA of every row. With
+    ``sparsity`` the mean validation loss, penalty included, decides alone
+    (see ``early_stopping``). Where
     a nonlinear code helps, training finds it. Encoder and decoder are each
     a linear map (holding PCA) plus a nonlinear branch through the hidden
     layers whose output layer starts at zero.
