@@ -429,8 +429,8 @@ default='auto'
         Smallest value of ``loss_curve_``.
 
     validation_scores_ : list of float or None
-        Negative validation loss of each epoch with ``early_stopping``, else
-        None.
+        Negative validation loss of each epoch of a ``fit`` with
+        ``early_stopping``; None without it and after ``partial_fit``.
 
     best_validation_score_ : float or None
         Negative validation loss of the weights that were restored: the best
@@ -440,6 +440,14 @@ default='auto'
 
     n_iter_ : int
         Number of epochs run (across warm starts).
+
+    n_samples_seen_ : int
+        Number of training rows behind the fitted model: those of the
+        ``fit`` that built it (the validation rows included) or of the first
+        ``partial_fit`` call, plus those of every ``partial_fit`` call
+        since. A ``warm_start`` fit keeps the fitted scaling and leaves it
+        unchanged. ``partial_fit``'s running mean and variance weigh a new
+        chunk against it.
 
     pretraining_loss_curves_ : list of list of float or None
         With ``layerwise_pretraining``, the training loss of each epoch of
