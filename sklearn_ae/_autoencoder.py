@@ -40,7 +40,9 @@ class AutoencoderTransformer(
     part (the validation rows stay unseen), and an epoch replaces it only if
     it is better on significantly more than half of the validation rows (a
     one-sided sign test at 5%) and has a lower mean validation loss than the
-    PCA of every row; otherwise ``fit`` returns the PCA of every row. Where
+    PCA of every row; otherwise ``fit`` returns the PCA of every row. With
+    ``sparsity`` the mean validation loss, penalty included, decides alone
+    (see ``early_stopping``). Where
     a nonlinear code helps, training finds it. Encoder and decoder are each
     a linear map (holding PCA) plus a nonlinear branch through the hidden
     layers whose output layer starts at zero.
@@ -83,11 +85,13 @@ class AutoencoderTransformer(
         L2 penalty on the weights (Adam's ``weight_decay``).
 
     batch_size : int or 'auto', default='auto'
-        Rows per optimisation step. ``'auto'`` is 256 rows, or fewer on
-        small data so that an epoch takes at least 20 steps:
+        Rows per optimisation step. ``'auto'`` is
         ``min(256, max(16, n_train // 20))``, where ``n_train`` is the
         number of rows trained on (without the ``validation_fraction`` held
-        out by ``early_stopping``), and at most ``n_samples``. At 256 rows a
+        out by ``early_stopping``), and at most ``n_samples``: 256 rows from
+        5,120 training rows on, fewer below so that an epoch takes at least
+        20 steps, down to 16 rows; below 305 training rows the floor of 16
+        leaves fewer than 20 steps (7 on 100 rows). At 256 rows a
         step of a small tabular network is still dominated by arithmetic
         rather than by per-step overhead (with batches of 32 an epoch takes
         several times longer, see ``benchmarks/RESULTS.md``); below 5,120
@@ -425,8 +429,8 @@ default='auto'
         Smallest value of ``loss_curve_``.
 
     validation_scores_ : list of float or None
-        Negative validation loss of each epoch with ``early_stopping``, else
-        None.
+        Negative validation loss of each epoch of a ``fit`` with
+        ``early_stopping``; None without it and after ``partial_fit``.
 
     best_validation_score_ : float or None
         Negative validation loss of the weights that were restored: the best
@@ -436,6 +440,14 @@ default='auto'
 
     n_iter_ : int
         Number of epochs run (across warm starts).
+
+    n_samples_seen_ : int
+        Number of training rows behind the fitted model: those of the
+        ``fit`` that built it (the validation rows included) or of the first
+        ``partial_fit`` call, plus those of every ``partial_fit`` call
+        since. A ``warm_start`` fit keeps the fitted scaling and leaves it
+        unchanged. ``partial_fit``'s running mean and variance weigh a new
+        chunk against it.
 
     pretraining_loss_curves_ : list of list of float or None
         With ``layerwise_pretraining``, the training loss of each epoch of
@@ -494,7 +506,8 @@ default='auto'
     """
 
     def _resolved_batch_size(self, n_samples, validation=True):
-        """``'auto'``: at most 256 rows, at least 20 steps an epoch (see the
+        """``'auto'``: ``min(256, max(16, n_train // 20), n_samples)``, at
+        least 20 steps an epoch from 305 training rows on (see the
         ``batch_size`` parameter); VAETransformer and AEOutlierDetector keep
         ``min(256, n_samples)``."""
         if self.batch_size != "auto":

@@ -537,7 +537,7 @@ or None
 
     module_ : EnsembleAutoencoder
         The fitted ensemble (``net_.module_``); ``module_.feature_mask``
-        tells which features each member sees.
+        tells which features each member sees. ``backbone='ae'`` only.
 
     n_features_in_ : int
         Number of features seen during fit.
@@ -548,20 +548,47 @@ or None
 
     mean_ : ndarray of shape (`n_features_in_`,) or None
         Per-feature centre removed before training (the median with
-        ``scaling='robust'``; None without scaling).
+        ``scaling='robust'``; None without scaling). ``backbone='ae'``
+        only.
 
     scale_ : ndarray of shape (`n_features_in_`,) or None
-        Per-feature scale divided out before training.
+        Per-feature scale divided out before training. ``backbone='ae'``
+        only.
 
     loss_curve_ : list of float
         Mean trimmed training loss of each epoch (scaled units; features
-        outside a member's subset count as zero error).
+        outside a member's subset count as zero error). ``backbone='ae'``
+        only.
+
+    best_loss_ : float
+        Smallest value of ``loss_curve_``. ``backbone='ae'`` only.
+
+    validation_scores_ : list of float or None
+        Negative (trimmed) validation loss of each epoch of a ``fit`` with
+        ``early_stopping``; None without it (the default) and after
+        ``partial_fit``. ``backbone='ae'`` only.
+
+    best_validation_score_ : float or None
+        Negative validation loss of the weights that were restored: the
+        best epoch's, the largest of ``validation_scores_``, or the
+        untrained networks' (before the first epoch) where no epoch beat
+        them by ``tol``, which may be below that largest value; None where
+        ``validation_scores_`` is. ``backbone='ae'`` only.
 
     n_iter_ : int
         Number of epochs run (the backbone's ``n_iter_`` when it has one).
 
+    n_samples_seen_ : int
+        Number of training rows behind the fitted networks: those that
+        ``fit`` trained on (at most ``max_samples``, drawn from X; the
+        validation rows included) or the first ``partial_fit`` chunk, plus
+        every ``partial_fit`` chunk since. A ``warm_start`` fit, which
+        trains on all of X with the fitted scaling, leaves it unchanged.
+        With ``scaling='standard'``, ``partial_fit``'s running mean and
+        variance weigh a new chunk against it. ``backbone='ae'`` only.
+
     device_ : torch.device
-        Device the fitted networks live on.
+        Device the fitted networks live on. ``backbone='ae'`` only.
 
     See Also
     --------

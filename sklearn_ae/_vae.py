@@ -907,13 +907,26 @@ class VAETransformer(
         With ``early_stopping``, the held-out ELBO per sample of each epoch
         (in the units of ``score``, over the same fixed posterior draws, so
         ``score`` of the validation rows gives the restored epoch's value;
-        with ``beta != 1``, the objective with that weight), else None.
+        with ``beta != 1``, the objective with that weight); None without
+        it and after ``partial_fit``.
 
     best_validation_score_ : float or None
-        Largest value of ``validation_scores_``, whose weights were restored.
+        Largest of ``validation_scores_`` and the linear start's held-out
+        ELBO (epoch 0, a candidate like every epoch); None without early
+        stopping. It is the restored weights' score unless no epoch beat
+        the start by ``tol``: the start's weights are then restored, and
+        this value may be an epoch's, above the start's.
 
     n_iter_ : int
         Number of epochs run (across warm starts).
+
+    n_samples_seen_ : int
+        Number of training rows behind the fitted model: those of the
+        ``fit`` that built it (the validation rows included) or of the first
+        ``partial_fit`` call, plus those of every ``partial_fit`` call
+        since. A ``warm_start`` fit keeps the fitted scaling and leaves it
+        unchanged. ``partial_fit``'s running mean and variance weigh a new
+        chunk against it.
 
     device_ : torch.device
         Device the fitted network lives on.
