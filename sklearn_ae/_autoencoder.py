@@ -434,9 +434,10 @@ default='auto'
 
     best_validation_score_ : float or None
         Negative validation loss of the weights that were restored: the best
-        epoch's, the largest of ``validation_scores_``, or the network's
-        before training (epoch 0, PCA) where no epoch beat it (see
-        ``early_stopping``), which may be below that largest value.
+        epoch's (each new best must beat the one before by ``tol``, so a
+        later epoch may score a little higher), or the network's before
+        training (epoch 0, PCA) where no epoch beat it (see
+        ``early_stopping``), which may be below ``max(validation_scores_)``.
 
     n_iter_ : int
         Number of epochs run (across warm starts).

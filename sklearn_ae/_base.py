@@ -1127,20 +1127,33 @@ class _BaseAutoencoder(BaseEstimator):
         self.n_iter_ = len(history)
         self.best_loss_ = min(self.loss_curve_)
         if self.early_stopping and validation:
-            scores = [-float(v) for v in history[:, "valid_loss"]]
-            self.validation_scores_ = scores
-            # The network before training was a candidate too (see
-            # EarlyStoppingFromStart), and is what was restored if it won.
-            stopper = dict(self.net_.callbacks_)["early_stopping"]
-            initial = stopper.initial_score_
-            candidates = scores if initial is None else [*scores, -initial]
-            self.best_validation_score_ = max(candidates)
-            if initial is not None and getattr(stopper, "kept_start_", False):
-                # the start was restored (no epoch beat it clearly)
-                self.best_validation_score_ = -initial
+            self.validation_scores_ = [-float(v) for v in history[:, "valid_loss"]]
+            self.best_validation_score_ = self._restored_validation_score()
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
+
+    def _restored_validation_score(self, shift=0.0):
+        """The negative validation loss (plus ``shift``) of the weights early
+        stopping restored: the start's (see EarlyStoppingFromStart) where it
+        was kept, else the best epoch's. Not the largest of the epochs'
+        scores: an epoch better by less than ``tol`` is not taken, and the
+        VAE reported such an epoch's -31.4 for a restored start's -33.3."""
+        stopper = dict(self.net_.callbacks_)["early_stopping"]
+        initial = stopper.initial_score_
+        # (kept_start_ is set at the end of training; a VAE whose training
+        # diverged restores the best weights itself, before that)
+        if initial is not None and (
+            getattr(stopper, "kept_start_", False)
+            or stopper.best_epoch_ == getattr(stopper, "_start_epoch", None)
+        ):
+            return -initial + shift
+        history = self.net_.history
+        for row in reversed(history):
+            if row["epoch"] == stopper.best_epoch_ and "valid_loss" in row:
+                return -float(row["valid_loss"]) + shift
+        # (no epoch was better than none: the last one's weights stand)
+        return -float(history[-1, "valid_loss"]) + shift
 
     # ------------------------------------------------------------ persistence
     def save(self, path):

@@ -570,9 +570,10 @@ or None
 
     best_validation_score_ : float or None
         Negative validation loss of the weights that were restored: the
-        best epoch's, the largest of ``validation_scores_``, or the
-        untrained networks' (before the first epoch) where no epoch beat
-        them by ``tol``, which may be below that largest value; None where
+        best epoch's (each new best must beat the one before by ``tol``,
+        so a later epoch may score a little higher), or the untrained
+        networks' (before the first epoch) where no epoch beat them by
+        ``tol``, which may be below ``max(validation_scores_)``; None where
         ``validation_scores_`` is. ``backbone='ae'`` only.
 
     n_iter_ : int

@@ -911,11 +911,10 @@ class VAETransformer(
         it and after ``partial_fit``.
 
     best_validation_score_ : float or None
-        Largest of ``validation_scores_`` and the linear start's held-out
-        ELBO (epoch 0, a candidate like every epoch); None without early
-        stopping. It is the restored weights' score unless no epoch beat
-        the start by ``tol``: the start's weights are then restored, and
-        this value may be an epoch's, above the start's.
+        Held-out ELBO of the weights that were restored: the best epoch's
+        (each new best must beat the one before by ``tol``, so a later
+        epoch may score a little higher), or the linear start's (epoch 0)
+        where no epoch beat it; None without early stopping.
 
     n_iter_ : int
         Number of epochs run (across warm starts).
@@ -1539,15 +1538,7 @@ class VAETransformer(
         self.best_loss_ = min(self.loss_curve_)
         if self.validation_scores_ is not None:
             self.validation_scores_ = [v + shift for v in self.validation_scores_]
-            # The restored weights may be the start's (epoch 0), which early
-            # stopping compared with every epoch.
-            start = getattr(
-                dict(self.net_.callbacks_).get("early_stopping"), "initial_score_", None
-            )
-            candidates = list(self.validation_scores_)
-            if start is not None and math.isfinite(start):
-                candidates.append(-start + shift)
-            self.best_validation_score_ = max(candidates)
+            self.best_validation_score_ = self._restored_validation_score(shift)
 
     # -------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)

@@ -749,6 +749,22 @@ def test_best_validation_score_counts_the_start():
     assert vae.best_validation_score_ == pytest.approx(-start + vae._training_row_shift())
 
 
+def test_best_validation_score_is_the_restored_weights_score():
+    # With a tol no epoch clears, early stopping restores the start; the
+    # attribute reported the best epoch's score instead (the largest of
+    # validation_scores_, above the start's).
+    X = load_digits().data[:600]
+    vae = fit_past_max_iter(
+        VAETransformer(n_components=4, tol=1e6, max_iter=20, n_iter_no_change=5,
+                       hidden_layer_sizes=(32,), random_state=0, device="cpu"),
+        X,
+    )
+    start = -dict(vae.net_.callbacks_)["early_stopping"].initial_score_
+    start += vae._training_row_shift()
+    assert max(vae.validation_scores_) > start  # an epoch did better, by less than tol
+    assert vae.best_validation_score_ == pytest.approx(start)
+
+
 def test_training_that_diverges_after_its_first_epoch_restores_the_best():
     # Early stopping kept the linear start as the best so far; a run that
     # then diverges (here at a learning rate of 3, in its second epoch; on
