@@ -8,7 +8,6 @@ the folds, and each fold's) and says in words which one won and why.
 """
 
 import argparse
-import time
 import warnings
 
 import numpy as np

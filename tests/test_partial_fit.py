@@ -136,13 +136,15 @@ def test_n_features_checked_and_failed_call_changes_nothing(Estimator):
 def test_diverging_partial_fit_changes_nothing():
     X = np.random.RandomState(0).normal(size=(200, 6))
     est = AutoencoderTransformer(n_components=2, **FAST).partial_fit(X)
-    state = {k: v.clone() for k, v in est.module_.state_dict().items()}
     est.set_params(learning_rate=1e6, optimizer=torch.optim.SGD, batch_size=8)
     with pytest.raises(ValueError, match="diverged"):
         for _ in range(5):
+            # the state before each call: the one that raises changes nothing
+            state = {k: v.clone() for k, v in est.module_.state_dict().items()}
             est.partial_fit(X * 1e3)
     for k, v in est.module_.state_dict().items():
         assert torch.isfinite(v).all()
+        torch.testing.assert_close(v, state[k], rtol=0, atol=0)
     assert est.n_iter_ >= 1
 
 
