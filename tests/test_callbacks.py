@@ -6,8 +6,10 @@ file written and loadable, a learning rate changed, a line printed, a score
 recorded, weights frozen. Data are tiny and fits 3 epochs long.
 """
 
+import copy
 import json
 import os
+import warnings
 from functools import partial
 
 import numpy as np
@@ -917,3 +919,38 @@ def test_callbacks_that_are_not_callbacks_are_named(bad):
     X = np.random.RandomState(0).randn(20, 3)
     with pytest.raises(ValueError, match="callbacks must hold skorch callbacks"):
         AutoencoderTransformer(max_iter=1, callbacks=[bad], device="cpu").fit(X)
+
+
+def test_start_of_a_custom_network_comes_back_when_the_sign_test_fails(monkeypatch):
+    # When the best epoch fails the sign test, the start's weights are
+    # loaded back. With a linear path the later "PCA of every row" restore
+    # hid a skipped reload, so it passed every test (a mutation audit); a
+    # custom network (no linear path) shows it. At a level of 1e-6, 10
+    # validation rows (p >= 2**-10) can never pass.
+    class Start(Callback):
+        def on_train_begin(self, net, **kwargs):
+            self.state_ = copy.deepcopy(net.module_.state_dict())
+
+    def network(n_in, n_out):
+        return torch.nn.Sequential(
+            torch.nn.Linear(n_in, 16), torch.nn.Tanh(), torch.nn.Linear(16, n_out)
+        )
+
+    monkeypatch.setattr(AutoencoderTransformer, "_start_significance", 1e-6)
+    rng = np.random.RandomState(1)
+    X = np.tanh(rng.randn(100, 2) @ rng.randn(2, 6)) + 0.05 * rng.randn(100, 6)
+    start = Start()
+    ae = AutoencoderTransformer(
+        2, encoder=lambda n_features, n_components: network(n_features, n_components),
+        decoder=lambda n_features, n_components: network(n_components, n_features),
+        max_iter=30, n_iter_no_change=3, batch_size=90, random_state=0, device="cpu",
+        callbacks=[("start", start)],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae.fit(X)
+    stopper = dict(ae.net_.callbacks_)["early_stopping"]
+    assert stopper.kept_start_ and stopper.improvement_p_ >= 1e-6
+    for name, value in ae.module_.state_dict().items():
+        torch.testing.assert_close(value, dict(ae.net_.callbacks_)["start"].state_[name],
+                                   rtol=0, atol=0)

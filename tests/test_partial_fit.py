@@ -218,3 +218,31 @@ def test_memmap_is_streamed_and_fits_as_in_memory(tmp_path):
     np.testing.assert_allclose(a.transform(X), b.transform(readonly), rtol=1e-5, atol=1e-6)
     c = AutoencoderTransformer(**params).partial_fit(readonly)
     assert c.n_samples_seen_ == 300
+
+
+def test_fit_shuffles_and_each_partial_fit_call_draws_its_own_order(monkeypatch):
+    # Unshuffled batches, or one order repeated by every partial_fit call
+    # with an int random_state, passed every test (a mutation audit).
+    orders, shuffled = [], []
+    randperm, batches = torch.randperm, TensorData.batches
+
+    def spy_randperm(*args, **kwargs):
+        out = randperm(*args, **kwargs)
+        orders.append(out.clone())
+        return out
+
+    def spy_batches(self, *args, shuffle=False, **kwargs):
+        shuffled.append(shuffle)
+        return batches(self, *args, shuffle=shuffle, **kwargs)
+
+    monkeypatch.setattr(torch, "randperm", spy_randperm)
+    monkeypatch.setattr(TensorData, "batches", spy_batches)
+    X = np.random.RandomState(0).randn(64, 5)
+    AutoencoderTransformer(2, max_iter=2, early_stopping=False, **FAST).fit(X)
+    assert any(shuffled)
+    orders.clear()
+    est = AutoencoderTransformer(2, **FAST).partial_fit(X)
+    n_first = len(orders)
+    est.partial_fit(X)
+    assert n_first >= 1 and len(orders) > n_first
+    assert not torch.equal(orders[n_first - 1], orders[-1])

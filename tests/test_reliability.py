@@ -92,7 +92,9 @@ def test_divergence_without_scaling_points_at_the_scaling():
     # A VAE on values of 1e10 with standardize=False diverged at any
     # learning rate (1e-8 here), and the message only suggested a smaller one.
     X = np.random.RandomState(0).randn(40, 6) * 1e10
-    vae = VAETransformer(2, standardize=False, learning_rate=1e-8, max_iter=2, **CPU)
+    vae = VAETransformer(
+        2, standardize=False, learning_rate=1e-8, max_iter=2, random_state=0, **CPU
+    )
     with pytest.raises(ValueError, match=r"diverged.*standardize=False.*StandardScaler"):
         vae.fit(X)
 

@@ -640,3 +640,38 @@ def test_layerwise_pretraining_leaves_the_validation_rows_unseen(monkeypatch):
         layerwise_pretraining=True, pretraining_max_iter=2, validation_fraction=0.25, **{**FAST, "early_stopping": True},
     ).fit(make_data(n_samples=200))
     assert seen == [150]
+
+
+# ------------------------------------------------ PCA of the start, all paths
+def _check_principal_axes(X, n_components):
+    from sklearn.decomposition import PCA
+
+    from sklearn_ae._data import TensorData
+    from sklearn_ae._variants import principal_axes
+
+    mean, components, variances = principal_axes(TensorData(X, resident=True), n_components)
+    pca = PCA(n_components).fit(X)
+    np.testing.assert_allclose(mean, pca.mean_, atol=1e-5)
+    np.testing.assert_allclose(components, pca.components_, atol=1e-4)
+    np.testing.assert_allclose(
+        variances, pca.explained_variance_ * (len(X) - 1) / len(X), rtol=1e-4
+    )
+
+
+def test_principal_axes_over_several_blocks_of_rows(monkeypatch):
+    # The covariance path reads the rows in blocks (large data only, which
+    # no other test reaches): a mean from the first block, or a covariance
+    # left uncentred, passed every test (a mutation audit).
+    import sklearn_ae._variants as variants
+
+    monkeypatch.setattr(variants, "_PCA_BLOCK_VALUES", 8 * 50)  # 500 rows: 10 blocks
+    rng = np.random.RandomState(0)
+    X = rng.randn(500, 8) @ rng.randn(8, 8) + 5 * np.arange(8)
+    _check_principal_axes(X, 3)
+
+
+def test_principal_axes_of_fewer_rows_than_features():
+    # The SVD path, uncentred, passed every test (a mutation audit).
+    rng = np.random.RandomState(0)
+    X = rng.randn(30, 50) @ np.diag(np.linspace(1, 3, 50)) + 4.0
+    _check_principal_axes(X, 3)
