@@ -241,6 +241,20 @@ def vae_summary(rows):
     )
 
 
+def _write(path, lines):
+    """Write the report to ``path``; ``'-'``: nowhere (a smoke test's run
+    prints its rows as it goes)."""
+    if path != "-":
+        Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _settings(options):
+    """How a report names the estimator's settings."""
+    if not options:
+        return "its defaults"
+    return "its defaults except " + ", ".join(f"`{k}={v!r}`" for k, v in options.items())
+
+
 def write_report(path, recon, likelihood, half, args, command, load_before, load_after,
                  started, seconds):
     lines = [
@@ -258,93 +272,15 @@ def write_report(path, recon, likelihood, half, args, command, load_before, load
         "(StandardScaler). Labels ignored.",
         "- Reconstruction: mean squared error on the held-out rows in those z-scored "
         "units, `n_components = max(2, n_features // 4)`; AutoencoderTransformer with "
-        "its defaults. `kept start`: early stopping restored the PCA start (no epoch "
-        "beat it on the validation rows).",
+        f"{_settings(args.ae_options)}. `kept start`: early stopping restored the PCA "
+        "start (no epoch beat it on the validation rows).",
         "- Likelihood: `score` on the held-out rows, nats per sample (VAE: ELBO, a "
         "lower bound); gap = VAE minus the better of PCA and FactorAnalysis; bar: "
         "gap >= -max(1 nat, 1% of that model's |score|).",
         "- Halves: sets alternate in sorted order between A (where a default may be "
-        "chosen) and B (reported only). The scale floor (0.1 x median std), the "
-        "100-step patience floor and `early_stopping=True` were set before the first "
-        "run of this panel. One design choice followed a first run: the PCA start "
-        "uses every training row, validation rows included (fitted on the training "
-        "split only, the start lost to PCA on the 300-row sets: 1.10x on "
-        "'24_mnist 300 rows' and 1.11x on 'CIFAR10_0 300 rows #2', both in half B). "
-        "A second choice followed a run on half A alone (`--half A`): "
-        "`learning_rate=3e-3` instead of 1e-3 (1e-3 gave half A a median of "
-        "0.796 and a worst of 1.227 on 24_mnist, 3e-3 a median of 0.765 and a "
-        "worst of 0.999; `max_iter=1000` and the pair were started and not "
-        "finished). Half B was not run before the choice (afterwards, 1e-3 gave "
-        "it a median of 0.469 and a worst of 1.001). Both halves are reported. "
-        "The ratios of the smallest sets are fragile: the same network function "
-        "with a different float rounding (`linear(x) + branch(x)` instead of one "
-        "`addmm`) moved 14_glass (15 validation rows) from 0.582 to 1.077. "
-        "Session of 2026-11-21 22:00 UTC, three changes of design (no numeric "
-        "setting tuned), each after seeing runs of both halves, so neither half "
-        "is out of sample for them (other seeds and unseen sets are): (1) PCA "
-        "carried inside ReLU hidden layers that have room, for speed; with it "
-        "42_WBC (A, 16 validation rows) went to 1.373 (seed 0), and after (2) "
-        "and (3) to 1.978 (two outlier rows of 67 reconstructed 5-8x worse "
-        "than by PCA); over seeds 0-2 the carried network held 1.02x on 71 of "
-        "72 runs (median 0.745), separate linear paths on 72 of 72 (median "
-        "0.725), so the estimators keep separate paths (each branch's output "
-        "layer now without a bias of its own, the linear path's covering it). "
-        "(2) The best "
-        "epoch must beat the start on significantly more than half of the "
-        "validation rows (sign test at 5%; a test on the mean at 2 standard "
-        "errors, tried first, kept PCA on 6_cardio (B) whose per-row "
-        "differences are heavy-tailed). Seeds 1 and 2 then showed runs stopped "
-        "at the start although longer training reached 0.4x PCA (digits seed 1, "
-        "B; 24_mnist seed 1, A; breast cancer seeds 1-2, A): the start, fitted "
-        "on every row, had seen the validation rows. (3) The start is now the "
-        "PCA of the training part, and an epoch must also have a lower mean "
-        "validation loss than the PCA of every row, which fit returns "
-        "otherwise (comparing only with the training part's PCA, '24_mnist 300 "
-        "rows' (B) came out at 1.04-1.09x). Session of 2026-11-22: a stress "
-        "test off this panel found the median-std floor dropping small-unit "
-        "features out of the loss on raw mixed-unit data (not a case of this "
-        "panel, whose sets are z-scored first, and where that floor never "
-        "binds). A floor per feature in its own units (a tenth of the root "
-        "mean square deviation from its median, binding only where fewer "
-        "than 2% of rows differ from it) was tried first: on this panel it "
-        "bound on the embeddings' nearly-all-zero columns and put CIFAR10_0 "
-        "at 1.043x and '300 rows #1' at 1.022x. The floor is now the smaller "
-        "of the two, which never binds on z-scored data; features constant "
-        "in training now get scale 1 (as StandardScaler) instead of the "
-        "floor, which moved one row of seed 0, 24_mnist, from 0.499 to "
-        "0.416 (its held-out rows have values where the training rows had "
-        "none). The VAE keeps the median-std floor: with the new one, 50 "
-        "training rows of 120 sparse columns scored -1.9e5 nats per held-out "
-        "row instead of -334 (PCA: +13). Also this session: the VAE's linear "
-        "start is chosen by 5-fold cross-validation when fewer than 20 "
-        "validation rows would choose it (stress cases off this panel: wide "
-        "80 x 200 sets lost 40-68 nats to FactorAnalysis). Later on "
-        "2026-11-22, a choice of a numeric default on half A (seed 0, "
-        "`--half A --skip-likelihood`): `batch_size='auto'` became "
-        "min(256, max(16, n_train // 20)), at least 20 steps an epoch, instead "
-        "of min(256, n_samples) (half A median 0.786 -> 0.753, worst 1.000 both; "
-        "other candidates tried there: max_iter 500 (0.795, glass 1.066), "
-        "n_iter_no_change 30 (0.786), batch 64 or 32 (0.773, 0.781), hidden "
-        "(128, 64) or (256, 128) (0.776; 0.827, glass 1.191), learning_rate "
-        "1e-2 (0.798), 1e-3 with max_iter 1000 (0.771; 0.764 with patience "
-        "30), n_train // 10 (0.762), hidden (max(64, 4k), max(32, 2k)) "
-        "(0.786)). Half B, not run for the choice, went from 0.576 to 0.513; "
-        "seeds 1 and 2 (whole panel) from 0.832 and 0.732 to 0.825 and 0.690. "
-        "No candidate tried could bring the whole panel to a median of 0.6: "
-        "nine sets keep the PCA start, and 29_Pima, 30_satellite and "
-        "4_breastw stayed at 0.73 or above even with 3,000 epochs and wider or "
-        "deeper networks. On 2026-11-22 (eleventh session), `activation` on half "
-        "A (seed 0, `--half A --skip-likelihood`): gelu 0.735, elu 0.744, relu "
-        "(the default) 0.753, leaky_relu 0.760, tanh 0.787; not changed (within "
-        "the spread between seeds, and no candidate moves the whole panel near "
-        "0.6). On the sets that keep the PCA start, longer training without "
-        "early stopping only overfits (held-out ratio after 10, 30, 100, 300 "
-        "epochs: breast cancer 0.88, 0.97, 1.06, 1.06; 42_WBC 1.04, 1.14, 1.39, "
-        "1.64), and so do the regularised variants tried there (weight_decay "
-        "1e-2: 0.91-1.03; 1e-1: 1.05-2.65; dropout 0.2: 0.86-1.18; one hidden "
-        "layer of 16: 0.84-1.42); on CIFAR10_0 (k=128) every length of "
-        "training, with hidden layers (64, 32), (512, 256) or (512,), ends above "
-        "PCA (1.02-1.41).",
+        "chosen) and B (reported only). How each default and design choice was made "
+        "on this panel (on which half, after which runs, and what the other "
+        "candidates scored) is recorded in `benchmarks/REPRESENTATION_NOTES.md`.",
         "",
         "## Reconstruction error (held out, z-scored units)",
         "",
@@ -372,7 +308,7 @@ def write_report(path, recon, likelihood, half, args, command, load_before, load
     ]
     if args.skip_likelihood:
         lines += ["", "Log-likelihood: not run (`--skip-likelihood`)."]
-        Path(path).write_text("\n".join(lines) + "\n")
+        _write(path, lines)
         return
     lines += [
         "",
@@ -401,7 +337,7 @@ def write_report(path, recon, likelihood, half, args, command, load_before, load
     ]
     if errors:
         lines += ["", "Failed fits:", *errors]
-    Path(path).write_text("\n".join(lines) + "\n")
+    _write(path, lines)
 
 
 def parse_args(argv):
@@ -409,7 +345,10 @@ def parse_args(argv):
     parser.add_argument("--data", default=str(DEFAULT_DATA),
                         help="folder with adbench/ and embeddings/ "
                         "(default: ../shared/datasets next to the repository)")
-    parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
+    parser.add_argument(
+        "--output", default=str(DEFAULT_OUTPUT),
+        help="Markdown file to write ('-': none); --quick writes none unless given one",
+    )
     parser.add_argument("--quick", action="store_true",
                         help="a few small sets and short fits: a smoke test")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
@@ -447,6 +386,10 @@ def main(argv=None):
     if args.ae_params:
         ae_options.update(json.loads(args.ae_params))
     vae_options = {"max_iter": 5} if args.quick else {}
+    args.ae_options, args.vae_options = ae_options, vae_options
+    if args.quick and args.output == str(DEFAULT_OUTPUT):
+        # A smoke test does not overwrite the committed results of a full run.
+        args.output = "-"
     command = "python benchmarks/bench_representation.py " + " ".join(argv or sys.argv[1:])
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     load_before, start = _load(), time.perf_counter()
