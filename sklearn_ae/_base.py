@@ -11,7 +11,7 @@ import functools
 import inspect
 import threading
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from numbers import Integral, Real
 
 import numpy as np
@@ -238,11 +238,7 @@ def _diverged_error(estimator, detail, net=None):
             "StandardScaler) or leave the scaling on."
         )
     unscaled = ""
-    switched_off = (
-        getattr(estimator, "standardize", True) is False
-        or getattr(estimator, "scaling", "") is None  # AEOutlierDetector
-    )
-    if switched_off:
+    if estimator._scaling_switched_off():
         # A VAE on values of 1e10 with standardize=False diverged at any
         # learning rate, and the message only suggested a smaller one.
         unscaled = (
@@ -480,6 +476,11 @@ class _BaseAutoencoder(BaseEstimator):
     def _scaling_switch(self):
         """The parameter setting that turns the internal scaling off."""
         return "standardize=False"
+
+    def _scaling_switched_off(self):
+        """Whether the user set :meth:`_scaling_switch` (not: whether the
+        input is scaled, which a [0, 1] loss turns off too)."""
+        return self.standardize is False
 
     def _check_float32_range(self, X):
         """Without the internal scaling the network computes on X's values
@@ -725,17 +726,12 @@ class _BaseAutoencoder(BaseEstimator):
         fitted = {}
         with self._training_rng(net.module_, seed, device):
             try:
-                if one_epoch:
-                    # The start too sees no validation split: partial_fit
-                    # builds it from every row of the chunk.
-                    with _one_plain_epoch(net):
-                        if start:
-                            fitted = self._before_training(net, data, batch_size, device)
-                        net.partial_fit(data, epochs=1)
-                else:
+                # partial_fit's epoch, and its start too, see no validation
+                # split: the start is built from every row of the chunk.
+                with _one_plain_epoch(net) if one_epoch else nullcontext():
                     if start:
                         fitted = self._before_training(net, data, batch_size, device)
-                    net.partial_fit(data)
+                    net.partial_fit(data, epochs=1 if one_epoch else None)
                 self._drop_unfinished_epoch(net, epochs_before)
                 net.check_trained()
             except DivergenceError as exc:

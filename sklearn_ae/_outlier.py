@@ -744,6 +744,9 @@ or None
     def _scaling_switch(self):
         return "scaling=None"
 
+    def _scaling_switched_off(self):
+        return self.scaling is None
+
     def _scaling_rule(self):
         # The z-scores' floor at 0.1 x the median feature's standard
         # deviation: the defaults were chosen with it (benchmarks/
