@@ -184,9 +184,26 @@ CANDIDATES = {
     "recon+isolation/2": {"isolation_weight": 0.5},
     "recon+2 isolation": {"isolation_weight": 2.0},
 }
-# The shipped defaults: a fixed design, not the folds' choice (see
-# OUTLIER_NOTES.md, fourth attempt). Measured side by side with the
-# baselines in every run and reported beside the leave-sets-out selection.
+# Fifth attempt (2026-11-22, thirteenth session): every one-change
+# candidate above, hedged by the isolation score at its fixed weight of 1.
+# The defaults are chosen among the hedged candidates only (HEDGED): a design
+# rule made before these ran, from the mission's "designs that cannot lose
+# to the simple baseline" and from the out-of-panel sets, where
+# reconstruction alone fell far behind IsolationForest (optdigits 0.35
+# against 0.69) and the panel cannot see it. Within that family the folds
+# choose, as they do for the network's settings, so the defaults get an
+# out-of-fold figure. `8 members` and `8 dropout passes` are left out: over
+# the time budget before the forest is added.
+_NOT_HEDGED = ("reconstruction", "8 members", "8 dropout passes",
+               "recon+isolation", "recon+isolation/2", "recon+2 isolation")
+CANDIDATES.update({
+    f"{name} + isolation": {**overrides, "isolation_weight": 1.0}
+    for name, overrides in list(CANDIDATES.items()) if name not in _NOT_HEDGED
+})
+HEDGED = tuple(c for c, o in CANDIDATES.items() if o.get("isolation_weight", 0) > 0)
+# The shipped defaults: the hedged family's choice on all sets (see
+# OUTLIER_NOTES.md, fifth attempt). Measured side by side with the
+# baselines in every run; the script says so if the choice differs.
 SHIPPED = "recon+isolation"
 # Parameters added after a cache version was started are left out of the
 # cache key at the value that reproduces the earlier code, so its entries
@@ -620,11 +637,19 @@ def report(results, candidates, baselines, folds, seeds, sets_note, command, thr
     names = list(folds)
     eligible = [c for c in candidates if ratios is None or ratios[c] <= time_budget]
     chosen, oof, in_sample = leave_sets_out(results, eligible, folds)
+    # The defaults' own selection: the same folds, among the hedged
+    # candidates only (HEDGED, fifth attempt).
+    hedged = [c for c in eligible if c in HEDGED]
+    h_chosen, h_oof, h_in_sample = (
+        leave_sets_out(results, hedged, folds) if hedged else ({}, {}, None))
     auc = {c: set_auc(results, "AE:" + c) for c in candidates}
     base_auc = {b: set_auc(results, b) for b in baselines}
     final = "AE:" + in_sample
     mean = lambda d: float(np.mean([d[n] for n in names]))  # noqa: E731
     oof_mean, in_mean = mean(oof), mean(auc[in_sample])
+    # The defaults have an out-of-fold figure when they are what their
+    # selection chooses on all sets.
+    shipped_oof = mean(h_oof) if shipped is not None and shipped == h_in_sample else None
     if_mean = mean(base_auc["IsolationForest"]) if "IsolationForest" in baselines else None
     lines = [
         "# Outlier detection: leave-sets-out ADBench protocol "
@@ -662,49 +687,61 @@ def report(results, candidates, baselines, folds, seeds, sets_note, command, thr
     ]
     if_seconds = total_seconds(results, "IsolationForest") if if_mean is not None else None
     ratio = lambda s: f"{s / if_seconds:.2f}x" if if_seconds else "-"  # noqa: E731
-    s = total_seconds(results, final)
-    lines.append(
-        f"| AEOutlierDetector, chosen per fold (in-sample: `{in_sample}`) | "
-        f"{in_mean:.4f} | {oof_mean:.4f} | {s:.1f} | {ratio(s)} |"
-    )
     if shipped is not None:
         s, m = total_seconds(results, "AE:" + shipped), mean(auc[shipped])
+        how = (f"chosen per fold among the hedged candidates (in-sample choice: `{h_in_sample}`)"
+               if shipped_oof is not None else
+               f"NOT the hedged candidates' choice on all sets (`{h_in_sample}`)")
         lines.append(
-            f"| **AEOutlierDetector defaults**, fixed (`{shipped}`; its settings were "
-            f"chosen on these sets, see below) | {m:.4f} | none | {s:.1f} | {ratio(s)} |"
+            f"| **AEOutlierDetector defaults** (`{shipped}`), {how} | {m:.4f} | "
+            f"{'none' if shipped_oof is None else f'{shipped_oof:.4f}'} | {s:.1f} | {ratio(s)} |"
         )
+    s = total_seconds(results, final)
+    lines.append(
+        f"| AEOutlierDetector, chosen per fold among all candidates (in-sample: `{in_sample}`) | "
+        f"{in_mean:.4f} | {oof_mean:.4f} | {s:.1f} | {ratio(s)} |"
+    )
     for b in baselines:
         s = total_seconds(results, b)
         m = mean(base_auc[b])
         lines.append(f"| {b} | {m:.4f} | {m:.4f} | {s:.1f} | {ratio(s)} |")
     if shipped is not None and if_mean is not None:
         s = total_seconds(results, "AE:" + shipped)
+        m = mean(auc[shipped])
         lines += [
             "",
-            f"**Shipped defaults** (`{shipped}`, a fixed design, not chosen by the "
-            f"folds): mean ROC-AUC {mean(auc[shipped]):.4f}, margin over "
-            f"IsolationForest **{mean(auc[shipped]) - if_mean:+.4f}** (in-sample), "
-            f"time {ratio(s)} IsolationForest's on the same splits (measured side "
-            "by side). This protocol chooses nothing for them, but it is no "
-            "held-out figure: their base network (trimming, width, epochs, "
-            "training rows, members, scaling) was chosen on these same sets "
-            "before this protocol existed (issue 4), and the isolation part was "
-            "added after a look at sets outside the panel (OUTLIER_NOTES.md). "
-            "The out-of-fold figure below is the per-fold selection's, whose "
-            "choices are not the shipped settings.",
+            f"**Shipped defaults** (`{shipped}`): "
+            + (f"out-of-fold mean ROC-AUC {shipped_oof:.4f}, margin over IsolationForest "
+               f"**{shipped_oof - if_mean:+.4f}** out of fold; "
+               if shipped_oof is not None else "no out-of-fold figure (they are not "
+               "what their selection chooses on all sets); ")
+            + f"in-sample {m:.4f}, **{m - if_mean:+.4f}**; time {ratio(s)} "
+            "IsolationForest's on the same splits (measured side by side). They are "
+            "the leave-sets-out selection's choice on all sets among the *hedged* "
+            f"candidates ({len(hedged)} eligible: every candidate whose score adds the "
+            "isolation score, `isolation_weight > 0`); the out-of-fold figure is that "
+            "selection's, each fold choosing on the other folds' sets. Not held out: "
+            "the rule that the defaults are hedged was made after the out-of-panel "
+            "sets of `bench_outliers_unseen.py` were seen (OUTLIER_NOTES.md, fourth "
+            "and fifth attempts), and the candidates are one change each from a base "
+            "chosen on these sets in issue 4.",
         ]
     if if_mean is not None:
         lines += [
             "",
-            f"Out-of-fold margin over IsolationForest: **{oof_mean - if_mean:+.4f}** "
-            f"(in-sample: {in_mean - if_mean:+.4f}). Time of the chosen setting "
-            f"(`{in_sample}`) over IsolationForest's on the same splits: {ratio(total_seconds(results, final))}.",
+            f"Among all candidates (hedged or not), the out-of-fold margin over "
+            f"IsolationForest is {oof_mean - if_mean:+.4f} (in-sample: "
+            f"{in_mean - if_mean:+.4f}; chosen on all sets: `{in_sample}`, "
+            f"{ratio(total_seconds(results, final))} IsolationForest's time on the "
+            "same splits)"
+            + ("." if in_sample == shipped else
+               "; the defaults do not follow it: they are hedged (see above)."),
         ]
         if ratios is not None:
             lines.append(
-                f"Chosen among the {len(eligible)} of {len(candidates)} candidates whose "
-                f"estimated time is within {time_budget:g}x IsolationForest's "
-                "(see Candidates); over budget: "
+                f"Both selections choose among the {len(eligible)} of {len(candidates)} "
+                f"candidates whose estimated time is within {time_budget:g}x "
+                "IsolationForest's (see Candidates); over budget: "
                 + (", ".join(f"`{c}`" for c in candidates if c not in eligible) or "none") + "."
             )
     lines += [
@@ -716,7 +753,9 @@ def report(results, candidates, baselines, folds, seeds, sets_note, command, thr
         "sets, averaged over the 5 folds; all sets = mean over every set (a "
         "fixed candidate chooses nothing here, but the common base was chosen "
         "on these sets in issue 4, so this is not a held-out figure); chosen = "
-        "the folds whose training sets rated it best. "
+        "the folds whose training sets rated it best, among all eligible "
+        "candidates and among the hedged ones (`isolation_weight > 0`, the "
+        "defaults' selection). "
         "Seconds are from the run that computed the candidate (candidates "
         "computed together were interleaved on each split); time / "
         "IsolationForest is estimated as the candidate's seconds over "
@@ -730,8 +769,8 @@ def report(results, candidates, baselines, folds, seeds, sets_note, command, thr
         + (f"; candidates over the time budget of {time_budget:g}x are not "
            "eligible (marked *over budget*) and are never chosen." if ratios else "."),
         "",
-        "| candidate | overrides | mean on training folds | mean on all sets | chosen in folds | fit+score seconds | time / IsolationForest (est.) |",
-        "|---|---|---:|---:|---|---:|---:|",
+        "| candidate | overrides | mean on training folds | mean on all sets | chosen in folds (all) | chosen in folds (hedged) | fit+score seconds | time / IsolationForest (est.) |",
+        "|---|---|---:|---:|---|---|---:|---:|",
     ]
     fold_ids = sorted(set(folds.values()))
     for c in candidates:
@@ -739,39 +778,50 @@ def report(results, candidates, baselines, folds, seeds, sets_note, command, thr
             np.mean([auc[c][n] for n in names if folds[n] != f]) for f in fold_ids
         ])
         picked = ", ".join(str(f) for f in fold_ids if chosen[f] == c) or "-"
+        h_picked = ("n/a" if c not in HEDGED else
+                    ", ".join(str(f) for f in fold_ids if h_chosen.get(f) == c) or "-")
         seconds = (cached_seconds or {}).get(c, total_seconds(results, "AE:" + c))
         est = "-" if ratios is None else f"{ratios[c]:.2f}x" + (
             "" if c in eligible else " *over budget*")
         lines.append(
             f"| `{c}` | `{json.dumps(CANDIDATES[c])}` | {train:.4f} | {mean(auc[c]):.4f} | "
-            f"{picked} | {seconds:.1f} | {est} |"
+            f"{picked} | {h_picked} | {seconds:.1f} | {est} |"
         )
     lines += [
         "",
         "## Per set",
         "",
-        "Out-of-fold = the candidate chosen without the set's fold."
-        + (f" Defaults = the shipped fixed design, `{shipped}`." if shipped else ""),
+        "Out-of-fold = the AUC of the candidate chosen without the set's fold, "
+        "among the hedged candidates (the defaults' selection) and among all."
+        + (f" Defaults = `{shipped}`, in-sample." if shipped else ""),
         "",
-        "| data set | fold | chosen | out-of-fold | in-sample (`" + in_sample + "`) | "
-        + ("defaults | " if shipped else "") + " | ".join(baselines) + " |",
-        "|---|---:|---|---:|---:|" + "---:|" * (len(baselines) + bool(shipped)),
+        "| data set | fold | hedged: chosen | hedged: out-of-fold | "
+        + ("defaults | " if shipped else "")
+        + f"all: chosen | all: out-of-fold | all: in-sample (`{in_sample}`) | "
+        + " | ".join(baselines) + " |",
+        "|---|---:|---|---:|" + "---:|" * bool(shipped) + "---|---:|---:|"
+        + "---:|" * len(baselines),
     ]
     shipped_cell = (lambda n: f"{auc[shipped][n]:.3f} | ") if shipped else (lambda n: "")
+    h_cell = lambda n: (  # noqa: E731
+        f"`{h_chosen[folds[n]]}` | {h_oof[n]:.3f} | " if h_oof else "- | - | ")
     for n in names:
         lines.append(
-            f"| {n} | {folds[n]} | `{chosen[folds[n]]}` | {oof[n]:.3f} | {auc[in_sample][n]:.3f} | "
-            + shipped_cell(n) + " | ".join(f"{base_auc[b][n]:.3f}" for b in baselines) + " |"
+            f"| {n} | {folds[n]} | " + h_cell(n) + shipped_cell(n)
+            + f"`{chosen[folds[n]]}` | {oof[n]:.3f} | {auc[in_sample][n]:.3f} | "
+            + " | ".join(f"{base_auc[b][n]:.3f}" for b in baselines) + " |"
         )
     lines.append(
-        f"| **mean ROC-AUC** | | | **{oof_mean:.3f}** | **{in_mean:.3f}** | "
+        "| **mean ROC-AUC** | | | "
+        + (f"**{mean(h_oof):.3f}** | " if h_oof else "- | ")
         + (f"**{mean(auc[shipped]):.3f}** | " if shipped else "")
+        + f"| **{oof_mean:.3f}** | **{in_mean:.3f}** | "
         + " | ".join(f"**{mean(base_auc[b]):.3f}**" for b in baselines) + " |"
     )
     lines.append(
         "| fit+score seconds | | | | "
-        f"{total_seconds(results, final):.1f} | "
         + (f"{total_seconds(results, 'AE:' + shipped):.1f} | " if shipped else "")
+        + f"| | {total_seconds(results, final):.1f} | "
         + " | ".join(f"{total_seconds(results, b):.1f}" for b in baselines) + " |"
     )
     if large:
@@ -803,7 +853,8 @@ def report(results, candidates, baselines, folds, seeds, sets_note, command, thr
             )
     lines.append("")
     return "\n".join(lines), {"oof": oof_mean, "in_sample": in_mean, "chosen": in_sample,
-                              "IsolationForest": if_mean}
+                              "IsolationForest": if_mean, "hedged_chosen": h_in_sample,
+                              "shipped_oof": shipped_oof}
 
 
 def main(argv=None):
@@ -897,9 +948,19 @@ def main(argv=None):
                 ratios = time_ratios(results, measured, candidates)
             eligible = [c for c in candidates if ratios is None or ratios[c] <= args.time_budget]
             _, _, chosen = leave_sets_out(results, eligible, folds)
-            if chosen not in first:
-                measured.update(run(sets, baselines + ["AE:" + chosen], seeds, cap,
-                                    Cache(None, fresh=True), args.quick))
+            hedged = [c for c in eligible if c in HEDGED]
+            hedged_choice = leave_sets_out(results, hedged, folds)[2] if hedged else None
+            if shipped is not None and hedged_choice not in (None, shipped):
+                print(f"NOTE: the hedged candidates' choice on all sets is "
+                      f"`{hedged_choice}`, not the shipped `{shipped}`: the defaults "
+                      "then have no out-of-fold figure (update SHIPPED and the defaults).")
+            extra = [c for c in dict.fromkeys([chosen, hedged_choice]) if c not in first + [None]]
+            if extra:
+                # Measured beside the baselines again; the first pass's
+                # baselines are kept, which the defaults were measured beside.
+                second = run(sets, baselines + ["AE:" + c for c in extra], seeds, cap,
+                             Cache(None, fresh=True), args.quick)
+                measured.update({"AE:" + c: second["AE:" + c] for c in extra})
     finally:
         torch.set_num_threads(threads)
     cached_seconds = {c: total_seconds(results, "AE:" + c) for c in candidates}
