@@ -115,7 +115,7 @@ plt.show()
 # ``offset_`` does. With ``'auto'`` it is Tukey's lower fence of the
 # training scores; with a float it is that quantile of the training scores.
 # The figure shows the training rows' outlyingness (minus ``score_samples``:
-# the standardized reconstruction error plus the standardized isolation
+# the standardized reconstruction error plus half the standardized isolation
 # score, about 0 for a typical row; on a scale that is linear near 0 and
 # logarithmic in the long right tail) and both thresholds: rows right of a
 # line are predicted outliers (``predict`` gives -1).

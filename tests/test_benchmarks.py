@@ -139,7 +139,7 @@ def test_bench_outliers_quick(tmp_path, capsys):
     assert "out-of-fold mean ROC-AUC" in text
     # The defaults are the hedged selection's choice here (the only hedged
     # candidate of --quick), so they get that selection's out-of-fold figure.
-    assert "**Shipped defaults** (`recon+isolation`): out-of-fold mean ROC-AUC" in text
+    assert "**Shipped defaults** (`recon+isolation/2`): out-of-fold mean ROC-AUC" in text
     assert "chosen per fold among the hedged candidates" in text
     assert "chosen in folds (hedged)" in text and "hedged: out-of-fold" in text
     assert "## Large size: 20,000 x 100 float32" in text and "peak memory / input" in text
@@ -225,7 +225,7 @@ def test_bench_outliers_unseen_quick(tmp_path):
     assert "| 1,667 | 64 | 48 | 2.88% |" in text
     assert "| **family mean (2 digits)** |" in text and "**mean of 2 sets**" in text
     assert "not used to choose any setting's value" in text and "--quick" in text
-    assert "equal to `bench_outliers.py`'s `recon+isolation` candidate" in text
+    assert "equal to `bench_outliers.py`'s `recon+isolation/2` candidate" in text
 
 
 def test_bench_outliers_unseen_draws_keep_every_inlier():
