@@ -623,7 +623,8 @@ class _BaseAutoencoder(BaseEstimator):
             and len(moments.mean) == n_features
         ):
             return copy.deepcopy(moments)
-        # Moments not kept (a robust scaling's estimator, a loaded model):
+        # Moments not kept (a robust scaling's estimator, a model loaded from a
+        # file written before they were saved):
         # rebuilt from the fitted scaling, the scale's square standing for
         # the variance (larger for floored features); the rows seen so far
         # count as differing from the reference values set from the next

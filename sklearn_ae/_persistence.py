@@ -22,6 +22,7 @@ import os
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 FORMAT = "sklearn_ae"
@@ -154,6 +155,34 @@ class _Writer:
             }
         if hasattr(est, "net_"):
             node["net"] = self.net(est.net_, prefix + "net.")
+        continuation = self.continuation(est, prefix + "continuation.")
+        if continuation:
+            node["continuation"] = continuation
+        return node
+
+    def continuation(self, est, prefix):
+        """What a later ``partial_fit`` continues from, beyond the fitted
+        attributes: the running moments of the scaling and the detector's
+        recent rows (which set its ``offset_`` and score scales)."""
+        from ._data import RunningScaling
+
+        node = {}
+        moments = vars(est).get("_scaling_moments")
+        if isinstance(moments, RunningScaling):
+            node["scaling_moments"] = self.value(
+                {k.lstrip("_"): v for k, v in vars(moments).items()},
+                f"{prefix}scaling_moments",
+            )
+        recent = vars(est).get("_recent_rows")
+        if recent is not None and vars(est).get("_recent_owner") is _recent_owner(est):
+            if sp.issparse(recent):
+                recent = recent.tocsr()
+                node["recent_rows"] = {"csr": self.value(
+                    (recent.data, recent.indices, recent.indptr, tuple(recent.shape)),
+                    f"{prefix}recent_rows",
+                )}
+            else:
+                node["recent_rows"] = {"dense": self.value(recent, f"{prefix}recent_rows")}
         return node
 
     def net(self, net, prefix):
@@ -370,7 +399,41 @@ class _Reader:
         if changed:
             est._params_at_fit = est.get_params(deep=False)
             est.set_params(**{k: params[k] for k in changed})
+        self.continuation(est, node.get("continuation", {}))
         return est
+
+    def continuation(self, est, node):
+        """Restore what :meth:`_Writer.continuation` saved; files without it
+        continue as documented for them (moments rebuilt from the scaling,
+        a detector's threshold from the next chunk)."""
+        from ._data import RunningScaling
+
+        if "scaling_moments" in node:
+            fields = self.value(node["scaling_moments"])
+            if not isinstance(fields, dict) or "mean" not in fields:
+                raise ValueError("the file's scaling moments are malformed")
+            moments = RunningScaling(len(fields["mean"]), rule=fields.get("rule", "own"))
+            for name, value in fields.items():
+                attr = "_" + name if name == "single_var" else name
+                if not hasattr(moments, attr):
+                    raise ValueError(f"the file's scaling moments hold an unknown entry {name!r}")
+                setattr(moments, attr, value)
+            est._scaling_moments = moments
+        if "recent_rows" in node:
+            (kind, value), = node["recent_rows"].items()
+            value = self.value(value)
+            if kind == "csr":
+                data, indices, indptr, shape = value
+                recent = sp.csr_matrix((data, indices, indptr), shape=tuple(shape))
+            elif kind == "dense":
+                recent = value
+            else:
+                raise ValueError(f"the file's recent rows have an unknown kind {kind!r}")
+            if recent.ndim != 2 or recent.shape[1] != getattr(est, "n_features_in_", None):
+                raise ValueError("the file's recent rows do not fit n_features_in_")
+            est._recent_rows = recent
+            est._recent_owner = _recent_owner(est)
+
 
     def net(self, est, node):
         from ._random import seeded_global_rng
@@ -429,6 +492,14 @@ class _Reader:
         net.initial_loss_ = node["initial_loss"]
         est.net_ = net
         est.device_ = device
+
+
+def _recent_owner(est):
+    """The fitted network (or backbone estimator) a detector's recent rows
+    belong to, as ``AEOutlierDetector.partial_fit`` records it."""
+    backbone = getattr(est, "backbone", None)
+    ae = isinstance(backbone, str) and backbone == "ae"
+    return vars(est).get("net_" if ae else "backbone_")
 
 
 def _same_value(a, b):

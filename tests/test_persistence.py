@@ -129,6 +129,39 @@ def test_warm_start_after_load_continues_as_the_original(tmp_path):
     np.testing.assert_array_equal(loaded.transform(X), original.transform(X))
 
 
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+def test_partial_fit_after_load_continues_the_running_scaling(Estimator, tmp_path):
+    # A feature constant in the first chunk and varying in the second: the
+    # running moments, not the floored scale_, must carry over to the file
+    # (rebuilt from scale_, the continued scale was 0.92 instead of 0.59).
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((200, 5))
+    X[:, 3] = 5.0
+    X[120:, 3] += rng.standard_normal(80)
+    original = Estimator(n_components=2, hidden_layer_sizes=(8,), **FAST).partial_fit(X[:100])
+    loaded = save_load(original, tmp_path)
+    for est in (original, loaded):
+        est.partial_fit(X[100:])
+    np.testing.assert_array_equal(loaded.scale_, original.scale_)
+    np.testing.assert_array_equal(loaded.transform(X), original.transform(X))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_detector_partial_fit_after_load_keeps_its_recent_rows(sparse, tmp_path):
+    # offset_ and the score's scales come from the recent rows of every
+    # partial_fit; after a load they must not come from the new chunk alone.
+    import scipy.sparse as sp
+
+    X = make_X(n_samples=160)
+    X = sp.csr_matrix(np.where(np.abs(X) < 0.3, 0.0, X)) if sparse else X
+    original = AEOutlierDetector(n_components=3, **FAST).partial_fit(X[:100])
+    loaded = save_load(original, tmp_path)
+    for est in (original, loaded):
+        est.partial_fit(X[100:])
+    assert loaded.offset_ == original.offset_
+    np.testing.assert_array_equal(loaded.score_samples(X), original.score_samples(X))
+
+
 def test_feature_names_and_unfitted_estimators_round_trip(tmp_path):
     pd = pytest.importorskip("pandas")
     X = pd.DataFrame(make_X(), columns=[f"feature {i}" for i in range(8)])
