@@ -755,6 +755,10 @@ default='auto'
 
     @property
     def _n_features_out(self):
+        # Absent before fit, so that get_feature_names_out raises
+        # NotFittedError (check_is_fitted looks for this attribute).
+        if not hasattr(self, "net_"):
+            raise AttributeError("_n_features_out")
         return self._fitted_param("n_components")
 
     def __sklearn_tags__(self):

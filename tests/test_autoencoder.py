@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 
 import sklearn_ae._base
 from sklearn_ae._data import TensorData
-from sklearn_ae import AutoencoderTransformer, neg_reconstruction_error
+from sklearn_ae import AutoencoderTransformer, VAETransformer, neg_reconstruction_error
 
 # early_stopping=False: most tests are about other behaviour, and a
 # validation split changes the batches they count.
@@ -89,6 +89,17 @@ def test_cuda_fitted_model_unpickles_on_cpu(monkeypatch):
 
 
 # --------------------------------------------------------------------- inputs
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+def test_feature_names_out_needs_a_fit(Estimator):
+    # As PCA: no names before fit (they answered from n_components).
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        Estimator(n_components=3).get_feature_names_out()
+    est = Estimator(n_components=3, **FAST).fit(make_data())
+    assert len(est.get_feature_names_out()) == 3
+
+
 def test_pandas_input_keeps_feature_names_and_set_output():
     pd = pytest.importorskip("pandas")
     X = pd.DataFrame(make_data(), columns=[f"f{i}" for i in range(6)])
