@@ -12,9 +12,16 @@ from sklearn.covariance import ledoit_wolf
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import _num_samples, check_is_fitted
+from sklearn.utils.validation import _num_samples, check_array, check_is_fitted
 
-from ._base import _BaseAutoencoder, _restore_on_error, resolve_n_jobs, torch_threads
+from ._base import (
+    _ACCEPT_SPARSE,
+    _DTYPES,
+    _BaseAutoencoder,
+    _restore_on_error,
+    resolve_n_jobs,
+    torch_threads,
+)
 from ._data import feature_scaling
 from ._ensemble import (
     EnsembleAutoencoder,
@@ -890,7 +897,9 @@ or None
         if ae:
             self.backbone_ = None
             self._partial_fit(X)
-            X = self._validate_X(X, reset=False)
+            # _partial_fit checked X (its width, its feature names, warning
+            # once): here only the same conversion.
+            X = check_array(X, accept_sparse=_ACCEPT_SPARSE, dtype=_DTYPES)
         else:
             X = self._validate_X(X, reset=first)
             backbone = (

@@ -751,3 +751,17 @@ def test_rows_beyond_float32_score_minus_inf_and_are_outliers():
     np.testing.assert_array_equal(det.predict(new)[:3], -1)
     # the same with float32 rows at float32's edge
     assert not np.isnan(det.score_samples(new.clip(-3e38, 3e38).astype(np.float32))).any()
+
+
+def test_partial_fit_warns_once_about_missing_feature_names():
+    # Fitted with names, continued without: one warning per call, as every
+    # scikit-learn estimator (partial_fit checked X twice).
+    import warnings
+
+    pd = pytest.importorskip("pandas")
+    X, _ = make_contaminated(n_inliers=60, n_outliers=0)
+    det = AEOutlierDetector(**FAST).fit(pd.DataFrame(X, columns=[f"f{i}" for i in range(8)]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det.partial_fit(X)
+    assert sum("feature names" in str(w.message) for w in caught) == 1
