@@ -356,7 +356,10 @@ class _Reader:
         if "__strings__" in node:
             return np.array(node["__strings__"], dtype=np.dtype(str(node["dtype"])))
         if "__device__" in node:
-            return torch.device(node["__device__"])
+            try:
+                return torch.device(node["__device__"])
+            except (RuntimeError, TypeError):
+                raise ValueError(f"the file names an invalid device {node['__device__']!r}") from None
         if "__estimator__" in node:
             return self.estimator(node["__estimator__"])
         if "__type__" in node:
@@ -376,6 +379,13 @@ class _Reader:
             raise ValueError(f"the file holds an unknown estimator class {node.get('class')!r}")
         cls = classes[node["class"]]
         params = {k: self.value(v) for k, v in node["params"].items()}
+        known = set(cls().get_params(deep=False))
+        unknown = [
+            k for k in params
+            if k not in known and not k.startswith(getattr(cls, "_param_prefixes", ()))
+        ]
+        if unknown:
+            raise ValueError(f"the file's parameters {unknown} are not parameters of {cls.__name__}")
         # Parameters the class gained after files were first written (and the
         # fitted attributes such a file lacks): the values that describe it.
         for name, value in getattr(cls, "_added_params", {}).items():
@@ -389,13 +399,28 @@ class _Reader:
             raise ValueError(f"the file's parameters do not fit {cls.__name__}: {exc}") from None
         fitted = node.get("fitted", {})
         for name, value in fitted.items():
+            # Only what save writes: public names ending in "_" that are not
+            # the class's own (a method, a property).
+            if not (name.endswith("_") and not name.startswith("_")) or hasattr(cls, name):
+                raise ValueError(f"the file holds an unexpected fitted attribute {name!r}")
             setattr(est, name, self.value(value))
         if fitted:
             for name, value in getattr(cls, "_added_fitted", {}).items():
                 if name not in fitted:
                     setattr(est, name, value)
         if "net" in node:
-            self.net(est, node["net"])
+            try:
+                self.net(est, node["net"])
+            except (TypeError, RuntimeError) as exc:
+                # A parameter of the wrong kind (n_components='abc') fails in
+                # torch; say which, as fit would.
+                try:
+                    est._validate_params()
+                except ValueError as invalid:
+                    raise ValueError(f"the file's parameters are invalid: {invalid}") from None
+                raise ValueError(
+                    f"the file's network cannot be rebuilt from its parameters: {exc}"
+                ) from None
         if changed:
             est._params_at_fit = est.get_params(deep=False)
             est.set_params(**{k: params[k] for k in changed})

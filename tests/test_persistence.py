@@ -278,6 +278,38 @@ def test_tampered_or_mismatched_files_are_refused(tmp_path):
         sklearn_ae.load(path)
 
 
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        # each was accepted (a method shadowed, a parameter kept) or gave
+        # torch's own message
+        (lambda e: e["fitted"].update(transform=1), "unexpected fitted attribute 'transform'"),
+        (lambda e: e["fitted"].update(device_={"__device__": "nonsense"}), "invalid device"),
+        (lambda e: e["params"].update(bogus=1), r"\['bogus'\] are not parameters"),
+        (lambda e: e["params"].update(n_components="abc"), "'n_components' parameter"),
+    ],
+)
+def test_edited_files_with_a_recomputed_checksum_are_refused_by_name(edit, match, tmp_path):
+    from sklearn_ae._persistence import _checksum
+
+    path = tmp_path / "ae.safetensors"
+    AutoencoderTransformer(**FAST).fit(make_X()).save(path)
+
+    def edited(metadata):
+        document = json.loads(metadata["document"])
+        edit(document["estimator"])
+        metadata["document"] = json.dumps(document, sort_keys=True)
+
+    rewrite(path, edit_metadata=edited)
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    metadata["sha256"] = _checksum(metadata["document"], tensors)
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ValueError, match=match):
+        sklearn_ae.load(path)
+
+
 def test_save_and_load_name_a_folder_or_a_missing_folder(tmp_path):
     # safetensors raised its own SafetensorError ("Error while serializing:
     # I/O error ...") on save, and load called a folder "not a readable
