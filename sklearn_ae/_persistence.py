@@ -107,7 +107,16 @@ class _Writer:
                 "class, with its settings as encoder__*/decoder__* parameters."
             )
         if isinstance(value, type) or callable(value):
-            return {"__type__": _type_name(value)}
+            name = _type_name(value)
+            if "<lambda>" in name or "<locals>" in name:
+                # load could neither name it in trusted nor tell it from
+                # another lambda or closure of the same name.
+                raise ValueError(
+                    f"{key.split('.')[-1] or key}={name.split(':')[-1]} is a lambda or a "
+                    "function defined inside another, which the safe format "
+                    "cannot name; define it at module level, or use pickle or joblib."
+                )
+            return {"__type__": name}
         raise ValueError(
             f"{key}={value!r} ({type(value).__name__}) cannot be saved in the safe "
             "format, which holds numbers, strings, arrays and this package's "
@@ -367,7 +376,7 @@ class _Reader:
             if name not in self.trusted:
                 raise ValueError(
                     f"the file names the class or function {name!r} (a custom "
-                    "network); load never imports code: pass it as "
+                    "network, noise function or optimizer); load never imports code: pass it as "
                     f"load(path, trusted=[{name.split(':')[-1]}]) if you trust it."
                 )
             return self.trusted[name]
@@ -631,7 +640,8 @@ def load(path, *, trusted=None):
     if untrusted:
         names = ", ".join(name.split(":")[-1] for name in untrusted)
         raise ValueError(
-            f"{path} names classes or functions (custom networks) that load "
+            f"{path} names classes or functions (custom networks, noise "
+            f"functions, optimizers) that load "
             f"does not know: {', '.join(untrusted)}. Loading never imports "
             f"code: pass them as load(path, trusted=[{names}]) if you trust them."
         )

@@ -415,3 +415,11 @@ def test_a_detector_pickled_before_isolation_weight_unpickles_as_it_was():
     restored.__setstate__(pickle.loads(pickle.dumps(state)))
     assert restored.get_params()["isolation_weight"] == 0
     np.testing.assert_array_equal(restored.score_samples(X), old.score_samples(X))
+
+
+def test_a_lambda_cannot_be_saved_by_name(tmp_path):
+    # It was saved, and load then suggested trusted=[<lambda>], which is no
+    # Python; another lambda (or closure) of the same name would have passed.
+    ae = AutoencoderTransformer(noise=lambda batch, generator: batch, **FAST).fit(make_X())
+    with pytest.raises(ValueError, match=r"noise=.*<lambda> is a lambda or a function defined inside"):
+        ae.save(tmp_path / "ae.safetensors")
