@@ -396,7 +396,9 @@ default='mean'
         ``tol`` for ``n_iter_no_change`` epochs.
 
     n_iter_no_change : int, default=10
-        Epochs without improvement allowed before stopping.
+        Epochs without improvement allowed before stopping. With
+        ``early_stopping``, at least as many epochs as make 100 optimizer
+        steps (on a small data set an epoch is one or two steps).
 
     early_stopping : bool, default=False
         Whether to hold out ``validation_fraction`` of the training rows,
@@ -444,7 +446,7 @@ default='mean'
         A ``PrintLog`` prints its table whatever ``verbose``. Scoring
         callbacks (``EpochScoring('r2')``) score reconstructions against
         the inputs in the units the network trains in (z-scores with
-        ``standardize=True``). A ``warm_start`` fit and every
+        ``scaling='standard'``). A ``warm_start`` fit and every
         ``partial_fit`` call train with fresh copies of the callbacks set
         then (``set_params(callbacks=...)`` takes effect), which carry on
         from the network's history as skorch's callbacks do after a
@@ -522,7 +524,8 @@ or None
 
     member_centers_ : torch.Tensor of shape (n_estimators,) or None
         Median of each member's error on the calibration rows with
-        ``member_combination`` other than ``'mean'``; None otherwise.
+        ``member_combination='standardized'`` or ``'geometric'``; None
+        otherwise (``'rank'`` keeps ``member_quantiles_`` instead).
         ``backbone='ae'`` only.
 
     member_scales_ : torch.Tensor of shape (n_estimators,) or None
@@ -589,7 +592,8 @@ or None
         ``validation_scores_`` is. ``backbone='ae'`` only.
 
     n_iter_ : int
-        Number of epochs run (the backbone's ``n_iter_`` when it has one).
+        Number of epochs run (the backbone's ``n_iter_``; absent with an
+        estimator backbone that has none).
 
     n_samples_seen_ : int
         Number of training rows behind the fitted networks: those that

@@ -671,7 +671,9 @@ class VAETransformer(
         to 59 on half of a panel of data sets (glass, wine, vowels,
         annthyroid, 300 rows of CIFAR10_0, from the linear start with the
         learning-rate ramp): 30 and more gave the best held-out ELBO,
-        fewer stopped while it was still rising.
+        fewer stopped while it was still rising. With ``early_stopping``,
+        at least as many epochs as make 100 optimizer steps (on a small
+        data set an epoch is one or two steps).
 
     early_stopping : bool, default=True
         Whether to hold out ``validation_fraction`` of the training data,
