@@ -256,6 +256,18 @@ def _diverged_error(estimator, detail, net=None):
     )
 
 
+def _tensors_to(value, device):
+    """``value`` with its tensors (alone, or in a list or tuple) on
+    ``device``; ``value`` itself where nothing moves."""
+    if isinstance(value, torch.Tensor):
+        return value if value.device == device else value.to(device)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+        moved = [_tensors_to(v, device) for v in value]
+        if all(m is v for m, v in zip(moved, value)):
+            return value
+        return type(value)(moved) if isinstance(value, tuple) else moved
+    return value
+
 class _BaseAutoencoder(BaseEstimator):
     """Base class for the autoencoder estimators. Not for direct use."""
 
@@ -1293,9 +1305,30 @@ class _BaseAutoencoder(BaseEstimator):
             )
         return Z
 
+    def __getstate__(self):
+        # Fitted tensors of the estimator's own (a detector's member scales,
+        # dropout masks...) live on the training device; pickled as they
+        # are, a CUDA-trained model could not be unpickled without CUDA.
+        # They travel on the CPU, and go back beside the net on unpickling.
+        state = super().__getstate__()
+        for name, value in list(state.items()):
+            moved = _tensors_to(value, torch.device("cpu"))
+            if moved is not value:
+                state[name] = moved
+        return state
+
     def __setstate__(self, state):
         # skorch maps a CUDA-trained net to the CPU when CUDA is missing;
         # keep device_ telling where the fitted net now lives.
         super().__setstate__(state)
         if "net_" in state:
             self.device_ = torch.device(self.net_.device)
+            self._fitted_tensors_to(self.device_)
+
+    def _fitted_tensors_to(self, device):
+        """Put the estimator's own fitted tensors on ``device`` (the net's)."""
+        for name, value in list(vars(self).items()):
+            if name.endswith("_") and not name.startswith("_") and name != "net_":
+                moved = _tensors_to(value, device)
+                if moved is not value:
+                    setattr(self, name, moved)

@@ -51,6 +51,10 @@ class DivergenceError(FloatingPointError):
 NonFiniteLossError = DivergenceError
 
 
+# Stands for "module_" in a pickled net's module parameter (see __getstate__).
+_SAME_AS_MODULE_ = "sklearn_ae: the module_ instance"
+
+
 def diverged(loss, initial_loss):
     """Whether a training loss shows that the optimisation diverged.
 
@@ -427,4 +431,16 @@ class AutoencoderNet(NeuralNet):
         # Rebuilt at the next training epoch (and they hold closures).
         state.pop("_manual_step_", None)
         state.pop("_manual_step_cache", None)
+        # The module parameter is the very instance of module_, which skorch
+        # saves apart, mapped to the CPU where CUDA is missing; pickled here
+        # as well, a CUDA-trained net could not be unpickled without CUDA
+        # (torch's "Attempting to deserialize object on a CUDA device").
+        if state.get("module") is self.__dict__.get("module_"):
+            state["module"] = _SAME_AS_MODULE_
         return state
+
+    def __setstate__(self, state):
+        same = isinstance(state.get("module"), str) and state["module"] == _SAME_AS_MODULE_
+        super().__setstate__(state)
+        if same:
+            self.module = self.module_

@@ -526,6 +526,7 @@ class _Reader:
         net.initial_loss_ = node["initial_loss"]
         est.net_ = net
         est.device_ = device
+        est._fitted_tensors_to(device)
 
 
 def _recent_owner(est):

@@ -10,6 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from skorch.callbacks import Callback
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import sklearn_ae
@@ -423,3 +424,44 @@ def test_a_lambda_cannot_be_saved_by_name(tmp_path):
     ae = AutoencoderTransformer(noise=lambda batch, generator: batch, **FAST).fit(make_X())
     with pytest.raises(ValueError, match=r"noise=.*<lambda> is a lambda or a function defined inside"):
         ae.save(tmp_path / "ae.safetensors")
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        AutoencoderTransformer(n_components=2, **FAST),
+        VAETransformer(n_components=2, **FAST),
+        AEOutlierDetector(n_components=2, member_combination="standardized", dropout_passes=2,
+                          latent_weight=1.0, **FAST),
+    ],
+    ids=["ae", "vae", "detector"],
+)
+def test_pickles_hold_no_tensor_outside_what_is_mapped_to_the_cpu(estimator):
+    # skorch saves the net's modules apart and maps them to the CPU where
+    # CUDA is missing; any other tensor pickled on a CUDA device fails to
+    # unpickle there (torch: "Attempting to deserialize object on a CUDA
+    # device"). The net's module parameter (the very module_ instance) was
+    # one, so a GPU-trained model could not be unpickled on a CPU-only
+    # machine; the detector's own fitted tensors are others.
+    import io
+
+    class Pickler(pickle.Pickler):
+        found = []
+
+        def reducer_override(self, obj):
+            if isinstance(obj, torch.Tensor) and obj.device.type != "cpu":
+                self.found.append(tuple(obj.shape))
+            if isinstance(obj, torch.nn.Module) and any(
+                True for _ in (*obj.parameters(), *obj.buffers())
+            ):
+                self.found.append(type(obj).__name__)
+            return NotImplemented
+
+    fitted = clone(estimator).fit(make_X(n_samples=120))
+    pickler = Pickler(io.BytesIO())
+    pickler.dump(fitted)
+    assert pickler.found == []
+    restored = pickle.loads(pickle.dumps(fitted))
+    net = restored.net_
+    assert net.module is net.module_  # as fitted
+    np.testing.assert_array_equal(restored.score_samples(make_X()), fitted.score_samples(make_X()))
