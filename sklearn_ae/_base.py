@@ -1310,7 +1310,9 @@ class _BaseAutoencoder(BaseEstimator):
         # dropout masks...) live on the training device; pickled as they
         # are, a CUDA-trained model could not be unpickled without CUDA.
         # They travel on the CPU, and go back beside the net on unpickling.
-        state = super().__getstate__()
+        # A copy: object.__getstate__ may return the instance's own __dict__,
+        # and pickling must not move the live estimator's tensors.
+        state = dict(super().__getstate__())
         for name, value in list(state.items()):
             moved = _tensors_to(value, torch.device("cpu"))
             if moved is not value:

@@ -465,3 +465,25 @@ def test_pickles_hold_no_tensor_outside_what_is_mapped_to_the_cpu(estimator):
     net = restored.net_
     assert net.module is net.module_  # as fitted
     np.testing.assert_array_equal(restored.score_samples(make_X()), fitted.score_samples(make_X()))
+
+
+def test_pickling_leaves_the_live_estimators_tensors_where_they_are(monkeypatch):
+    # On a GPU, pickling moved the detector's own fitted tensors (dropout
+    # masks...) of the live estimator to the CPU (object.__getstate__ gives
+    # the instance's own __dict__), and its next score_samples failed with
+    # torch's "Expected all tensors to be on the same device". Here every
+    # tensor "moves" (a copy) to show the same thing without a GPU.
+    import sklearn_ae._base as base
+
+    det = AEOutlierDetector(n_components=2, dropout_passes=2, **FAST).fit(make_X(n_samples=120))
+    before = dict(vars(det))
+    monkeypatch.setattr(
+        base, "_tensors_to",
+        lambda value, device: (
+            [v.clone() for v in value]
+            if isinstance(value, list) and value and isinstance(value[0], torch.Tensor)
+            else value
+        ),
+    )
+    pickle.dumps(det)
+    assert all(vars(det)[k] is v for k, v in before.items())
