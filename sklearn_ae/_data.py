@@ -283,6 +283,25 @@ def is_memory_mapped(X):
     return False
 
 
+
+class _RowSubset:
+    """Rows ``positions`` of a memory-mapped array, read only when indexed
+    (a batch at a time): what :meth:`TensorData.subset` keeps of such data."""
+
+    def __init__(self, source, positions):
+        self.source = source
+        self.positions = np.asarray(positions)
+        self.shape = (len(self.positions), source.shape[1])
+        self.dtype = source.dtype
+        self.ndim = 2
+
+    def __len__(self):
+        return len(self.positions)
+
+    def __getitem__(self, index):
+        return np.asarray(self.source[self.positions[index]])
+
+
 class TensorData(Dataset):
     """Rows of ``X`` as standardized tensors on ``device``.
 
@@ -492,12 +511,22 @@ class TensorData(Dataset):
         return self._standardize(self._to_device(rows), rows)
 
     def subset(self, index):
-        """Return a new ``TensorData`` holding only rows ``index``."""
+        """Return a new ``TensorData`` holding only rows ``index``.
+
+        Rows read from a memory-mapped file stay there: the subset holds
+        their positions, and reads them a batch at a time as the whole
+        does (indexing the file copied 90% of it into memory for early
+        stopping's split)."""
         new = object.__new__(TensorData)
         new.__dict__.update(self.__dict__)
         if self.resident:
             index = torch.as_tensor(index, device=self.device)
-        new._rows = self._rows[index]
+        if isinstance(self._rows, _RowSubset):
+            new._rows = _RowSubset(self._rows.source, self._rows.positions[index])
+        elif isinstance(self._rows, np.ndarray) and is_memory_mapped(self._rows):
+            new._rows = _RowSubset(self._rows, np.arange(len(self))[index])
+        else:
+            new._rows = self._rows[index]
         return new
 
     def batches(self, batch_size, *, shuffle=False, drop_singleton=False):

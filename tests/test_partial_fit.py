@@ -2,6 +2,8 @@
 running scaling, n_features_in_ across calls, warm_start interplay, all or
 nothing, offset_ kept current, and memory-mapped input streamed."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -246,3 +248,28 @@ def test_fit_shuffles_and_each_partial_fit_call_draws_its_own_order(monkeypatch)
     est.partial_fit(X)
     assert n_first >= 1 and len(orders) > n_first
     assert not torch.equal(orders[n_first - 1], orders[-1])
+
+
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+def test_memmap_split_for_early_stopping_stays_in_the_file(Estimator, tmp_path, monkeypatch):
+    # Early stopping's held-out split (and the VAE's start) indexed the
+    # memmap with row numbers, which copied 90% of the file into memory.
+    X = np.random.RandomState(0).normal(size=(400, 6)).astype(np.float32)
+    np.save(tmp_path / "X.npy", X)
+    mm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    subsets = []
+    subset = TensorData.subset
+
+    def spy(self, index):
+        new = subset(self, index)
+        subsets.append(new._rows)
+        return new
+
+    monkeypatch.setattr(TensorData, "subset", spy)
+    params = dict(n_components=2, max_iter=3, early_stopping=True, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b = Estimator(**params).fit(mm)
+        a = Estimator(**params).fit(X)
+    assert subsets and not any(isinstance(rows, np.ndarray) for rows in subsets)
+    np.testing.assert_allclose(a.transform(X), b.transform(mm), rtol=1e-4, atol=1e-5)
