@@ -268,6 +268,7 @@ def _tensors_to(value, device):
         return type(value)(moved) if isinstance(value, tuple) else moved
     return value
 
+
 class _BaseAutoencoder(BaseEstimator):
     """Base class for the autoencoder estimators. Not for direct use."""
 

@@ -283,7 +283,6 @@ def is_memory_mapped(X):
     return False
 
 
-
 class _RowSubset:
     """Rows ``positions`` of a memory-mapped array, read only when indexed
     (a batch at a time): what :meth:`TensorData.subset` keeps of such data."""
