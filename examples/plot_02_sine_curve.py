@@ -73,6 +73,6 @@ plt.show()
 # --------------
 # With two periods (``np.sin(2 * t)``) the same network and training fold
 # the line of codes across the curve: when we tried it, the error was still
-# about half of PCA's, but the decoded curve jumped from arc to arc instead
+# about a third of PCA's, but the decoded curve jumped from arc to arc instead
 # of following the sine. A harder curve needs a larger network or longer
 # training.

@@ -16,6 +16,7 @@ import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from scipy.linalg import subspace_angles
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
@@ -33,14 +34,22 @@ X_train, X_test = train_test_split(X, test_size=0.3, random_state=0)
 # %%
 # The linear autoencoder
 # ----------------------
+# The built-in network starts at PCA's solution (its linear path is
+# initialised to it, so ``hidden_layer_sizes=()`` would be PCA before the
+# first step). To see training find the subspace from a random start, as in
+# the classic experiment, we give it our own linear encoder and decoder:
+# custom networks train from their own random initialisation.
 # ``standardize=False``: PCA does not rescale the pixels either, so both
-# minimise the same squared error.
+# minimise the same squared error; ``early_stopping=False`` trains on every
+# training row.
 n_components = 5
+torch.manual_seed(0)  # the custom layers' random initialisation
 linear_ae = AutoencoderTransformer(
     n_components=n_components,
-    hidden_layer_sizes=(),
-    activation="identity",
+    encoder=torch.nn.Linear(64, n_components),
+    decoder=torch.nn.Linear(n_components, 64),
     standardize=False,
+    early_stopping=False,
     # Full-batch Adam: no minibatch noise left in the optimum it reaches.
     batch_size=len(X_train),
     learning_rate=3e-2,

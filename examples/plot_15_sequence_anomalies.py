@@ -63,6 +63,15 @@ ae = AutoencoderTransformer(
     random_state=0,
 ).fit(X_train)
 
+# Like the dense network, the LSTM autoencoder starts at PCA's solution (a
+# linear path beside the LSTMs, initialised to PCA of the windows). On this
+# smooth signal PCA's 8 components already reconstruct normal windows down
+# to the noise, and early stopping found no epoch that beat the start: the
+# ranking below is that of the PCA the network contains. (Trained without
+# early stopping, which stopped it after 14 epochs on the training loss, the
+# LSTM flags the same windows of each anomaly and 36 instead of 45 of the
+# normal ones.)
+#
 # Outlyingness of a window: its reconstruction error. A window is flagged
 # when it is reconstructed worse than 99 % of the training windows.
 train_error = -ae.score_samples(X_train)
