@@ -895,7 +895,7 @@ or None
         ae = isinstance(self.backbone, str) and self.backbone == "ae"
         # The rows kept by the last partial_fit, unless a fit came since.
         recent = getattr(self, "_recent_rows", None)
-        owner = vars(self).get("net_" if ae else "backbone_")
+        owner = self._recent_rows_owner()
         if first or owner is None or getattr(self, "_recent_owner", None) is not owner:
             recent = None
         if ae:
@@ -936,8 +936,14 @@ or None
             draw_masks=new_network or not hasattr(self, "dropout_masks_"),
         )
         self._recent_rows = recent
-        self._recent_owner = self.net_ if ae else self.backbone_
+        self._recent_owner = self._recent_rows_owner()
         return self
+
+    def _recent_rows_owner(self):
+        """The fitted network (or backbone estimator) that ``partial_fit``'s
+        recent rows belong to: a ``fit`` since replaces it, and they lapse."""
+        ae = isinstance(self.backbone, str) and self.backbone == "ae"
+        return vars(self).get("net_" if ae else "backbone_")
 
     @staticmethod
     def _row_sample(X, n_rows, rng):

@@ -183,7 +183,7 @@ class _Writer:
                 f"{prefix}scaling_moments",
             )
         recent = vars(est).get("_recent_rows")
-        if recent is not None and vars(est).get("_recent_owner") is _recent_owner(est):
+        if recent is not None and vars(est).get("_recent_owner") is est._recent_rows_owner():
             if sp.issparse(recent):
                 recent = recent.tocsr()
                 node["recent_rows"] = {"csr": self.value(
@@ -466,7 +466,7 @@ class _Reader:
             if recent.ndim != 2 or recent.shape[1] != getattr(est, "n_features_in_", None):
                 raise ValueError("the file's recent rows do not fit n_features_in_")
             est._recent_rows = recent
-            est._recent_owner = _recent_owner(est)
+            est._recent_owner = est._recent_rows_owner()
 
 
     def net(self, est, node):
@@ -527,14 +527,6 @@ class _Reader:
         est.net_ = net
         est.device_ = device
         est._fitted_tensors_to(device)
-
-
-def _recent_owner(est):
-    """The fitted network (or backbone estimator) a detector's recent rows
-    belong to, as ``AEOutlierDetector.partial_fit`` records it."""
-    backbone = getattr(est, "backbone", None)
-    ae = isinstance(backbone, str) and backbone == "ae"
-    return vars(est).get("net_" if ae else "backbone_")
 
 
 def _same_value(a, b):
