@@ -1314,10 +1314,8 @@ class _BaseAutoencoder(BaseEstimator):
         # A copy: object.__getstate__ may return the instance's own __dict__,
         # and pickling must not move the live estimator's tensors.
         state = dict(super().__getstate__())
-        for name, value in list(state.items()):
-            moved = _tensors_to(value, torch.device("cpu"))
-            if moved is not value:
-                state[name] = moved
+        for name in filter(self._is_own_fitted, list(state)):
+            state[name] = _tensors_to(state[name], torch.device("cpu"))
         return state
 
     def __setstate__(self, state):
@@ -1330,8 +1328,13 @@ class _BaseAutoencoder(BaseEstimator):
 
     def _fitted_tensors_to(self, device):
         """Put the estimator's own fitted tensors on ``device`` (the net's)."""
-        for name, value in list(vars(self).items()):
-            if name.endswith("_") and not name.startswith("_") and name != "net_":
-                moved = _tensors_to(value, device)
-                if moved is not value:
-                    setattr(self, name, moved)
+        for name in filter(self._is_own_fitted, list(vars(self))):
+            moved = _tensors_to(getattr(self, name), device)
+            if moved is not getattr(self, name):
+                setattr(self, name, moved)
+
+    @staticmethod
+    def _is_own_fitted(name):
+        """Whether attribute ``name`` is a fitted attribute of the estimator's
+        own (not the net, whose tensors skorch saves and maps itself)."""
+        return name.endswith("_") and not name.startswith("_") and name != "net_"
