@@ -753,14 +753,6 @@ default='auto'
         """
         return float(np.mean(self.score_samples(X)))
 
-    @property
-    def _n_features_out(self):
-        # Absent before fit, so that get_feature_names_out raises
-        # NotFittedError (check_is_fitted looks for this attribute).
-        if not hasattr(self, "net_"):
-            raise AttributeError("_n_features_out")
-        return self._fitted_param("n_components")
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True

@@ -456,6 +456,15 @@ class _BaseAutoencoder(BaseEstimator):
         loss in ``score``)."""
         return getattr(self, "_params_at_fit", {}).get(name, getattr(self, name))
 
+    @property
+    def _n_features_out(self):
+        """The code size, for ``ClassNamePrefixFeaturesOutMixin``'s
+        ``get_feature_names_out``; absent before fit, so that it raises
+        NotFittedError (check_is_fitted looks for this attribute)."""
+        if not hasattr(self, "net_"):
+            raise AttributeError("_n_features_out")
+        return self._fitted_param("n_components")
+
     def _loss_kind(self):
         """Return the reconstruction loss, ``'mse'`` or ``'bce'`` (the
         ``loss`` parameter where an estimator has one), as fitted."""
