@@ -905,6 +905,21 @@ class VariationalAutoencoder(nn.Module):
     no weight learns from or acts on them. The estimator pins the features
     that are constant on the training rows and models them apart.
 
+    Outside training, the nonlinear branches see their inputs *bounded*:
+    the encoder branch (and the linear path's log-variance head) reads each
+    feature clipped to ``[input_low, input_high]``, the decoder branch each
+    latent coordinate clipped to ``[latent_low, latent_high]``; the linear
+    paths of the means read the inputs as given. The bounds are buffers, at
+    float32's largest values (no bound) until :meth:`set_bounds` sets them
+    (the estimator sets them from the rows it was fitted on). Within the bounds nothing
+    changes; beyond them the branches and the posterior's variance stay at
+    their values on the boundary, and only the linear model extrapolates.
+    A ReLU branch grows linearly without bound off the data, fitted only
+    where there is data: on a page-blocks-like set (area = height x
+    length), four held-out rows 24-63 standard deviations out scored down
+    to -1.7e8 nats each after training, where the linear start scored them
+    about -3,500.
+
     The Gaussian decoder's per-feature variance is not a gradient-trained
     parameter: like batch norm's running statistics, it is a buffer that
     every forward pass in training mode moves toward its maximum-likelihood
@@ -976,6 +991,45 @@ class VariationalAutoencoder(nn.Module):
             pinned_value = torch.zeros(n_features)
         self.register_buffer("pinned", pinned)
         self.register_buffer("pinned_value", pinned_value)
+        self._register_bounds(n_features)
+
+    def _register_bounds(self, n_features):
+        """Register the bounds of the branches' inputs, set to no bound (see
+        Notes): float32's largest values (finite, as the trained network's
+        checks ask of every buffer; no finite input is clipped)."""
+        device = self.encoder_linear.weight.device
+        largest = torch.finfo(torch.float32).max
+        for name, size in (("input", n_features), ("latent", self.n_components)):
+            self.register_buffer(f"{name}_low", torch.full((size,), -largest, device=device))
+            self.register_buffer(f"{name}_high", torch.full((size,), largest, device=device))
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # A module pickled before the bounds existed has none: no bound.
+        if "input_low" not in self._buffers:
+            self._register_bounds(self.encoder_linear.in_features)
+
+    @property
+    def bounds_set(self):
+        """Whether :meth:`set_bounds` has bounded the branches' inputs."""
+        return bool(self.input_high.lt(torch.finfo(torch.float32).max).any()
+                    or self.input_low.gt(-torch.finfo(torch.float32).max).any())
+
+    @torch.no_grad()
+    def set_bounds(self, input_low, input_high, latent_low, latent_high):
+        """Set the bounds of the branches' inputs (see Notes), in place."""
+        for name, value in (
+            ("input_low", input_low), ("input_high", input_high),
+            ("latent_low", latent_low), ("latent_high", latent_high),
+        ):
+            buffer = getattr(self, name)
+            buffer.copy_(torch.as_tensor(value, dtype=buffer.dtype, device=buffer.device))
+
+    def _bounded(self, x, low, high):
+        """``x`` clipped to ``[low, high]`` outside training; as is in training."""
+        if self.training:
+            return x
+        return torch.maximum(torch.minimum(x, high.to(x.dtype)), low.to(x.dtype))
 
     @torch.no_grad()
     def pin(self, mask, values):
@@ -1004,8 +1058,16 @@ class VariationalAutoencoder(nn.Module):
         """Return the posterior's ``(mean, log_variance)`` for ``x``."""
         x = self.pin_input(x)
         out = self.encoder_linear(x)
+        bounded = self._bounded(x, self.input_low, self.input_high)
+        if bounded is not x:
+            # The log-variance head reads the bounded input (see Notes).
+            k = self.n_components
+            log_var = nn.functional.linear(
+                bounded, self.encoder_linear.weight[k:], self.encoder_linear.bias[k:]
+            )
+            out = torch.cat([out[..., :k], log_var], dim=-1)
         if self.encoder is not None:
-            out = out + self.encoder(x)
+            out = out + self.encoder(bounded)
         z_mean, z_log_var = out.chunk(2, dim=-1)
         # The log-variance grows with the input, and a row far from the
         # training data (1e6 where they are of order 1) overflowed exp():
@@ -1019,7 +1081,7 @@ class VariationalAutoencoder(nn.Module):
         """Return the decoder's raw output for latent ``z`` (mean or logits)."""
         out = self.decoder_linear(z)
         if self.decoder is not None:
-            out = out + self.decoder(z)
+            out = out + self.decoder(self._bounded(z, self.latent_low, self.latent_high))
         return self.pin_input(out)
 
     def observation_log_var(self):

@@ -27,6 +27,8 @@ import torch
 
 FORMAT = "sklearn_ae"
 FORMAT_VERSION = 1
+# Buffers a file may lack because it was written before they existed.
+_BOUND_BUFFERS = ("input_low", "input_high", "latent_low", "latent_high")
 
 
 def _estimator_classes():
@@ -491,6 +493,11 @@ class _Reader:
         prefix = node["prefix"]
         state = {name: self.tensor(f"{prefix}module.{name}") for name in node["module_state"]}
         expected = net.module_.state_dict()
+        for name in set(expected) - set(state):
+            # Written before a VAE bounded its branches' inputs: no bound
+            # (the network's default ones), as that fit had.
+            if name.rsplit(".", 1)[-1] in _BOUND_BUFFERS:
+                state[name] = expected[name]
         if set(state) != set(expected):
             raise ValueError(
                 "the file's network does not match the network its parameters "

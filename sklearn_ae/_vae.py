@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from skorch.callbacks import Callback, LRScheduler
 
-from ._base import _BaseAutoencoder, _unit_interval_breach, resolve_n_jobs
+from ._base import _INFERENCE_ROWS, _BaseAutoencoder, _unit_interval_breach, resolve_n_jobs
 from ._callbacks import KLWarmup
 from ._losses import NegativeELBO, gaussian_kl, log_importance_weight, log_likelihood
 from ._custom import _NETWORK_PREFIXES, _CustomNetworksMixin, run_network
@@ -520,6 +520,65 @@ def _posterior_maps(W, noise_variance):
     eigenvalues = np.maximum(eigenvalues, 0.0)
     posterior_var = 1.0 / (1.0 + eigenvalues)
     return W @ V, posterior_var[:, None] * (scaled @ V).T, np.log(posterior_var)
+
+
+# How far past the fitted rows' posterior means the decoder branch's bound on
+# each latent coordinate lies, in posterior standard deviations: the ELBO's
+# draws (and most of the prior's, in sample) stay inside it.
+_LATENT_MARGIN = 3.0
+
+
+class _BranchBounds(Callback):
+    """Bound the branches' inputs by the range of the training data at the
+    end of training (see :func:`_set_branch_bounds`): after early stopping
+    has restored its best weights, before a user's callbacks (a
+    ``TrainEndCheckpoint`` saves the network the estimator keeps)."""
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        if X is not None:
+            _set_branch_bounds(net.module_, X)
+
+
+@torch.no_grad()
+def _set_branch_bounds(module, data):
+    """Bound ``module``'s branch inputs by what fitting showed them.
+
+    The inputs' bound is each feature's range over the rows of ``data`` (the
+    network's units, every row given to fit, validation rows included), the
+    latent one each coordinate's range of their posterior means widened by
+    ``_LATENT_MARGIN`` times the largest posterior standard deviation; see
+    :class:`~sklearn_ae._networks.VariationalAutoencoder`. One pass of the
+    encoder over ``data``, in evaluation mode. Bounds set before (training
+    continued by ``partial_fit`` or a warm start) are widened to cover
+    ``data`` too; a network without bounds gets those of ``data``.
+    """
+    widen = module.bounds_set
+    training = module.training
+    module.eval()
+    low = high = z_low = z_high = spread = None
+    try:
+        for start in range(0, len(data), _INFERENCE_ROWS):
+            x = module.pin_input(data.take(slice(start, start + _INFERENCE_ROWS)))
+            z_mean, z_log_var = module.encode(x)
+            batch = (
+                x.amin(0), x.amax(0), z_mean.amin(0), z_mean.amax(0),
+                (0.5 * z_log_var).exp().amax(0),
+            )
+            if low is None:
+                low, high, z_low, z_high, spread = batch
+                continue
+            low, high = low.minimum(batch[0]), high.maximum(batch[1])
+            z_low, z_high = z_low.minimum(batch[2]), z_high.maximum(batch[3])
+            spread = spread.maximum(batch[4])
+    finally:
+        module.train(training)
+    if low is None:
+        return
+    z_low, z_high = z_low - _LATENT_MARGIN * spread, z_high + _LATENT_MARGIN * spread
+    if widen:
+        low, high = low.minimum(module.input_low), high.maximum(module.input_high)
+        z_low, z_high = z_low.minimum(module.latent_low), z_high.maximum(module.latent_high)
+    module.set_bounds(low, high, z_low, z_high)
 
 
 def _network_rows(dataset, max_rows, rng):
@@ -1257,6 +1316,8 @@ class VAETransformer(
             if len(history) == epochs_before:
                 raise  # no epoch of this fit finished
             net.module_.load_state_dict(best)
+            # Training ended without on_train_end, and its callbacks.
+            _set_branch_bounds(net.module_, data)
             best_epoch = early_stopping.best_epoch_ - epochs_before
             detail = str(exc).split("(", 1)[1].split("):", 1)[0]
             warnings.warn(
@@ -1486,7 +1547,7 @@ class VAETransformer(
                 tensor.copy_(torch.as_tensor(value, dtype=tensor.dtype))
 
     def _extra_callbacks(self):
-        callbacks = [("kl_warmup", KLWarmup(self.kl_warmup))]
+        callbacks = [("kl_warmup", KLWarmup(self.kl_warmup)), ("branch_bounds", _BranchBounds())]
         # The warm-up protects the linear start from Adam's first full-rate
         # steps; it stands aside for another optimizer and for a user's
         # learning-rate schedule, which it would otherwise overwrite.
@@ -1795,7 +1856,12 @@ class VAETransformer(
             Log-likelihood bound of each sample. Never NaN: a row far
             outside the training data gets a hugely negative bound, and one
             whose arithmetic overflows (values beyond about 1e150 in
-            float64, 1e19 in float32) gets ``-inf``.
+            float64, 1e19 in float32) gets ``-inf``. Beyond the range of
+            the rows the model was fitted on, the nonlinear branches hold
+            their values at the boundary (each feature, and each latent
+            coordinate, clipped to the fitted rows' range), so such a row
+            is scored by the linear model's extrapolation plus a bounded
+            term, not by branches that grow without bound off the data.
         """
         X = self._check_fitted_input(X)
         # A Bernoulli likelihood of a value outside [0, 1] is no density

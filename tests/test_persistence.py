@@ -407,6 +407,41 @@ def test_a_detector_saved_before_isolation_weight_loads_as_it_was(tmp_path):
     np.testing.assert_array_equal(loaded.score_samples(X), old.score_samples(X))
 
 
+def test_a_vae_saved_before_its_branch_bounds_loads_without_them(tmp_path):
+    X = make_X()
+    vae = VAETransformer(n_components=2, **FAST).fit(X)
+    path = tmp_path / "vae.safetensors"
+    vae.save(path)
+    from sklearn_ae._persistence import _checksum
+
+    # The file as an earlier version wrote it: no bound buffers.
+    bounds = ("input_low", "input_high", "latent_low", "latent_high")
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        metadata = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.endswith(bounds)}
+    doc = json.loads(metadata["document"])
+
+    def drop(node):
+        if isinstance(node, dict):
+            if "module_state" in node:
+                node["module_state"] = [n for n in node["module_state"] if not n.endswith(bounds)]
+            for value in node.values():
+                drop(value)
+        elif isinstance(node, list):
+            for value in node:
+                drop(value)
+
+    drop(doc)
+    metadata["document"] = json.dumps(doc)
+    metadata["sha256"] = _checksum(metadata["document"], tensors)
+    save_file(tensors, str(path), metadata=metadata)
+    loaded = sklearn_ae.load(path)
+    largest = torch.finfo(torch.float32).max
+    assert (loaded.net_.module_.input_high == largest).all()
+    # As the earlier fit scored: without bounds (no row of X is beyond them).
+    np.testing.assert_allclose(loaded.score_samples(X), vae.score_samples(X), rtol=1e-6)
+
+
 def test_a_detector_pickled_before_isolation_weight_unpickles_as_it_was():
     X = make_X()
     old = AEOutlierDetector(n_components=4, isolation_weight=0, **FAST).fit(X)

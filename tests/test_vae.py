@@ -887,6 +887,96 @@ def test_far_rows_score_finite_or_minus_inf_never_nan():
     assert (detector.predict(far) == -1).all()
 
 
+def _page_blocks_like(n, seed):
+    # Heights and lengths spread over orders of magnitude, their product
+    # (area) and ratio as columns, as in ADBench's page-blocks set.
+    rng = np.random.RandomState(seed)
+    h = np.exp(1.5 + 0.8 * rng.randn(n))
+    length = np.exp(3 + 1.5 * rng.randn(n))
+    return np.column_stack([h, length, h * length, length / h, rng.randn(n)])
+
+
+def _linear_start_scores(vae, X):
+    # The linear-Gaussian model the network started from, scored in X's units.
+    Z = (X - vae.mean_) / vae.scale_
+    return vae.linear_model_.score_samples(Z) - np.log(vae.scale_).sum()
+
+
+def test_training_does_not_make_far_rows_absurd():
+    # The nonlinear branches are fitted only where there is data; a row
+    # beyond the training range (here 3x every training maximum) met them
+    # growing without bound: -1e20 nats or less after 30 epochs, where the
+    # linear start scores it about -1e5. The branches' inputs are now bounded by the
+    # fitted rows' range, so the linear model extrapolates alone.
+    X = _page_blocks_like(600, 0)
+    X_train, X_test = X[:500], X[500:]
+    vae = VAETransformer(n_components=2, max_iter=30, random_state=0, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(X_train)
+    h, length = 3 * X_train[:, 0].max(), 3 * X_train[:, 1].max()
+    far = np.array([[h, length, h * length, 3.0, 0.0]])
+    start = _linear_start_scores(vae, far)[0]
+    assert start < -1e4  # far indeed
+    assert vae.score_samples(far)[0] > 2 * start
+    # Within the range, as before: training beat the start on held-out rows.
+    assert vae.score(X_test) > _linear_start_scores(vae, X_test).mean()
+
+
+def test_branches_hold_their_boundary_values_beyond_the_fitted_rows():
+    # Past the largest fitted value of a feature, only the linear path of the
+    # posterior mean moves: codes change linearly, and the posterior's
+    # variance and the decoder's nonlinear part not at all.
+    X = _page_blocks_like(300, 1)
+    vae = fit_past_max_iter(
+        VAETransformer(n_components=2, max_iter=10, random_state=0, device="cpu"), X
+    )
+    module = vae.net_.module_
+    rows = np.repeat(X[:1], 3, axis=0)
+    rows[:, 2] = X[:, 2].max() + np.array([1.0, 2.0, 4.0]) * X[:, 2].std()
+    Z = vae.transform(rows)
+    steps = np.diff(Z, axis=0)
+    np.testing.assert_allclose(steps[1], 2 * steps[0], rtol=1e-6, atol=1e-9)
+    weight = module.encoder_linear.weight.detach().double().numpy()[:2, 2]
+    np.testing.assert_allclose(steps[0], weight * X[:, 2].std() / vae.scale_[2], rtol=1e-5)
+    with torch.no_grad():
+        x = torch.as_tensor((rows - vae.mean_) / vae.scale_, dtype=torch.float32)
+        module.eval()
+        _, log_var = module.encode(x)
+    np.testing.assert_array_equal(log_var[0].numpy(), log_var[2].numpy())
+    # The bounds are the fitted rows' range, in the network's units.
+    scaled = (X - vae.mean_) / vae.scale_
+    np.testing.assert_allclose(module.input_low.numpy(), scaled.min(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(module.input_high.numpy(), scaled.max(axis=0), rtol=1e-5, atol=1e-6)
+    assert (module.latent_low.numpy() < vae.transform(X).min(axis=0)).all()
+    assert (module.latent_high.numpy() > vae.transform(X).max(axis=0)).all()
+
+
+def test_partial_fit_widens_the_bounds_to_every_chunk():
+    X = np.random.RandomState(2).randn(400, 5)
+    X[200:, 1] += 3  # the second chunk reaches further
+    vae = VAETransformer(n_components=2, random_state=0, device="cpu", standardize=False)
+    vae.partial_fit(X[:200])
+    first = vae.net_.module_.input_high.clone()
+    vae.partial_fit(X[200:])
+    high = vae.net_.module_.input_high.numpy()
+    np.testing.assert_allclose(high, np.maximum(first.numpy(), X[200:].max(axis=0)), rtol=1e-6)
+    np.testing.assert_allclose(high, X.max(axis=0), rtol=1e-6)
+
+
+def test_a_vae_pickled_before_the_bounds_unpickles_without_them():
+    X = np.random.RandomState(0).randn(100, 6)
+    vae = VAETransformer(n_components=2, **FAST).fit(X)
+    module = vae.net_.module_
+    for name in ("input_low", "input_high", "latent_low", "latent_high"):
+        del module._buffers[name]
+    restored = pickle.loads(pickle.dumps(vae))
+    largest = torch.finfo(torch.float32).max
+    assert (restored.net_.module_.input_high == largest).all()
+    assert (restored.net_.module_.latent_low == -largest).all()
+    assert np.isfinite(restored.score_samples(X)).all()
+
+
 def test_rows_no_candidate_explains_do_not_choose_the_linear_start():
     # Three training rows at 1,000 standard deviations; with this seed one
     # falls among the validation rows that choose the start, and its mean
