@@ -57,13 +57,14 @@ for name, model in models.items():
 
 # %%
 # Both networks start at PCA's solution (their linear paths are initialised
-# to it; with ``tied_weights`` the linear maps are tied too). Here the untied
-# network improves on it, and the tied one does not: early stopping found no
-# epoch better than its start and returned PCA itself (its held-out error is
-# PCA's, below). As the ``tied_weights`` entry of the class docstring says,
-# tied branches improve on PCA more slowly: its decoder branch's first layer
-# is the transpose of the encoder branch's last, which starts at zero. On
-# this data, 200 epochs or a larger learning rate did not change that.
+# to it; with ``tied_weights`` the linear maps are tied too), and both
+# improve on it: on this split the untied network's held-out error is about
+# 0.74x PCA's, the tied one's about 0.78x, with half the weights. The tied
+# start zeroes the encoder branch's *first* layer, which is also the decoder
+# branch's output layer (see the ``tied_weights`` entry of the class
+# docstring): zeroing its last layer instead, as untied networks do, starts
+# a tied network at a saddle point that training never leaves (an earlier
+# version ended here at PCA's error).
 pca_error = -neg_reconstruction_error(PCA(n_components=10).fit(X_train), X_test)
 print(f"PCA(10)                   held-out MSE {pca_error:.4f}")
 for name, model in models.items():

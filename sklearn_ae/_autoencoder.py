@@ -261,10 +261,14 @@ class AutoencoderTransformer(
         layer's weight (with its own bias): half the weights to learn, and a
         decoder that cannot drift from the encoder. The linear maps are tied
         too (PCA's decoder is its encoder's transpose), so the start is
-        still PCA; the decoder branch's output layer is then the encoder
-        branch's first layer, which cannot start at zero, and its bias
-        cancels the branch's (constant) starting output instead. In our
-        tests the tied branches improve on PCA more slowly than untied ones.
+        still PCA. The decoder branch's output layer is then the encoder
+        branch's first layer: that layer starts at zero, and the biases
+        cancel the branches' (then constant) starting outputs. (Zeroing
+        the encoder branch's output layer, as untied networks do, started
+        tied ones at a saddle point that training never left: on digits in
+        [0, 1] at ``n_components=10``, hidden (48, 24), tanh, the tied
+        network ended at PCA's held-out error; it now ends at 0.78x PCA's,
+        the untied one at 0.74x.)
 
     sparsity : {'kl', 'l1'} or None, default=None
         Penalty on the code added to the training loss, for a sparse
@@ -299,7 +303,10 @@ class AutoencoderTransformer(
         autoencoders), then the stack is fine-tuned for up to ``max_iter``
         epochs. Not used with ``warm_start`` continuations. It pretrains
         the nonlinear branches; their output layers are then zeroed so that
-        fine-tuning still starts at PCA, from pretrained hidden layers.
+        fine-tuning still starts at PCA, from pretrained hidden layers (with
+        ``tied_weights``, the encoder branch's first layer, which is the
+        decoder branch's output layer, is zeroed instead: see
+        ``tied_weights``).
 
     pretraining_max_iter : int, default=20
         Epochs of each shallow autoencoder in ``layerwise_pretraining``.

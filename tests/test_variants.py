@@ -197,6 +197,37 @@ def test_tied_weights_share_the_encoder_weights():
     )
 
 
+def test_tied_weights_leave_the_pca_start():
+    # Silenced at the encoder branch's output layer (whose transpose is the
+    # decoder branch's first layer), a tied network started at a saddle
+    # point: every branch weight's gradient is zero at PCA's solution, and
+    # training ended where it started (held-out error 1.000x PCA's here).
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+
+    X = load_digits().data / 16
+    X_train, X_test = X[:1200], X[1200:]
+    params = dict(
+        n_components=10, hidden_layer_sizes=(48, 24), activation="tanh",
+        standardize=False, learning_rate=3e-3, batch_size=64, max_iter=60,
+        random_state=0, device="cpu",
+    )
+    tied = AutoencoderTransformer(tied_weights=True, **params).fit(X_train)
+    pca = PCA(10).fit(X_train)
+    pca_error = np.mean((pca.inverse_transform(pca.transform(X_test)) - X_test) ** 2)
+    assert -tied.score(X_test) < 0.9 * pca_error
+    # It starts at PCA all the same.
+    start = AutoencoderTransformer(
+        tied_weights=True, **{**params, "max_iter": 1, "learning_rate": 1e-12,
+                              "early_stopping": False}
+    ).fit(X)
+    full = PCA(10).fit(X)
+    np.testing.assert_allclose(
+        start.inverse_transform(start.transform(X_test)),
+        full.inverse_transform(full.transform(X_test)), atol=1e-4,
+    )
+
+
 def test_tied_weights_train():
     X = make_data()
     ae = AutoencoderTransformer(
@@ -571,8 +602,13 @@ def test_layerwise_pretraining_trains_each_layer_then_fine_tunes(extra):
     assert [len(c) for c in curves] == [10, 10, 10]  # 10->16, 16->8, 8->2
     for curve in curves:
         assert curve[-1] < curve[0]
-    # fine-tuning starts from the pretrained stack, not from scratch
-    assert ae.loss_curve_[0] < plain.loss_curve_[0]
+    if extra.get("tied_weights"):
+        # The tied start zeroes the pretrained first layer (the decoder
+        # branch's output layer): fine-tuning still moves from PCA.
+        assert ae.loss_curve_[-1] < ae.loss_curve_[0]
+    else:
+        # fine-tuning starts from the pretrained stack, not from scratch
+        assert ae.loss_curve_[0] < plain.loss_curve_[0]
     assert ae.n_iter_ == 5
 
 
