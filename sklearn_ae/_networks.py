@@ -183,8 +183,9 @@ class WithLinearPath(nn.Module):
             self.branch.train(training)
         if not torch.allclose(outputs[0], outputs[1]):
             raise ValueError(
-                "the branch's output layer is tied and its output depends on "
-                "the input: it cannot be silenced"
+                "the branch's output depends on the input with its zeroed "
+                "layer (a tied output layer, or another path around it): it "
+                "cannot be silenced"
             )
         return outputs[0]
 
@@ -946,9 +947,10 @@ class VariationalAutoencoder(nn.Module):
     latent coordinate clipped to ``[latent_low, latent_high]``; the linear
     paths of the means read the inputs as given. The bounds are buffers, at
     float32's largest values (no bound) until :meth:`set_bounds` sets them
-    (the estimator sets them from the rows it was fitted on). Within the bounds nothing
-    changes; beyond them the branches and the posterior's variance stay at
-    their values on the boundary, and only the linear model extrapolates.
+    (the estimator sets them from the rows it was fitted on). Within the
+    bounds nothing changes; beyond them the branches and the posterior's
+    variance stay at their values on the boundary, and only the linear
+    model extrapolates.
     A ReLU branch grows linearly without bound off the data, fitted only
     where there is data: on a page-blocks-like set (area = height x
     length), four held-out rows 24-63 standard deviations out scored down
