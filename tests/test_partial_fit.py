@@ -272,4 +272,9 @@ def test_memmap_split_for_early_stopping_stays_in_the_file(Estimator, tmp_path, 
         b = Estimator(**params).fit(mm)
         a = Estimator(**params).fit(X)
     assert subsets and not any(isinstance(rows, np.ndarray) for rows in subsets)
-    np.testing.assert_allclose(a.transform(X), b.transform(mm), rtol=1e-4, atol=1e-5)
+    # A memmap's batches are read in file order (each batch's rows sorted),
+    # so training sums in another order than on the array: the fits agree to
+    # that rounding, grown over the epochs (on this data the VAE's codes by up
+    # to 0.006 after 3 epochs, its scores by 4e-6 relative).
+    np.testing.assert_allclose(a.transform(X), b.transform(mm), rtol=1e-4, atol=2e-2)
+    np.testing.assert_allclose(a.score(X), b.score(mm), rtol=1e-4)
