@@ -407,6 +407,19 @@ def test_a_detector_saved_before_isolation_weight_loads_as_it_was(tmp_path):
     np.testing.assert_array_equal(loaded.score_samples(X), old.score_samples(X))
 
 
+def test_vae_branch_bounds_round_trip(tmp_path):
+    # The bounds only act beyond the fitted rows: compare a far row's score.
+    X = make_X()
+    vae = VAETransformer(n_components=2, **FAST).fit(X)
+    vae.save(tmp_path / "vae.safetensors")
+    loaded = sklearn_ae.load(tmp_path / "vae.safetensors")
+    for name in ("input_low", "input_high", "latent_low", "latent_high"):
+        assert torch.equal(getattr(loaded.net_.module_, name), getattr(vae.net_.module_, name))
+    assert loaded.net_.module_.bounds_set
+    far = X[:2] * 50
+    np.testing.assert_array_equal(loaded.score_samples(far), vae.score_samples(far))
+
+
 def test_a_vae_saved_before_its_branch_bounds_loads_without_them(tmp_path):
     X = make_X()
     vae = VAETransformer(n_components=2, **FAST).fit(X)
