@@ -879,6 +879,10 @@ class VAEOutput(NamedTuple):
     z_log_var: torch.Tensor
 
 
+# Names of VariationalAutoencoder's buffers bounding its branches' inputs
+# (see its Notes): inputs low and high, latent coordinates low and high.
+BRANCH_BOUNDS = ("input_low", "input_high", "latent_low", "latent_high")
+
 # Bound on the posterior's log-variance (see VariationalAutoencoder.encode):
 # exp(60) and exp(-60) are finite in float32, and so are their products with
 # the squared draws in the importance weights.
@@ -1036,14 +1040,14 @@ class VariationalAutoencoder(nn.Module):
         checks ask of every buffer; no finite input is clipped)."""
         device = self.encoder_linear.weight.device
         largest = torch.finfo(torch.float32).max
-        for name, size in (("input", n_features), ("latent", self.n_components)):
-            self.register_buffer(f"{name}_low", torch.full((size,), -largest, device=device))
-            self.register_buffer(f"{name}_high", torch.full((size,), largest, device=device))
+        sizes = (n_features, n_features, self.n_components, self.n_components)
+        for name, size, sign in zip(BRANCH_BOUNDS, sizes, (-1, 1, -1, 1)):
+            self.register_buffer(name, torch.full((size,), sign * largest, device=device))
 
     def __setstate__(self, state):
         super().__setstate__(state)
         # A module pickled before the bounds existed has none: no bound.
-        if "input_low" not in self._buffers:
+        if BRANCH_BOUNDS[0] not in self._buffers:
             self._register_bounds(self.encoder_linear.in_features)
 
     @property
@@ -1055,10 +1059,7 @@ class VariationalAutoencoder(nn.Module):
     @torch.no_grad()
     def set_bounds(self, input_low, input_high, latent_low, latent_high):
         """Set the bounds of the branches' inputs (see Notes), in place."""
-        for name, value in (
-            ("input_low", input_low), ("input_high", input_high),
-            ("latent_low", latent_low), ("latent_high", latent_high),
-        ):
+        for name, value in zip(BRANCH_BOUNDS, (input_low, input_high, latent_low, latent_high)):
             buffer = getattr(self, name)
             buffer.copy_(torch.as_tensor(value, dtype=buffer.dtype, device=buffer.device))
 
@@ -1094,15 +1095,17 @@ class VariationalAutoencoder(nn.Module):
     def encode(self, x):
         """Return the posterior's ``(mean, log_variance)`` for ``x``."""
         x = self.pin_input(x)
-        out = self.encoder_linear(x)
         bounded = self._bounded(x, self.input_low, self.input_high)
-        if bounded is not x:
-            # The log-variance head reads the bounded input (see Notes).
-            k = self.n_components
-            log_var = nn.functional.linear(
-                bounded, self.encoder_linear.weight[k:], self.encoder_linear.bias[k:]
-            )
-            out = torch.cat([out[..., :k], log_var], dim=-1)
+        if bounded is x:
+            out = self.encoder_linear(x)
+        else:
+            # The mean head reads the input, the log-variance head the
+            # bounded input (see Notes).
+            k, weight, bias = self.n_components, self.encoder_linear.weight, self.encoder_linear.bias
+            out = torch.cat([
+                nn.functional.linear(x, weight[:k], bias[:k]),
+                nn.functional.linear(bounded, weight[k:], bias[k:]),
+            ], dim=-1)
         if self.encoder is not None:
             out = out + self.encoder(bounded)
         z_mean, z_log_var = out.chunk(2, dim=-1)

@@ -27,8 +27,6 @@ import torch
 
 FORMAT = "sklearn_ae"
 FORMAT_VERSION = 1
-# Buffers a file may lack because it was written before they existed.
-_BOUND_BUFFERS = ("input_low", "input_high", "latent_low", "latent_high")
 
 
 def _estimator_classes():
@@ -472,6 +470,7 @@ class _Reader:
 
 
     def net(self, est, node):
+        from ._networks import BRANCH_BOUNDS
         from ._random import seeded_global_rng
 
         n_features = getattr(est, "n_features_in_", None)
@@ -496,7 +495,7 @@ class _Reader:
         for name in set(expected) - set(state):
             # Written before a VAE bounded its branches' inputs: no bound
             # (the network's default ones), as that fit had.
-            if name.rsplit(".", 1)[-1] in _BOUND_BUFFERS:
+            if name.rsplit(".", 1)[-1] in BRANCH_BOUNDS:
                 state[name] = expected[name]
         if set(state) != set(expected):
             raise ValueError(
