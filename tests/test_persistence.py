@@ -367,6 +367,62 @@ def test_a_cuda_trained_model_loads_on_the_cpu(tmp_path, monkeypatch):
     np.testing.assert_array_equal(loaded.transform(X), expected)
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+CUDA_ESTIMATORS = {
+    "ae": AutoencoderTransformer(n_components=3, **{**FAST, "device": "cuda"}),
+    "vae": VAETransformer(n_components=3, **{**FAST, "device": "cuda"}),
+    "od": AEOutlierDetector(n_components=3, **{**FAST, "device": "cuda"}),
+}
+
+
+def _outputs(est, X):
+    if isinstance(est, AEOutlierDetector):
+        return [est.score_samples(X), est.predict(X)]
+    if isinstance(est, VAETransformer):
+        return [est.transform(X), est.score_samples(X)]
+    return [est.transform(X), est.inverse_transform(est.transform(X))]
+
+
+def _devices(est):
+    module = est.module_
+    return {t.device.type for t in [*module.parameters(), *module.buffers()]}
+
+
+@CUDA
+@pytest.mark.parametrize("name", CUDA_ESTIMATORS)
+def test_pickling_a_cuda_estimator_leaves_it_on_the_gpu(name):
+    # Pickling once moved a live GPU detector's tensors to the CPU (its
+    # __getstate__ edited the instance's own __dict__), and its next
+    # score_samples failed with "Expected all tensors to be on the same device".
+    X = make_X()
+    est = clone(CUDA_ESTIMATORS[name]).fit(X)
+    expected = _outputs(est, X)
+    restored = pickle.loads(pickle.dumps(est))
+    assert _devices(est) == {"cuda"} and _devices(restored) == {"cuda"}
+    for before, after, again in zip(expected, _outputs(est, X), _outputs(restored, X)):
+        np.testing.assert_array_equal(after, before)
+        np.testing.assert_array_equal(again, before)
+
+
+@CUDA
+@pytest.mark.parametrize("name", CUDA_ESTIMATORS)
+def test_safe_format_loads_a_cuda_model_onto_the_gpu(tmp_path, name):
+    # Tensors are read onto the CPU, then moved to the saved CUDA device.
+    X = make_X()
+    est = clone(CUDA_ESTIMATORS[name]).fit(X)
+    est.save(tmp_path / "gpu.safetensors")
+    loaded = sklearn_ae.load(tmp_path / "gpu.safetensors")
+    assert loaded.device_.type == "cuda" and _devices(loaded) == {"cuda"}
+    for before, after in zip(_outputs(est, X), _outputs(loaded, X)):
+        np.testing.assert_array_equal(after, before)
+    # Adam's restored state is on the GPU too: training goes on there.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded.set_params(warm_start=True, max_iter=1).fit(X)
+    assert _devices(loaded) == {"cuda"}
+    assert all(np.all(np.isfinite(out)) for out in _outputs(loaded, X))
+
+
 def test_vae_linear_start_model_round_trips(tmp_path):
     # The VAE keeps the PPCA or FactorAnalysis fit it started from; the safe
     # format rebuilds it from its parameters and fitted arrays.
