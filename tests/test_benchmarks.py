@@ -176,6 +176,20 @@ def test_bench_representation_without_data_uses_synthetic_sets(tmp_path):
     assert {row["set"] for row in recon} == {"breast cancer", "synthetic 400x12"}
 
 
+def test_bench_representation_oracle_quick(tmp_path):
+    output = tmp_path / "REPRESENTATION_ORACLE.md"
+    rows = load_script("bench_representation_oracle").main(
+        ["--quick", "--data", str(tmp_path / "none"), "--output", str(output)]
+    )
+    assert {row["set"] for row in rows} == {"breast cancer", "synthetic 400x12"}
+    for row in rows:
+        assert len(row["curve"]) == 2 and all(np.isfinite(row["curve"]))
+        # the oracle picks the best of the curve, the PCA start and the honest fit
+        assert row["oracle"] == min(1.0, row["honest"], *row["curve"])
+    text = output.read_text()
+    assert "| breast cancer | " in text and "Median ratio to PCA's error" in text
+
+
 def test_bench_out_of_core_quick(tmp_path):
     output = tmp_path / "OUT_OF_CORE_RESULTS.md"
     rows = load_script("bench_out_of_core").main(
