@@ -191,8 +191,10 @@ def test_detector_trains_the_same_on_its_members_own_features(monkeypatch):
     masked, used = _fit(AEOutlierDetector(**params), X, False, monkeypatch)
     assert not used
     np.testing.assert_allclose(own.loss_curve_, masked.loss_curve_, rtol=1e-4)
-    # scores are sums of z-scores (spread about 1): absolute agreement
-    np.testing.assert_allclose(own.score_samples(X), masked.score_samples(X), atol=1e-3)
+    # scores are sums of z-scores (spread about 1): absolute agreement. Five
+    # epochs carry the rounding into the weights; on an AMD EPYC machine the
+    # scores differed by up to 1.7e-3 (under 1e-3 on Intel Xeon ones).
+    np.testing.assert_allclose(own.score_samples(X), masked.score_samples(X), atol=5e-3)
 
 
 def test_ensemble_own_features_match_the_masked_form():
