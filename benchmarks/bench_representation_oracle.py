@@ -75,11 +75,6 @@ def curve(X_train, X_test, k, seed, epochs, options):
     return ratios
 
 
-def median_bounds(honest, oracle):
-    """The panel median of the oracle values, and of the honest values."""
-    return float(np.median(oracle)), float(np.median(honest))
-
-
 def write_report(path, rows, epochs, args, command, load_before, started, seconds):
     honest = [r["honest"] for r in rows]
     oracle = [r["oracle"] for r in rows]
@@ -113,7 +108,7 @@ def write_report(path, rows, epochs, args, command, load_before, started, second
             f"{r['oracle']:.3f} | {r['oracle_epoch']} | "
             + " | ".join(f"{v:.3f}" for v in r["curve"]) + " |"
         )
-    oracle_median, honest_median = median_bounds(honest, oracle)
+    oracle_median, honest_median = float(np.median(oracle)), float(np.median(honest))
     lines += [
         "",
         f"- {len(rows)} runs. Median ratio to PCA's error: honest "
