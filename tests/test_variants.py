@@ -590,25 +590,60 @@ def test_lstm_autoencoder_finds_anomalous_windows():
 
 # ------------------------------------------------- greedy layer-wise pretraining
 @pytest.mark.parametrize("extra", [{}, {"tied_weights": True, "noise": "mask"}])
-def test_layerwise_pretraining_trains_each_layer_then_fine_tunes(extra):
+def test_layerwise_pretraining_trains_each_layer_then_fine_tunes(extra, monkeypatch):
+    from skorch.callbacks import Callback
+
+    import sklearn_ae._variants as variants
+
+    def snapshot(module):
+        return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    pretrained, at_first_epoch = [], []
+
+    def recording_pretrain(module, *args, **kwargs):
+        curves = pretrain_layerwise(module, *args, **kwargs)
+        pretrained.append(snapshot(module))
+        return curves
+
+    class FirstEpochWeights(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            if not net.history or len(net.history) == 1:
+                at_first_epoch.append(snapshot(net.module_))
+
+    pretrain_layerwise = variants.pretrain_layerwise
+    monkeypatch.setattr(variants, "pretrain_layerwise", recording_pretrain)
     X = make_data(n_samples=300, n_features=10)
     params = dict(FAST, hidden_layer_sizes=(16, 8), batch_size=32, learning_rate=1e-2, **extra)
-    plain = AutoencoderTransformer(**params).fit(X)
+    plain = AutoencoderTransformer(callbacks=[FirstEpochWeights()], **params).fit(X)
     assert plain.pretraining_loss_curves_ is None
+    assert not pretrained
     ae = AutoencoderTransformer(
-        layerwise_pretraining=True, pretraining_max_iter=10, **params
+        layerwise_pretraining=True, pretraining_max_iter=10,
+        callbacks=[FirstEpochWeights()], **params,
     ).fit(X)
     curves = ae.pretraining_loss_curves_
     assert [len(c) for c in curves] == [10, 10, 10]  # 10->16, 16->8, 8->2
     for curve in curves:
         assert curve[-1] < curve[0]
+    # Fine-tuning starts from the pretrained stack, not from scratch: at its
+    # first epoch every hidden layer holds the weights pretraining left,
+    # except the layer the PCA start zeroes to silence each branch, and
+    # those weights are not the plain network's random start.
+    (after_pretraining,) = pretrained
+    plain_start, start = at_first_epoch
+    hidden = [k for k in start if "branch" in k and k in after_pretraining]
+    kept = [k for k in hidden if torch.equal(start[k], after_pretraining[k])]
+    silenced = [k for k in hidden if k not in kept]
+    assert all(not start[k].any() for k in silenced), silenced
+    # (a tied decoder's state lists the zeroed weight under its own names too)
+    assert "encoder.branch.2.weight" in kept and len(kept) > len(silenced)
+    assert any(k.startswith("decoder.") for k in kept)
+    for k in kept:
+        assert not torch.allclose(start[k], plain_start[k]), k
     if extra.get("tied_weights"):
         # The tied start zeroes the pretrained first layer (the decoder
         # branch's output layer): fine-tuning still moves from PCA.
         assert ae.loss_curve_[-1] < ae.loss_curve_[0]
-    else:
-        # fine-tuning starts from the pretrained stack, not from scratch
-        assert ae.loss_curve_[0] < plain.loss_curve_[0]
     assert ae.n_iter_ == 5
 
 
