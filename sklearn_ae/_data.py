@@ -541,12 +541,13 @@ class TensorData(Dataset):
         n = len(self)
         order = None
         if shuffle:
-            gen_device = self.device if self.resident else torch.device("cpu")
+            # Drawn on the device whether the rows are held there or not,
+            # so that the order is the same when the same rows are streamed.
             order = torch.randperm(
-                n, device=gen_device, generator=current_generator(gen_device)
+                n, device=self.device, generator=current_generator(self.device)
             )
             if not self.resident:
-                order = order.numpy()
+                order = order.cpu().numpy()
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             if drop_singleton and batch_size > 1 and stop - start == 1 and start > 0:

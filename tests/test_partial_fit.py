@@ -251,6 +251,33 @@ def test_fit_shuffles_and_each_partial_fit_call_draws_its_own_order(monkeypatch)
     assert not torch.equal(orders[n_first - 1], orders[-1])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer, AEOutlierDetector])
+def test_rows_streamed_to_the_gpu_train_as_rows_held_there(Estimator, tmp_path, monkeypatch):
+    # The shuffled order is drawn on the device whether the rows are held
+    # there or streamed from the host (a memmap, or data too large for the
+    # GPU): the same rows train the same network. Streamed batches drew it
+    # from the CPU generator.
+    import sklearn_ae._data as data_module
+
+    X = np.random.RandomState(0).normal(size=(1000, 6)).astype(np.float32)
+    X[:, 3] = X[:, 0] * X[:, 1]  # something to learn beyond PCA's start
+    np.save(tmp_path / "X.npy", X)
+    mm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    params = dict(n_components=2, batch_size=50, random_state=0, device="cuda")
+    if Estimator is not AEOutlierDetector:
+        # (early stopping could keep the PCA start both ways)
+        params.update(max_iter=5, early_stopping=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        held = Estimator(**params).fit(X)
+        from_file = Estimator(**params).fit(mm)
+        monkeypatch.setattr(data_module, "fits_on_device", lambda nbytes, device: False)
+        from_host = Estimator(**params).fit(X)
+    np.testing.assert_array_equal(held.score_samples(X), from_file.score_samples(X))
+    np.testing.assert_array_equal(held.score_samples(X), from_host.score_samples(X))
+
+
 @pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
 def test_memmap_split_for_early_stopping_stays_in_the_file(Estimator, tmp_path, monkeypatch):
     # Early stopping's held-out split (and the VAE's start) indexed the
