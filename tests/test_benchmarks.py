@@ -176,6 +176,19 @@ def test_bench_representation_without_data_uses_synthetic_sets(tmp_path):
     assert {row["set"] for row in recon} == {"breast cancer", "synthetic 400x12"}
 
 
+def test_bench_representation_unseen_panel_quick(tmp_path):
+    output = tmp_path / "REPRESENTATION_UNSEEN.md"
+    recon, likelihood = load_script("bench_representation").main(
+        ["--quick", "--panel", "unseen", "--output", str(output)]
+    )
+    assert {row["set"] for row in recon} == {"iris", "wine"}
+    assert all(np.isfinite(row["ratio"]) for row in recon)
+    assert {row["set"] for row in likelihood} == {"wine"}  # iris: 4 columns, k=4
+    text = output.read_text()
+    assert "no default was chosen on" in text and "| iris | - | 0 |" in text
+    assert "Half A:" not in text
+
+
 def test_bench_representation_oracle_quick(tmp_path):
     output = tmp_path / "REPRESENTATION_ORACLE.md"
     rows = load_script("bench_representation_oracle").main(
