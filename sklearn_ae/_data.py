@@ -562,13 +562,10 @@ class TensorData(Dataset):
                 if self._raw:  # a fresh copy: standardized in place
                     xb = self._standardize(xb, None)
             else:
-                # Rows read in file order (a memory-mapped file is read
-                # forward), then put in the shuffled order, so that a batch
-                # is the resident path's, row for row: the same data trains
-                # the same network whether it is held or streamed.
-                positions = order[start:stop]
-                ascending = np.argsort(positions, kind="stable")
-                xb = self.take(positions[ascending])
-                back = torch.as_tensor(np.argsort(ascending, kind="stable"), device=xb.device)
-                xb = xb.index_select(0, back)
+                # Read in the shuffled order itself, so that a batch is the
+                # resident path's, row for row: the same data trains the
+                # same network whether it is held or streamed. (Batches read
+                # in file order were summed in another order than on the
+                # array; reordering them after the read cost 5% of a fit.)
+                xb = self.take(order[start:stop])
             yield xb, xb
