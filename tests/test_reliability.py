@@ -176,6 +176,33 @@ def test_float32_scores_are_finite_where_float64_is(estimator, X):
     np.testing.assert_allclose(scores, scores64, rtol=1e-5)
 
 
+@pytest.mark.parametrize("network", [{}, {"input_shape": (1, 2, 3)}, {"input_shape": (3, 2)}],
+                         ids=["mlp", "conv", "lstm"])
+def test_new_rows_near_float32s_range_give_no_nan(network):
+    """Finite float32 rows near float32's range (3.4e38), far beyond the
+    training rows, overflowed the float32 network: inf - inf made NaN codes
+    and NaN scores. They are computed again in float64: scores as the
+    float64 input's, codes as large numbers or the infinities of overflow
+    (as PCA's), never NaN; the other rows are untouched."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 6)
+    X[:, 3] = X[:, 0] * X[:, 1]
+    ae = AutoencoderTransformer(
+        n_components=2, hidden_layer_sizes=(8,), max_iter=5, early_stopping=False,
+        batch_norm=False, **network, **CPU,
+    ).fit(X)
+    far = np.vstack([X[:3], np.sign(rng.randn(3, 6)) * 3e38, X[3:6]]).astype(np.float32)
+    codes = ae.transform(far)
+    assert not np.isnan(codes).any()
+    assert np.isinf(codes[3:6]).any()  # overflow here, as PCA's float32 codes
+    scores = ae.score_samples(far)
+    assert not np.isnan(scores).any()
+    np.testing.assert_allclose(scores, ae.score_samples(far.astype(np.float64)), rtol=1e-5)
+    near = np.r_[0:3, 6:9]  # as without the far rows, to float32 rounding
+    np.testing.assert_allclose(codes[near], ae.transform(far[near]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores[near], ae.score_samples(far[near]), rtol=1e-5)
+
+
 # ------------------------------------------------------------------ item 4
 @pytest.mark.parametrize(
     "estimator",
