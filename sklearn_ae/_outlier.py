@@ -921,6 +921,8 @@ or None
         # The recent rows that set the score's scales and offset_.
         max_rows = max(1, min(_CALIBRATION_ROWS, 2**21 // X.shape[1]))
         new_network = recent is None
+        if sp.issparse(X):
+            X = sp.csr_matrix(X)  # COO input (accepted) has no row slicing
         if recent is not None:
             if sp.issparse(X) or sp.issparse(recent):
                 X = sp.vstack([sp.csr_matrix(recent), sp.csr_matrix(X)], format="csr")

@@ -306,3 +306,20 @@ def test_memmap_split_for_early_stopping_stays_in_the_file(Estimator, tmp_path, 
     # 0.006 apart after 3 epochs, and a default detector's scores up to 0.056.)
     np.testing.assert_array_equal(a.transform(X), b.transform(mm))
     assert a.score(X) == b.score(mm)
+
+
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer, AEOutlierDetector])
+@pytest.mark.parametrize("fmt", ["csc", "coo"])
+def test_partial_fit_takes_every_accepted_sparse_format(Estimator, fmt):
+    # The detector's partial_fit sliced a COO chunk by rows: scipy's TypeError.
+    import scipy.sparse as sp
+
+    X = sp.random(60, 4, density=0.4, random_state=0, format="csr")
+    params = dict(n_components=2, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = Estimator(**params).partial_fit(X).partial_fit(X)
+        est = Estimator(**params).partial_fit(X.asformat(fmt)).partial_fit(X.asformat(fmt))
+    np.testing.assert_allclose(
+        est.score_samples(X.asformat(fmt)), reference.score_samples(X), rtol=1e-5, atol=1e-6
+    )
