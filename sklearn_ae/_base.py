@@ -1233,8 +1233,15 @@ class _BaseAutoencoder(BaseEstimator):
         module.eval()
         outputs = []
         with torch_threads(resolve_n_jobs(self.n_jobs)), torch.inference_mode():
+            # One buffer for the standardized copies of the caller's rows
+            # (TensorData.take): fn's results are new tensors, never views
+            # of their batch, so each batch may overwrite the last.
+            buffer = torch.empty(
+                (min(len(data), _INFERENCE_ROWS), data.n_features),
+                dtype=compute_dtype, device=self.net_.device,
+            )
             for start in range(0, len(data), _INFERENCE_ROWS):
-                batch = data.take(slice(start, start + _INFERENCE_ROWS))
+                batch = data.take(slice(start, start + _INFERENCE_ROWS), out=buffer)
                 outputs.append(fn(module, batch))
             result = torch.cat(outputs)
             if compute_dtype == torch.float32:

@@ -149,6 +149,28 @@ def test_sparse_input_is_densified_batch_by_batch(monkeypatch):
     assert densified[n_training_batches:] == [64, 64, 64, 64, 44]
 
 
+@pytest.mark.parametrize("Estimator", [AutoencoderTransformer, VAETransformer])
+def test_inference_batches_share_one_buffer_without_mixing_rows(Estimator, monkeypatch):
+    # Inference standardizes each batch of the caller's float32 rows into one
+    # reused buffer: every batch's results, the short last one's included,
+    # are those of its own rows, and the caller's array is never written.
+    monkeypatch.setattr(sklearn_ae._base, "_INFERENCE_ROWS", 64)
+    X = make_data(n_samples=300).astype(np.float32)
+    est = Estimator(n_components=2, **FAST).fit(X)
+    before = X.copy()
+    whole_codes, whole_scores = est.transform(X), est.score_samples(X)
+    np.testing.assert_array_equal(X, before)
+    chunks = [slice(0, 64), slice(64, 200), slice(200, 300)]
+    np.testing.assert_allclose(
+        whole_codes, np.vstack([est.transform(X[c]) for c in chunks]), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        whole_scores, np.concatenate([est.score_samples(X[c]) for c in chunks]), rtol=1e-5
+    )
+    # batches of other rows (reversed order) give the same rows' results
+    np.testing.assert_allclose(est.transform(X[::-1])[::-1], whole_codes, rtol=1e-5, atol=1e-6)
+
+
 def test_float64_is_trained_in_float32_and_dtype_is_preserved():
     X = make_data()
     ae = AutoencoderTransformer(**FAST).fit(X)
