@@ -15,6 +15,7 @@ from contextlib import contextmanager, nullcontext
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator
@@ -1269,6 +1270,8 @@ class _BaseAutoencoder(BaseEstimator):
         if isinstance(X, TensorData):  # codes: not scaled, float32 exactly in float64
             batch = X.take(rows).to(torch.float64)
         else:
+            if sp.issparse(X):
+                X = X.tocsr()  # (COO has no row indexing)
             batch = self._tensor_data(X[rows], torch.float64).take(slice(None))
         redone = fn(copy.deepcopy(module).to(torch.float64), batch)
         result = result.clone()

@@ -584,6 +584,6 @@ class TensorData(Dataset):
                 # resident path's, row for row: the same data trains the
                 # same network whether it is held or streamed. (Batches read
                 # in file order were summed in another order than on the
-                # array; reordering them after the read cost 5% of a fit.)
+                # array; reordering them after the read cost 3% of a fit.)
                 xb = self.take(order[start:stop])
             yield xb, xb

@@ -198,6 +198,10 @@ def test_new_rows_near_float32s_range_give_no_nan(network):
     scores = ae.score_samples(far)
     assert not np.isnan(scores).any()
     np.testing.assert_allclose(scores, ae.score_samples(far.astype(np.float64)), rtol=1e-5)
+    if not network:  # sparse rows (COO: not row-indexable) take the same path
+        import scipy.sparse as sp
+
+        np.testing.assert_allclose(ae.score_samples(sp.coo_matrix(far)), scores, rtol=1e-5)
     near = np.r_[0:3, 6:9]  # as without the far rows, to float32 rounding
     np.testing.assert_allclose(codes[near], ae.transform(far[near]), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(scores[near], ae.score_samples(far[near]), rtol=1e-5)
