@@ -1246,11 +1246,11 @@ class _BaseAutoencoder(BaseEstimator):
                 outputs.append(fn(module, batch))
             result = torch.cat(outputs)
             if compute_dtype == torch.float32:
-                result = self._redo_in_float64(X, data, fn, module, result)
+                result = self._redo_in_float64(X, fn, module, result)
         out_dtype = dtype if out_dtype is None else out_dtype
         return result.cpu().numpy().astype(out_dtype, copy=False)
 
-    def _redo_in_float64(self, X, data, fn, module, result):
+    def _redo_in_float64(self, X, fn, module, result):
         """Return ``result`` with its non-finite rows computed again in float64.
 
         The inputs are finite (validated), so a non-finite row is one whose

@@ -493,13 +493,8 @@ class TensorData(Dataset):
             offset, factor = self._affine
             if in_place:
                 out = t
-            elif out is not None and (
-                out.shape[1:] == t.shape[1:] and len(out) >= len(t)
-                and out.dtype == t.dtype and out.device == t.device
-            ):
+            elif out is not None:
                 out = out[: len(t)]
-            else:
-                out = None
             return torch.addcmul(offset, t, factor, out=out)
         if self._shift is not None:
             return t.sub_(self._shift) if in_place else t.sub(self._shift)
